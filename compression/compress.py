@@ -1,0 +1,313 @@
+"""The verb: ``compress(model, recipe)`` prunes, then quantizes, a copy of the model.
+
+The input model is never mutated: the result holds a new module whose compressed weights are
+the decoded values of the packed encoding, the packed encoding itself, a report of sizes and
+errors, and the view data (histograms, grids, sparsity maps) for the dashboard.
+
+>>> import torch
+>>> result = compress(torch.nn.Linear(64, 8), {"prune": {"method": "magnitude", "amount": 0.5}})
+>>> result.report.sparsity
+0.5
+"""
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from compression.errors import RecipeError
+from compression.model import DEFAULT_COMPRESSIBLE_TYPES, LoadedModel
+from compression.packing import EncodedTensor, PackedModel, encode_tensor
+from compression.pruning import PruneMask, compute_masks
+from compression.quantization import QuantizedTensor, dequantize_tensor, quantize_tensor
+from compression.recipe import QuantizeSpec, Recipe
+from compression.stats import Histogram, SparsityMap, error_measures, histogram, sparsity_map
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """What happened to one compressible tensor, with its view data."""
+
+    name: str
+    layer_type: str
+    shape: tuple[int, ...]
+    parameters: int
+    zeros: int  # exact zeros in the final tensor
+    threshold: float | None  # the cut θ that pruning used, where it has one
+    scheme: str
+    bits: int
+    encoding: str
+    encoded_bytes: int
+    mse: float
+    sqnr_db: float
+    non_finite: int  # values a low-precision float turned into NaN/inf
+    histogram_before: Histogram = field(repr=False)
+    histogram_after: Histogram = field(repr=False)
+    levels: torch.Tensor | None = field(repr=False)
+    sparsity_map: SparsityMap = field(repr=False)
+
+    @property
+    def sparsity(self) -> float:
+        return self.zeros / self.parameters
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "layer_type": self.layer_type,
+            "shape": list(self.shape),
+            "parameters": self.parameters,
+            "sparsity": self.sparsity,
+            "threshold": _finite_or_none(self.threshold),
+            "scheme": self.scheme,
+            "bits": self.bits,
+            "encoding": self.encoding,
+            "encoded_bytes": self.encoded_bytes,
+            "mse": self.mse,
+            "sqnr_db": _finite_or_none(self.sqnr_db),
+            "non_finite": self.non_finite,
+        }
+
+
+@dataclass(frozen=True)
+class CompressionReport:
+    """Sizes, sparsity and per-layer details of one compression.
+
+    ``dense_fp32_bytes`` is nominal (4 bytes per float of the state dict); ``encoded_bytes``
+    is the payload of the packed file; ``file_bytes`` is the whole packed file, header included.
+    """
+
+    model: str
+    recipe: dict[str, Any]
+    sparsity: float
+    dense_fp32_bytes: int
+    encoded_bytes: int
+    file_bytes: int
+    layers: tuple[LayerReport, ...]
+    histogram_before: Histogram = field(repr=False)
+    histogram_after: Histogram = field(repr=False)
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.dense_fp32_bytes / max(self.file_bytes, 1)
+
+    def layer(self, name: str) -> LayerReport:
+        return next(layer for layer in self.layers if layer.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "recipe": self.recipe,
+            "sparsity": self.sparsity,
+            "dense_fp32_bytes": self.dense_fp32_bytes,
+            "encoded_bytes": self.encoded_bytes,
+            "file_bytes": self.file_bytes,
+            "compression_ratio": self.compression_ratio,
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class CompressionResult:
+    """A compressed copy of the model: ``module`` to run, ``packed`` to save, ``report`` to read."""
+
+    module: nn.Module
+    report: CompressionReport
+    packed: PackedModel
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def as_recipe(recipe: Recipe | Mapping[str, Any] | str | None) -> Recipe:
+    """Accept a Recipe, its dict, or its JSON text."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, str):
+        return Recipe.from_json(recipe)
+    return Recipe.from_dict(recipe)
+
+
+def default_layer_types(module: nn.Module) -> dict[str, str]:
+    """``<layer>.weight`` of every Linear and Conv layer, mapped to the layer's type name."""
+    found = {}
+    for prefix, layer in module.named_modules():
+        kind = type(layer).__name__
+        if kind in DEFAULT_COMPRESSIBLE_TYPES and getattr(layer, "weight", None) is not None:
+            found[f"{prefix}.weight" if prefix else "weight"] = kind
+    return found
+
+
+def _as_loaded(model: LoadedModel | nn.Module) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a LoadedModel or a torch.nn.Module; got {type(model).__name__}.")
+    return LoadedModel(
+        name=type(model).__name__,
+        format="module",
+        module=model,
+        layer_types=default_layer_types(model),
+        example_inputs=(),
+        evaluation=None,
+    )
+
+
+def _nominal_fp32_bytes(state: Mapping[str, torch.Tensor]) -> int:
+    return sum(t.numel() * 4 if t.is_floating_point() else t.numel() * t.element_size() for t in state.values())
+
+
+def _targets(loaded: LoadedModel, state: Mapping[str, torch.Tensor], recipe: Recipe) -> list[str]:
+    names = [
+        name
+        for name, tensor in state.items()
+        if recipe.selects(name, name in loaded.layer_types) and tensor.is_floating_point() and tensor.numel() > 0
+    ]
+    for pattern in recipe.include:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in state):
+            raise RecipeError(f"recipe.include pattern {pattern!r} matches no parameter of {loaded.name}.")
+    return names
+
+
+def _compress_tensor(
+    weight: torch.Tensor, mask: PruneMask | None, spec: QuantizeSpec | None
+) -> tuple[torch.Tensor, QuantizedTensor | None]:
+    """Final float32 values and their codes; values come only from decoding the codes."""
+    pruned = torch.where(mask.keep, weight, torch.zeros((), dtype=weight.dtype)) if mask is not None else weight
+    pruned = pruned.float()
+    if spec is None:
+        return pruned.masked_fill(pruned == 0, 0.0), None
+    quantized = quantize_tensor(pruned, spec)
+    values = dequantize_tensor(quantized.codes, quantized.params, spec, weight.shape)
+    # Pruned weights stay exactly zero, whatever the scheme; one canonical zero (+0.0).
+    return values.masked_fill_((pruned == 0) | (values == 0), 0.0), quantized
+
+
+def _layer_report(
+    name: str,
+    layer_type: str,
+    original: torch.Tensor,
+    values: torch.Tensor,
+    mask: PruneMask | None,
+    quantized: QuantizedTensor | None,
+    encoded: EncodedTensor,
+) -> LayerReport:
+    limit = float(original.abs().max()) if original.numel() else 1.0
+    errors = error_measures(original, values)
+    zeros = int((values == 0).sum())
+    return LayerReport(
+        name=name,
+        layer_type=layer_type,
+        shape=tuple(original.shape),
+        parameters=original.numel(),
+        zeros=zeros,
+        threshold=mask.threshold if mask is not None else None,
+        scheme=encoded.entry["scheme"],
+        bits=encoded.entry["bits"],
+        encoding=encoded.entry["encoding"],
+        encoded_bytes=encoded.encoded_bytes,
+        mse=errors.mse,
+        sqnr_db=errors.sqnr_db,
+        non_finite=int((~torch.isfinite(values)).sum()),
+        histogram_before=histogram(original, limit),
+        histogram_after=histogram(values, limit),
+        levels=quantized.levels if quantized is not None else None,
+        sparsity_map=sparsity_map(values),
+    )
+
+
+def _rebuilt_module(module: nn.Module, replacements: dict[str, torch.Tensor]) -> nn.Module:
+    """A deep copy of ``module`` whose named tensors are ``replacements``.
+
+    The replacements go into deepcopy's memo, so compressed weights are never copied twice.
+    """
+    memo: dict[int, Any] = {}
+    originals = dict(module.named_parameters(remove_duplicate=False))
+    originals.update(dict(module.named_buffers(remove_duplicate=False)))
+    for name, values in replacements.items():
+        original = originals.get(name)
+        if original is None:
+            continue
+        values = values.to(original.dtype)
+        memo[id(original)] = nn.Parameter(values, requires_grad=False) if isinstance(original, nn.Parameter) else values
+    copied = copy.deepcopy(module, memo)
+    missing = {name for name in replacements if name not in originals}
+    if missing:  # tensors that are neither parameters nor buffers (e.g. in TorchScript)
+        with torch.no_grad():
+            state = copied.state_dict()
+            for name in missing:
+                state[name].copy_(replacements[name])
+    return copied.eval()
+
+
+def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] | str | None = None) -> CompressionResult:
+    """Prune, then quantize, a copy of ``model`` as ``recipe`` says; ``model`` is not changed.
+
+    >>> import torch
+    >>> layer = torch.nn.Linear(16, 4)
+    >>> result = compress(layer, {"quantize": {"scheme": "linear", "bits": 2}})
+    >>> len(torch.unique(result.module.weight[0])) <= 3
+    True
+    """
+    recipe = as_recipe(recipe)
+    loaded = _as_loaded(model)
+    state = loaded.module.state_dict()
+    targets = _targets(loaded, state, recipe)
+    prune_specs = {name: spec for name in targets if (spec := recipe.specs_for(name)[0]) is not None}
+    masks = compute_masks({name: state[name] for name in prune_specs}, prune_specs)
+
+    replacements: dict[str, torch.Tensor] = {}
+    encoded: dict[str, EncodedTensor] = {}
+    layers = []
+    for name in targets:
+        original = state[name]
+        quantize_spec = recipe.specs_for(name)[1]
+        values, quantized = _compress_tensor(original, masks.get(name), quantize_spec)
+        encoded[name] = encode_tensor(values, quantized, quantize_spec)
+        replacements[name] = values
+        layer_type = loaded.layer_types.get(name, "included")
+        layers.append(_layer_report(name, layer_type, original, values, masks.get(name), quantized, encoded[name]))
+
+    raw = {name: tensor for name, tensor in state.items() if name not in encoded}
+    packed = PackedModel(encoded=encoded, raw=raw, recipe_json=recipe.to_json(), model_name=loaded.name)
+    report = _report(loaded, recipe, state, layers, packed, replacements)
+    return CompressionResult(module=_rebuilt_module(loaded.module, replacements), report=report, packed=packed)
+
+
+def _report(
+    loaded: LoadedModel,
+    recipe: Recipe,
+    state: Mapping[str, torch.Tensor],
+    layers: list[LayerReport],
+    packed: PackedModel,
+    replacements: Mapping[str, torch.Tensor],
+) -> CompressionReport:
+    parameters = sum(layer.parameters for layer in layers)
+    zeros = sum(layer.zeros for layer in layers)
+    limit = max((float(state[name].abs().max()) for name in replacements), default=1.0)
+    before = _summed_histogram([state[name] for name in replacements], limit)
+    after = _summed_histogram(list(replacements.values()), limit)
+    return CompressionReport(
+        model=loaded.name,
+        recipe=json.loads(recipe.to_json()),
+        sparsity=zeros / parameters if parameters else 0.0,
+        dense_fp32_bytes=_nominal_fp32_bytes(state),
+        encoded_bytes=packed.encoded_bytes,
+        file_bytes=len(packed.to_bytes()),
+        layers=tuple(layers),
+        histogram_before=before,
+        histogram_after=after,
+    )
+
+
+def _summed_histogram(tensors: list[torch.Tensor], limit: float) -> Histogram:
+    parts = [histogram(tensor, limit) for tensor in tensors]
+    if not parts:
+        return histogram(torch.zeros(0), limit)
+    return Histogram(sum(part.counts for part in parts), parts[0].edges)

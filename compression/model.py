@@ -1,0 +1,58 @@
+"""The loaded-model object: what every supported format becomes before the engine sees it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+# Metric names. "accuracy" needs labels; the others compare with the uncompressed model.
+ACCURACY = "accuracy"
+AGREEMENT = "top1_agreement"  # fraction of inputs whose arg-max class is unchanged
+COSINE = "cosine_similarity"  # mean cosine similarity of output vectors (embeddings)
+METRICS = (ACCURACY, AGREEMENT, COSINE)
+
+# Module types whose ``weight`` is compressible by default.
+DEFAULT_COMPRESSIBLE_TYPES = ("Linear", "Conv1d", "Conv2d", "Conv3d")
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """Held-out inputs (positional arguments of ``module``), optional labels, and the metric.
+
+    ``inputs`` is a tuple of tensors sharing their first (batch) dimension; the evaluator
+    slices them into batches. ``labels`` is given exactly when ``metric`` is accuracy.
+    """
+
+    inputs: tuple[torch.Tensor, ...]
+    labels: torch.Tensor | None
+    metric: str
+    description: str
+    batch_size: int = 256  # programs exported with a static batch need exactly their own
+
+    @property
+    def size(self) -> int:
+        return int(self.inputs[0].shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """One model ready to compress: read-only module, its compressible parameters and data.
+
+    ``module`` is in eval mode and shared read-only: the engine never mutates it.
+    ``layer_types`` maps each parameter name of the default compressible set to the type of
+    the layer that owns it ("Linear", "Conv2d", ...).
+    """
+
+    name: str
+    format: str
+    module: nn.Module
+    layer_types: dict[str, str]
+    example_inputs: tuple[torch.Tensor, ...]
+    evaluation: EvaluationData | None  # None where the format carries no input shape
+    description: str = ""
+    cache: dict = field(default_factory=dict, repr=False)  # per-model memo (baseline outputs)
+
+    @property
+    def compressible(self) -> tuple[str, ...]:
+        return tuple(self.layer_types)

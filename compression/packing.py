@@ -1,0 +1,241 @@
+"""The packed file: bit-packed codes, positions of non-zeros, decoding parameters, raw rest.
+
+Container: a safetensors file (no pickle, safe to open from anyone), so any safetensors
+reader can list its parts. For a compressed tensor ``W`` it holds
+
+- ``W::codes``      uint8, the codes ``q - min_code`` bit-packed at ``bits`` bits each;
+- ``W::positions``  uint8, where the non-zeros are (absent when the codes are dense):
+  a bitmap of numel bits, or the gaps between consecutive non-zero flat indices minus one,
+  bit-packed at the width of the largest gap, whichever is smaller;
+- ``W::<param>``    the scheme's decoding parameters (scale, zero_point, exponent_max,
+  codebook) in their own dtypes;
+
+and every other tensor of the state dict raw under its own name. The JSON in the safetensors
+metadata (key ``compression_lab``) records per tensor: shape, quantize section, bits,
+min_code, encoding (dense/bitmap/deltas), non-zero count and gap width.
+
+``encoded_bytes`` is the sum of those tensors' byte lengths; ``file_bytes`` adds the
+safetensors header (the JSON index and the metadata). Loading decodes with the same function
+``compress`` used, so the dense weights come back bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+
+from compression.bitpack import pack_bits, packed_size, unpack_bits
+from compression.errors import PackedFileError
+from compression.quantization import dequantize_tensor
+from compression.quantization.base import QuantizedTensor
+from compression.recipe import QuantizeSpec
+
+FORMAT_NAME = "compression-lab-packed"
+FORMAT_VERSION = 1
+_METADATA_KEY = "compression_lab"
+
+
+@dataclass(frozen=True)
+class EncodedTensor:
+    """One compressed tensor as stored: byte buffers plus the JSON entry that reads them."""
+
+    buffers: dict[str, torch.Tensor]
+    entry: dict[str, Any]
+
+    @property
+    def encoded_bytes(self) -> int:
+        return sum(buffer.numel() * buffer.element_size() for buffer in self.buffers.values())
+
+
+def _raw_codes(values: torch.Tensor) -> QuantizedTensor:
+    """Unquantized float32 values as 32-bit codes (their bit patterns), for pruned-only tensors."""
+    codes = values.float().contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    return QuantizedTensor(codes, {}, 32, 0, True, None, "fp32")
+
+
+def _gap_width(flat_nonzero: np.ndarray) -> int:
+    if flat_nonzero.size == 0:
+        return 0
+    largest_gap = int(np.diff(flat_nonzero, prepend=-1).max()) - 1
+    return max(largest_gap, 0).bit_length()
+
+
+def choose_encoding(numel: int, nonzero: int, bits: int, gap_width: int, represents_zero: bool) -> tuple[str, int]:
+    """The cheapest layout and its payload bytes (codes + positions, parameters excluded)."""
+    options = {
+        "bitmap": packed_size(nonzero, bits) + packed_size(numel, 1),
+        "deltas": packed_size(nonzero, bits) + packed_size(nonzero, gap_width),
+    }
+    if represents_zero or nonzero == numel:
+        options["dense"] = packed_size(numel, bits)
+    encoding = min(options, key=lambda name: (options[name], name != "dense"))
+    return encoding, options[encoding]
+
+
+def encode_tensor(values: torch.Tensor, quantized: QuantizedTensor | None, spec: QuantizeSpec | None) -> EncodedTensor:
+    """Encode the final dense ``values`` of one tensor whose codes are ``quantized``."""
+    quantized = quantized if quantized is not None else _raw_codes(values)
+    flat_values = values.reshape(-1)
+    nonzero_mask = (flat_values != 0).numpy()
+    flat_nonzero = np.flatnonzero(nonzero_mask)
+    gap_width = _gap_width(flat_nonzero)
+    encoding, _ = choose_encoding(
+        values.numel(), flat_nonzero.size, quantized.bits, gap_width, quantized.represents_zero
+    )
+    codes = (quantized.codes.reshape(-1).to(torch.int64) - quantized.min_code).numpy()
+    stored_codes = codes if encoding == "dense" else codes[flat_nonzero]
+    buffers = {"codes": torch.from_numpy(pack_bits(stored_codes, quantized.bits))}
+    if encoding == "bitmap":
+        buffers["positions"] = torch.from_numpy(np.packbits(nonzero_mask, bitorder="little"))
+    elif encoding == "deltas":
+        gaps = np.diff(flat_nonzero, prepend=-1) - 1
+        buffers["positions"] = torch.from_numpy(pack_bits(gaps, gap_width))
+    for name, param in quantized.params.items():
+        buffers[name] = param.contiguous()
+    entry = {
+        "shape": list(values.shape),
+        "quantize": spec.to_dict() if spec is not None else None,
+        "scheme": quantized.label,
+        "bits": quantized.bits,
+        "min_code": quantized.min_code,
+        "encoding": encoding,
+        "nonzero": int(flat_nonzero.size),
+        "gap_width": gap_width,
+        "params": sorted(quantized.params),
+    }
+    return EncodedTensor(buffers, entry)
+
+
+def decode_tensor(buffers: dict[str, torch.Tensor], entry: dict[str, Any]) -> torch.Tensor:
+    """Dense float32 values of one stored tensor (the inverse of :func:`encode_tensor`)."""
+    shape = torch.Size(entry["shape"])
+    numel = shape.numel()
+    bits, nonzero = entry["bits"], entry["nonzero"]
+    encoding = entry["encoding"]
+    stored = unpack_bits(buffers["codes"].numpy(), bits, numel if encoding == "dense" else nonzero)
+    if encoding == "dense":
+        flat_nonzero = None
+        codes = stored
+    else:
+        if encoding == "bitmap":
+            bitmap = np.unpackbits(buffers["positions"].numpy(), bitorder="little")[:numel]
+            flat_nonzero = np.flatnonzero(bitmap)
+        else:
+            gaps = unpack_bits(buffers["positions"].numpy(), entry["gap_width"], nonzero)
+            flat_nonzero = np.cumsum(gaps + 1) - 1
+        if flat_nonzero.size != nonzero or (nonzero and flat_nonzero[-1] >= numel):
+            raise PackedFileError("positions of non-zeros do not match the recorded count.")
+        codes = np.zeros(numel, dtype=np.int64)
+        codes[flat_nonzero] = stored
+    codes_tensor = torch.from_numpy(codes + entry["min_code"]).reshape(shape)
+    if entry["quantize"] is None:
+        values = codes_tensor.to(torch.int64).to(torch.int32).view(torch.float32)
+    else:
+        params = {name: buffers[name] for name in entry["params"]}
+        values = dequantize_tensor(codes_tensor, params, QuantizeSpec(**entry["quantize"]), shape)
+    if flat_nonzero is None:
+        return values.masked_fill(values == 0, 0.0)  # one canonical zero, as compress makes it
+    keep = torch.zeros(numel, dtype=torch.bool)
+    keep[torch.from_numpy(flat_nonzero)] = True
+    return torch.where(keep.reshape(shape), values, torch.zeros((), dtype=values.dtype))
+
+
+@dataclass(frozen=True)
+class PackedModel:
+    """Everything the packed file holds, in memory: encoded tensors, raw tensors, recipe."""
+
+    encoded: dict[str, EncodedTensor]
+    raw: dict[str, torch.Tensor]
+    recipe_json: str
+    model_name: str
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every stored tensor by file key; tied tensors are cloned (safetensors refuses aliases)."""
+        out: dict[str, torch.Tensor] = {}
+        seen: set[int] = set()
+        for name, tensor in self.raw.items():
+            tensor = tensor.detach().contiguous()
+            pointer = tensor.untyped_storage().data_ptr()
+            out[name] = tensor.clone() if pointer in seen and tensor.numel() else tensor
+            seen.add(pointer)
+        for name, encoded in self.encoded.items():
+            for part, buffer in encoded.buffers.items():
+                out[f"{name}::{part}"] = buffer
+        return out
+
+    def metadata(self) -> dict[str, str]:
+        index = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "model": self.model_name,
+            "recipe": json.loads(self.recipe_json),
+            "encoded": {name: encoded.entry for name, encoded in self.encoded.items()},
+            "raw": sorted(self.raw),
+        }
+        return {_METADATA_KEY: json.dumps(index, sort_keys=True)}
+
+    @property
+    def encoded_bytes(self) -> int:
+        raw = sum(t.numel() * t.element_size() for t in self.raw.values())
+        return raw + sum(encoded.encoded_bytes for encoded in self.encoded.values())
+
+    def to_bytes(self) -> bytes:
+        return safetensors.torch.save(self.tensors(), metadata=self.metadata())
+
+
+def save_packed(packed: PackedModel, path: str | os.PathLike) -> int:
+    """Write the packed file atomically (a temp file renamed over) and return its size."""
+    path = Path(path)
+    data = packed.to_bytes()
+    descriptor, temporary = tempfile.mkstemp(prefix=".packing-", dir=path.parent or ".")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return len(data)
+
+
+def _read_index(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except FileNotFoundError:
+        raise PackedFileError(f"{path}: no such file.") from None
+    except Exception as error:  # safetensors raises its own types for every kind of damage
+        raise PackedFileError(f"{path} is not a readable packed file ({error}).") from None
+    if _METADATA_KEY not in metadata:
+        raise PackedFileError(f"{path} is a safetensors file but not a Compression Lab packed file.")
+    try:
+        index = json.loads(metadata[_METADATA_KEY])
+    except json.JSONDecodeError:
+        raise PackedFileError(f"{path}: the packed file's index is not valid JSON.") from None
+    if index.get("format") != FORMAT_NAME or index.get("version") != FORMAT_VERSION:
+        raise PackedFileError(f"{path}: unsupported packed format {index.get('format')!r} v{index.get('version')!r}.")
+    return index, tensors
+
+
+def load_packed(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The dense state dict (original parameter names) and the index stored in a packed file."""
+    path = Path(path)
+    index, tensors = _read_index(path)
+    state: dict[str, torch.Tensor] = {name: tensors[name] for name in index["raw"]}
+    for name, entry in index["encoded"].items():
+        prefix = f"{name}::"
+        buffers = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+        try:
+            state[name] = decode_tensor(buffers, entry)
+        except (KeyError, ValueError, RuntimeError) as error:
+            raise PackedFileError(f"{path}: tensor {name!r} is damaged ({error}).") from None
+    return state, index

@@ -1,0 +1,124 @@
+"""Pruning masks: which weights of each tensor survive (True) and which become zero.
+
+Every method reduces to a score per element (or per output channel) and a cut: scores below
+the cut are pruned. ``threshold`` gives the cut directly; ``amount`` turns into the cut that
+removes that fraction, over one tensor (scope ``layer``) or over all tensors that share the
+same prune section (scope ``global``). The cut actually used is returned so the UI can show θ.
+
+>>> import torch
+>>> masks = compute_masks({"w": torch.tensor([0.1, -0.5, 0.02, 0.3])},
+...                       {"w": PruneSpec(method="magnitude", amount=0.5)})
+>>> masks["w"].keep.tolist()
+[False, True, False, True]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from compression.recipe import PruneSpec
+
+
+@dataclass(frozen=True)
+class PruneMask:
+    """The keep-mask of one tensor and the cut θ that produced it (None for random and n:m)."""
+
+    keep: torch.Tensor
+    threshold: float | None
+
+
+def _as_rows(weight: torch.Tensor) -> torch.Tensor:
+    """Output channels as rows: conv weights become out × (in·k·k); 1-D tensors one row each."""
+    if weight.ndim == 0:
+        return weight.reshape(1, 1)
+    if weight.ndim == 1:
+        return weight.reshape(-1, 1)
+    return weight.reshape(weight.shape[0], -1)
+
+
+def _magnitude_scores(weight: torch.Tensor, spec: PruneSpec) -> torch.Tensor:
+    return weight.abs()
+
+
+def _channel_scores(weight: torch.Tensor, spec: PruneSpec) -> torch.Tensor:
+    """Mean |w| (l1) or RMS (l2) per output channel: normalised so layers compare globally."""
+    rows = _as_rows(weight)
+    if spec.norm == "l1":
+        return rows.abs().mean(dim=1)
+    return rows.square().mean(dim=1).sqrt()
+
+
+def _random_scores(weight: torch.Tensor, spec: PruneSpec, generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(weight.shape, generator=generator, dtype=torch.float32)
+
+
+def _cut_for_amount(scores: list[torch.Tensor], amount: float) -> float:
+    """The smallest cut that prunes round(amount · n) scores (fewer only on exact ties)."""
+    total = sum(s.numel() for s in scores)
+    count = round(amount * total)
+    if count <= 0:
+        return float("-inf")
+    if count >= total:
+        return float("inf")
+    pooled = scores[0].reshape(-1) if len(scores) == 1 else torch.cat([s.reshape(-1) for s in scores])
+    # The (count+1)-th smallest score: everything strictly below it is pruned.
+    return float(torch.kthvalue(pooled.float(), count + 1).values)
+
+
+def _cut_masks(scores: list[torch.Tensor], spec: PruneSpec) -> tuple[list[torch.Tensor], float]:
+    cut = spec.threshold if spec.threshold is not None else _cut_for_amount(scores, spec.amount)
+    return [s >= cut for s in scores], cut
+
+
+def _n_m_keep(weight: torch.Tensor, spec: PruneSpec) -> torch.Tensor:
+    """Keep the n largest |w| of every m consecutive weights along the input dimension."""
+    rows = _as_rows(weight).abs()
+    out_rows, cols = rows.shape
+    pad = (-cols) % spec.m
+    # Padding scores -1 sit below every real |w|, so a short last group keeps its real weights.
+    padded = torch.nn.functional.pad(rows, (0, pad), value=-1.0).reshape(out_rows, -1, spec.m)
+    keep = torch.zeros_like(padded, dtype=torch.bool)
+    if spec.n > 0:
+        keep.scatter_(2, padded.topk(spec.n, dim=2).indices, True)
+    keep &= padded >= 0
+    return keep.reshape(out_rows, -1)[:, :cols].reshape(weight.shape)
+
+
+def _expand_channels(keep_rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    rows = _as_rows(weight)
+    return keep_rows[:, None].expand(rows.shape).reshape(weight.shape)
+
+
+def _group_key(spec: PruneSpec, name: str) -> tuple:
+    """Tensors pooled together: all that share a global spec, or each tensor on its own."""
+    return (spec,) if spec.scope == "global" and spec.method != "n:m" else (spec, name)
+
+
+def compute_masks(weights: dict[str, torch.Tensor], specs: dict[str, PruneSpec]) -> dict[str, PruneMask]:
+    """Keep-masks for every tensor in ``specs``; ``weights`` is only read."""
+    groups: dict[tuple, list[str]] = {}
+    for name, spec in specs.items():
+        groups.setdefault(_group_key(spec, name), []).append(name)
+
+    masks: dict[str, PruneMask] = {}
+    for key, names in groups.items():
+        spec: PruneSpec = key[0]
+        if spec.method == "n:m":
+            for name in names:
+                masks[name] = PruneMask(_n_m_keep(weights[name], spec), None)
+            continue
+        score: Callable[[torch.Tensor, PruneSpec], torch.Tensor]
+        if spec.method == "random":
+            generator = torch.Generator().manual_seed(spec.seed)
+            score = lambda w, s: _random_scores(w, s, generator)  # noqa: E731 - one seeded stream
+        else:
+            score = _channel_scores if spec.method == "structured" else _magnitude_scores
+        scores = [score(weights[name], spec) for name in names]
+        keeps, cut = _cut_masks(scores, spec)
+        for name, keep in zip(names, keeps):
+            if spec.method == "structured":
+                keep = _expand_channels(keep, weights[name])
+            masks[name] = PruneMask(keep, None if spec.method == "random" else cut)
+    return masks

@@ -1,0 +1,334 @@
+"""The recipe: the one plain-data input that the UI, the CLI and the API hand the engine.
+
+A recipe is JSON with up to five keys, all optional (an empty recipe changes nothing)::
+
+    {"prune": {"method": "magnitude", "amount": 0.5, "scope": "global"},
+     "quantize": {"scheme": "linear", "bits": 4, "granularity": "per_channel",
+                  "symmetric": true},
+     "overrides": {"fc1.*": {"quantize": {"bits": 8}}, "conv1.weight": {"prune": null}},
+     "include": ["embeddings.word_embeddings.weight"],
+     "exclude": ["*.bias"]}
+
+Each section is a frozen dataclass validated on construction; messages name the field, the
+value given and the values allowed, in the manner of scikit-learn's parameter validation.
+
+>>> Recipe.from_dict({"prune": {"method": "magnitude", "amount": 0.5}}).prune.amount
+0.5
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from compression.errors import RecipeError
+
+PRUNE_METHODS = ("magnitude", "random", "structured", "n:m")
+PRUNE_SCOPES = ("layer", "global")
+STRUCTURED_NORMS = ("l1", "l2")
+QUANT_SCHEMES = ("linear", "pow2", "kmeans", "float")
+GRANULARITIES = ("per_tensor", "per_channel", "per_group")
+FLOAT_FORMATS = ("fp16", "bf16", "fp8_e4m3", "fp8_e5m2")
+FLOAT_FORMAT_BITS = {"fp16": 16, "bf16": 16, "fp8_e4m3": 8, "fp8_e5m2": 8}
+# Bits each scheme accepts: linear covers binarisation (1 bit) to 16; pow2 needs a sign bit
+# plus at least one exponent code; k-means beyond 256 shared values is no longer sharing.
+SCHEME_BITS = {"linear": (1, 16), "pow2": (2, 8), "kmeans": (1, 8)}
+
+
+def _fail(section: str, name: str, value: Any, allowed: str) -> RecipeError:
+    return RecipeError(f"{section}.{name} must be {allowed}; got {value!r}.")
+
+
+def _check_choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise _fail(section, name, value, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def _check_fraction(section: str, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise _fail(section, name, value, "a number between 0 and 1")
+
+
+def _check_int(section: str, name: str, value: Any, low: int, high: int | None = None) -> None:
+    allowed = f"an integer between {low} and {high}" if high is not None else f"an integer >= {low}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(section, name, value, allowed)
+    if value < low or (high is not None and value > high):
+        raise _fail(section, name, value, allowed)
+
+
+def _check_keys(section: str, given: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    if not isinstance(given, Mapping):
+        raise RecipeError(f"{section} must be a JSON object; got {given!r}.")
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise RecipeError(
+            f"{section} has unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed keys: {', '.join(allowed)}."
+        )
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    """Which weights become zero.
+
+    ``amount`` is the fraction of weights (or output channels, for ``structured``) to remove;
+    ``threshold`` removes every weight with |w| < threshold (for ``structured``: every output
+    channel whose mean |w| (l1) or RMS (l2) is below it). ``n:m`` keeps the ``n`` largest of
+    every ``m`` consecutive weights along the input dimension.
+    """
+
+    method: str = "magnitude"
+    amount: float | None = None
+    threshold: float | None = None
+    scope: str = "layer"
+    norm: str = "l1"
+    n: int = 2
+    m: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        section = "prune"
+        _check_choice(section, "method", self.method, PRUNE_METHODS)
+        _check_choice(section, "scope", self.scope, PRUNE_SCOPES)
+        _check_choice(section, "norm", self.norm, STRUCTURED_NORMS)
+        _check_int(section, "seed", self.seed, 0)
+        if self.method == "n:m":
+            _check_int(section, "m", self.m, 1, 64)
+            _check_int(section, "n", self.n, 0, self.m)
+            if self.amount is not None or self.threshold is not None:
+                raise RecipeError("prune.method 'n:m' takes n and m, not amount or threshold.")
+            return
+        if self.amount is not None and self.threshold is not None:
+            raise RecipeError("prune takes either amount or threshold, not both.")
+        if self.method == "random" and self.amount is None:
+            raise RecipeError("prune.method 'random' needs an amount (a number between 0 and 1).")
+        if self.amount is None and self.threshold is None:
+            raise RecipeError(f"prune.method {self.method!r} needs an amount or a threshold.")
+        if self.amount is not None:
+            _check_fraction(section, "amount", self.amount)
+        if self.threshold is not None and (
+            isinstance(self.threshold, bool)
+            or not isinstance(self.threshold, (int, float))
+            or not math.isfinite(self.threshold)
+            or self.threshold < 0
+        ):
+            raise _fail(section, "threshold", self.threshold, "a finite number >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that matter for this method, so equal behaviour gives equal JSON."""
+        keys = {
+            "magnitude": ("method", "amount", "threshold", "scope"),
+            "random": ("method", "amount", "scope", "seed"),
+            "structured": ("method", "amount", "threshold", "scope", "norm"),
+            "n:m": ("method", "n", "m"),
+        }[self.method]
+        fields = {key: getattr(self, key) for key in keys}
+        return {key: value for key, value in fields.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class QuantizeSpec:
+    """How the surviving weights are rounded to a small set of values.
+
+    ``linear``: q = clamp(round(w / scale) + zero_point); ``pow2``: ±2^k or 0; ``kmeans``:
+    2^bits shared values per tensor; ``float``: a cast to a low-precision float ``format``.
+    """
+
+    scheme: str = "linear"
+    bits: int = 8
+    granularity: str = "per_channel"
+    group_size: int = 64
+    symmetric: bool = True
+    format: str = "fp16"
+
+    def __post_init__(self) -> None:
+        section = "quantize"
+        _check_choice(section, "scheme", self.scheme, QUANT_SCHEMES)
+        if self.scheme == "float":
+            _check_choice(section, "format", self.format, FLOAT_FORMATS)
+            object.__setattr__(self, "bits", FLOAT_FORMAT_BITS[self.format])
+            return
+        low, high = SCHEME_BITS[self.scheme]
+        _check_int(section, "bits", self.bits, low, high)
+        _check_choice(section, "granularity", self.granularity, GRANULARITIES)
+        _check_int(section, "group_size", self.group_size, 1)
+        if not isinstance(self.symmetric, bool):
+            raise _fail(section, "symmetric", self.symmetric, "true or false")
+        if self.scheme == "kmeans" and self.granularity != "per_tensor":
+            # The codebook is shared by the whole tensor: that is what weight sharing means.
+            object.__setattr__(self, "granularity", "per_tensor")
+        if self.scheme == "pow2" and self.granularity == "per_group":
+            raise RecipeError("quantize.granularity for 'pow2' must be 'per_tensor' or 'per_channel'.")
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = {
+            "linear": ("scheme", "bits", "granularity", "symmetric")
+            + (("group_size",) if self.granularity == "per_group" else ()),
+            "pow2": ("scheme", "bits", "granularity"),
+            "kmeans": ("scheme", "bits"),
+            "float": ("scheme", "format"),
+        }[self.scheme]
+        return {key: getattr(self, key) for key in keys}
+
+
+def _build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
+    _check_keys(section, values, tuple(f.name for f in dataclasses.fields(cls)))
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class LayerOverride:
+    """Per-layer changes: a partial section merged over the recipe's own, or None to skip it.
+
+    ``prune_fields`` / ``quantize_fields`` are the partial dicts as given; ``None`` turns the
+    technique off for the matched parameters; a missing key keeps the recipe-wide section.
+    """
+
+    pattern: str
+    prune_fields: Mapping[str, Any] | None = None
+    quantize_fields: Mapping[str, Any] | None = None
+    sets_prune: bool = False
+    sets_quantize: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.sets_prune:
+            out["prune"] = dict(self.prune_fields) if self.prune_fields is not None else None
+        if self.sets_quantize:
+            out["quantize"] = dict(self.quantize_fields) if self.quantize_fields is not None else None
+        return out
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole compression: optional prune and quantize sections, overrides and targets.
+
+    ``include``/``exclude`` are glob patterns on parameter names that add to or remove from the
+    default set of compressible parameters (the weights of Linear and Conv layers).
+    """
+
+    prune: PruneSpec | None = None
+    quantize: QuantizeSpec | None = None
+    overrides: tuple[LayerOverride, ...] = ()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    _resolved: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        for override in self.overrides:  # fail now, not halfway through a compression
+            self._merge(override, "prune")
+            self._merge(override, "quantize")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> Recipe:
+        values = {} if values is None else values
+        _check_keys("recipe", values, ("prune", "quantize", "overrides", "include", "exclude"))
+        prune = values.get("prune")
+        quantize = values.get("quantize")
+        overrides_in = values.get("overrides") or {}
+        if not isinstance(overrides_in, Mapping):
+            raise RecipeError(f"recipe.overrides must map glob patterns to sections; got {overrides_in!r}.")
+        overrides = []
+        for pattern, override in overrides_in.items():
+            _check_keys(f"overrides[{pattern!r}]", override, ("prune", "quantize"))
+            for key in ("prune", "quantize"):
+                if override.get(key) is not None and not isinstance(override[key], Mapping):
+                    raise RecipeError(f"overrides[{pattern!r}].{key} must be an object or null.")
+            overrides.append(
+                LayerOverride(
+                    pattern=str(pattern),
+                    prune_fields=override.get("prune"),
+                    quantize_fields=override.get("quantize"),
+                    sets_prune="prune" in override,
+                    sets_quantize="quantize" in override,
+                )
+            )
+        return cls(
+            prune=None if prune is None else _build(PruneSpec, "prune", prune),
+            quantize=None if quantize is None else _build(QuantizeSpec, "quantize", quantize),
+            overrides=tuple(overrides),
+            include=_patterns("include", values.get("include", ())),
+            exclude=_patterns("exclude", values.get("exclude", ())),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Recipe:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise RecipeError(f"recipe is not valid JSON: {error}.") from None
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.prune is not None:
+            out["prune"] = self.prune.to_dict()
+        if self.quantize is not None:
+            out["quantize"] = self.quantize.to_dict()
+        if self.overrides:
+            out["overrides"] = {o.pattern: o.to_dict() for o in self.overrides}
+        if self.include:
+            out["include"] = list(self.include)
+        if self.exclude:
+            out["exclude"] = list(self.exclude)
+        return out
+
+    def to_json(self, indent: int | None = None) -> str:
+        """Canonical JSON: equal recipes give equal strings (the cache key)."""
+        return json.dumps(self.to_dict(), sort_keys=True, indent=indent)
+
+    def _merge(self, override: LayerOverride, section: str) -> PruneSpec | QuantizeSpec | None:
+        base = self.prune if section == "prune" else self.quantize
+        sets = override.sets_prune if section == "prune" else override.sets_quantize
+        fields = override.prune_fields if section == "prune" else override.quantize_fields
+        if not sets:
+            return base
+        if fields is None:
+            return None
+        cls = PruneSpec if section == "prune" else QuantizeSpec
+        merged = dataclasses.asdict(base) if base is not None else {}
+        if section == "prune" and "amount" in fields:
+            merged.pop("threshold", None)  # an override's amount replaces a recipe-wide threshold
+        if section == "prune" and "threshold" in fields:
+            merged.pop("amount", None)
+        merged.update(fields)
+        return _build(cls, f"overrides[{override.pattern!r}].{section}", merged)
+
+    def specs_for(self, parameter: str) -> tuple[PruneSpec | None, QuantizeSpec | None]:
+        """The prune and quantize sections that apply to one parameter (last override wins)."""
+        if parameter not in self._resolved:
+            prune, quantize = self.prune, self.quantize
+            for override in self.overrides:
+                if fnmatch.fnmatchcase(parameter, override.pattern):
+                    if override.sets_prune:
+                        prune = self._merge(override, "prune")
+                    if override.sets_quantize:
+                        quantize = self._merge(override, "quantize")
+            self._resolved[parameter] = (prune, quantize)
+        return self._resolved[parameter]
+
+    def selects(self, parameter: str, compressible_by_default: bool) -> bool:
+        """Whether a parameter is compressed at all, after include and exclude patterns."""
+        if any(fnmatch.fnmatchcase(parameter, p) for p in self.exclude):
+            return False
+        return compressible_by_default or any(fnmatch.fnmatchcase(parameter, p) for p in self.include)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.prune is None and self.quantize is None and not any(
+            (o.sets_prune and o.prune_fields is not None)
+            or (o.sets_quantize and o.quantize_fields is not None)
+            for o in self.overrides
+        )
+
+
+def _patterns(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise RecipeError(f"recipe.{name} must be a list of glob patterns; got {value!r}.")
+    return tuple(value)
