@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from compression.errors import RecipeError
-from compression.model import DEFAULT_COMPRESSIBLE_TYPES, LoadedModel
+from compression.model import LoadedModel, module_layer_types
 from compression.packing import EncodedTensor, PackedModel, encode_tensor
 from compression.pruning import PruneMask, compute_masks
 from compression.quantization import QuantizedTensor, dequantize_tensor, quantize_tensor
 from compression.recipe import QuantizeSpec, Recipe
-from compression.stats import Histogram, SparsityMap, error_measures, histogram, sparsity_map
+from compression.stats import Histogram, SparsityMap, all_finite, error_measures, histogram, sparsity_map
 
 
 @dataclass(frozen=True)
@@ -134,16 +134,6 @@ def as_recipe(recipe: Recipe | Mapping[str, Any] | str | None) -> Recipe:
     return Recipe.from_dict(recipe)
 
 
-def default_layer_types(module: nn.Module) -> dict[str, str]:
-    """``<layer>.weight`` of every Linear and Conv layer, mapped to the layer's type name."""
-    found = {}
-    for prefix, layer in module.named_modules():
-        kind = type(layer).__name__
-        if kind in DEFAULT_COMPRESSIBLE_TYPES and getattr(layer, "weight", None) is not None:
-            found[f"{prefix}.weight" if prefix else "weight"] = kind
-    return found
-
-
 def _as_loaded(model: LoadedModel | nn.Module) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
@@ -153,7 +143,7 @@ def _as_loaded(model: LoadedModel | nn.Module) -> LoadedModel:
         name=type(model).__name__,
         format="module",
         module=model,
-        layer_types=default_layer_types(model),
+        layer_types=module_layer_types(model),
         example_inputs=(),
         evaluation=None,
     )
@@ -198,9 +188,9 @@ def _layer_report(
     quantized: QuantizedTensor | None,
     encoded: EncodedTensor,
 ) -> LayerReport:
-    limit = float(original.abs().max()) if original.numel() else 1.0
+    limit = _histogram_limit([original, values])
     errors = error_measures(original, values)
-    zeros = int((values == 0).sum())
+    zeros = values.numel() - int(torch.count_nonzero(values))  # no bool temporary
     return LayerReport(
         name=name,
         layer_type=layer_type,
@@ -214,7 +204,7 @@ def _layer_report(
         encoded_bytes=encoded.encoded_bytes,
         mse=errors.mse,
         sqnr_db=errors.sqnr_db,
-        non_finite=int((~torch.isfinite(values)).sum()),
+        non_finite=0 if all_finite(values) else int((~torch.isfinite(values)).sum()),
         histogram_before=histogram(original, limit),
         histogram_after=histogram(values, limit),
         levels=quantized.levels if quantized is not None else None,
@@ -290,7 +280,7 @@ def _report(
 ) -> CompressionReport:
     parameters = sum(layer.parameters for layer in layers)
     zeros = sum(layer.zeros for layer in layers)
-    limit = max((float(state[name].abs().max()) for name in replacements), default=1.0)
+    limit = _histogram_limit([state[name] for name in replacements] + list(replacements.values()))
     before = _summed_histogram([state[name] for name in replacements], limit)
     after = _summed_histogram(list(replacements.values()), limit)
     return CompressionReport(
@@ -299,11 +289,29 @@ def _report(
         sparsity=zeros / parameters if parameters else 0.0,
         dense_fp32_bytes=_nominal_fp32_bytes(state),
         encoded_bytes=packed.encoded_bytes,
-        file_bytes=len(packed.to_bytes()),
+        file_bytes=packed.file_bytes,  # exact, without serialising the file
         layers=tuple(layers),
         histogram_before=before,
         histogram_after=after,
     )
+
+
+def _histogram_limit(tensors: list[torch.Tensor]) -> float:
+    """Largest finite |w| before and after: quantization can round the largest weight up
+    (pow2, fp16, a scale times its top code), and a value outside the range drops out of histc."""
+    limit = 0.0
+    for tensor in tensors:
+        if tensor.numel() == 0:
+            continue
+        low, high = (float(bound.float()) for bound in torch.aminmax(tensor.detach()))
+        if math.isfinite(low) and math.isfinite(high):  # the common case: one pass, no temporaries
+            limit = max(limit, -low, high)
+            continue
+        magnitude = tensor.detach().float().abs()
+        magnitude = magnitude[torch.isfinite(magnitude)]
+        if magnitude.numel():
+            limit = max(limit, float(magnitude.max()))
+    return limit
 
 
 def _summed_histogram(tensors: list[torch.Tensor], limit: float) -> Histogram:

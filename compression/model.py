@@ -14,6 +14,7 @@ METRICS = (ACCURACY, AGREEMENT, COSINE)
 
 # Module types whose ``weight`` is compressible by default.
 DEFAULT_COMPRESSIBLE_TYPES = ("Linear", "Conv1d", "Conv2d", "Conv3d")
+_LAYER_CLASSES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 @dataclass(frozen=True)
@@ -56,3 +57,31 @@ class LoadedModel:
     @property
     def compressible(self) -> tuple[str, ...]:
         return tuple(self.layer_types)
+
+
+def module_layer_types(module: nn.Module) -> dict[str, str]:
+    """``{"<layer>.weight": "Linear" | "Conv2d" | ...}`` for the compressible layers of a module.
+
+    Covers nn.Linear and nn.Conv1d/2d/3d (subclasses included), transformers' Conv1D, and
+    TorchScript submodules by their ``original_name``. Tied weights are listed once.
+    """
+    parameters = dict(module.named_parameters())
+    types = {}
+    for name, layer in module.named_modules():
+        key = f"{name}.weight" if name else "weight"
+        kind = _layer_kind(layer)
+        if kind is not None and key in parameters:
+            types[key] = kind
+    return types
+
+
+def _layer_kind(layer: nn.Module) -> str | None:
+    for cls in _LAYER_CLASSES:
+        if isinstance(layer, cls):
+            return cls.__name__
+    if isinstance(layer, torch.jit.ScriptModule):
+        name = layer.original_name
+        return name if name in DEFAULT_COMPRESSIBLE_TYPES else None
+    if type(layer).__name__ == "Conv1D" and type(layer).__module__.startswith("transformers."):
+        return "Conv1D"  # GPT-2's linear layer, weight stored (in, out)
+    return None
