@@ -190,7 +190,7 @@ def _layer_report(
 ) -> LayerReport:
     limit = _histogram_limit([original, values])
     errors = error_measures(original, values)
-    zeros = values.numel() - int(torch.count_nonzero(values))  # no bool temporary
+    zeros = values.numel() - encoded.entry["nonzero"]  # counted by encode_tensor (values != 0)
     return LayerReport(
         name=name,
         layer_type=layer_type,
@@ -213,26 +213,27 @@ def _layer_report(
 
 
 def _rebuilt_module(module: nn.Module, replacements: dict[str, torch.Tensor]) -> nn.Module:
-    """A deep copy of ``module`` whose named tensors are ``replacements``.
+    """A deep copy of ``module`` whose named tensors hold the ``replacements``' values.
 
-    The replacements go into deepcopy's memo, so compressed weights are never copied twice.
+    The replacements go into deepcopy's memo, so compressed weights are not copied twice.
+    TorchScript modules ignore the memo (their copy is made in C++): their fresh copies are
+    overwritten in place instead.
     """
     memo: dict[int, Any] = {}
     originals = dict(module.named_parameters(remove_duplicate=False))
     originals.update(dict(module.named_buffers(remove_duplicate=False)))
     for name, values in replacements.items():
         original = originals.get(name)
-        if original is None:
-            continue
-        values = values.to(original.dtype)
-        memo[id(original)] = nn.Parameter(values, requires_grad=False) if isinstance(original, nn.Parameter) else values
+        if original is not None:
+            values = values.to(original.dtype)
+            memo[id(original)] = nn.Parameter(values, requires_grad=False) if isinstance(original, nn.Parameter) else values
     copied = copy.deepcopy(module, memo)
-    missing = {name for name in replacements if name not in originals}
-    if missing:  # tensors that are neither parameters nor buffers (e.g. in TorchScript)
-        with torch.no_grad():
-            state = copied.state_dict()
-            for name in missing:
-                state[name].copy_(replacements[name])
+    state = copied.state_dict(keep_vars=True)
+    with torch.no_grad():
+        for name, values in replacements.items():
+            target = state[name]
+            if target.data_ptr() != values.data_ptr():
+                target.copy_(values)
     return copied.eval()
 
 
@@ -258,11 +259,13 @@ def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] 
     for name in targets:
         original = state[name]
         quantize_spec = recipe.specs_for(name)[1]
-        values, quantized = _compress_tensor(original, masks.get(name), quantize_spec)
+        mask = masks.pop(name, None)  # each mask freed once used: a quarter copy less at the peak
+        values, quantized = _compress_tensor(original, mask, quantize_spec)
         encoded[name] = encode_tensor(values, quantized, quantize_spec)
         replacements[name] = values
         layer_type = loaded.layer_types.get(name, "included")
-        layers.append(_layer_report(name, layer_type, original, values, masks.get(name), quantized, encoded[name]))
+        layers.append(_layer_report(name, layer_type, original, values, mask, quantized, encoded[name]))
+        del mask, quantized  # the codes are packed by now: not alive while the next tensor is worked on
 
     raw = {name: tensor for name, tensor in state.items() if name not in encoded}
     packed = PackedModel(encoded=encoded, raw=raw, recipe_json=recipe.to_json(), model_name=loaded.name)

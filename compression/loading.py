@@ -8,8 +8,8 @@ file before anything deserialises it):
 - files that carry their own architecture: torch.export programs (``.pt2``) and TorchScript;
 - a Hugging Face model folder (``config.json`` plus weights), as a sentence embedder.
 
->>> model = load_model("mlp")  # doctest: +SKIP
->>> model.evaluation.metric, model.layer_types["fc1.weight"]  # doctest: +SKIP
+>>> model = load_model("mlp")
+>>> model.evaluation.metric, model.layer_types["fc1.weight"]
 ('accuracy', 'Linear')
 """
 from __future__ import annotations

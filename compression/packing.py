@@ -20,6 +20,7 @@ safetensors header (the JSON index and the metadata). Loading decodes with the s
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -64,7 +65,8 @@ def _raw_codes(values: torch.Tensor) -> QuantizedTensor:
 def _gap_width(flat_nonzero: np.ndarray) -> int:
     if flat_nonzero.size == 0:
         return 0
-    largest_gap = int(np.diff(flat_nonzero, prepend=-1).max()) - 1
+    # The gaps are the first index + 1 and the differences of consecutive indices (one temporary).
+    largest_gap = max(int(flat_nonzero[0]) + 1, int(np.diff(flat_nonzero).max(initial=0))) - 1
     return max(largest_gap, 0).bit_length()
 
 
@@ -90,8 +92,9 @@ def encode_tensor(values: torch.Tensor, quantized: QuantizedTensor | None, spec:
     encoding, _ = choose_encoding(
         values.numel(), flat_nonzero.size, quantized.bits, gap_width, quantized.represents_zero
     )
-    codes = (quantized.codes.reshape(-1).to(torch.int64) - quantized.min_code).numpy()
-    stored_codes = codes if encoding == "dense" else codes[flat_nonzero]
+    codes = quantized.codes.reshape(-1).numpy()  # select first, widen after: half the int64 work at 50% sparsity
+    stored = codes if encoding == "dense" else codes[flat_nonzero]
+    stored_codes = np.subtract(stored, quantized.min_code, dtype=np.int64)
     buffers = {"codes": torch.from_numpy(pack_bits(stored_codes, quantized.bits))}
     if encoding == "bitmap":
         buffers["positions"] = torch.from_numpy(np.packbits(nonzero_mask, bitorder="little"))
@@ -190,6 +193,52 @@ class PackedModel:
     def to_bytes(self) -> bytes:
         return safetensors.torch.save(self.tensors(), metadata=self.metadata())
 
+    @property
+    def file_bytes(self) -> int:
+        """``len(self.to_bytes())``, from the header alone: nothing is serialised or copied.
+
+        A safetensors file is an 8-byte length, the JSON header padded with spaces to a multiple
+        of 8, then the tensors' bytes back to back, ordered by dtype, then by name; the header
+        gives each tensor's dtype, shape and byte offsets, so its length is known in advance.
+
+        >>> packed = PackedModel({"w": encode_tensor(torch.tensor([[0.5, 0.0], [0.25, -1.0]]), None, None)},
+        ...                      {"b": torch.zeros(3), "steps": torch.tensor(7)}, "{}", "demo")
+        >>> packed.file_bytes == len(packed.to_bytes())
+        True
+        """
+        layout = {name: (tensor.dtype, list(tensor.shape), tensor.numel() * tensor.element_size())
+                  for name, tensor in self.raw.items()}
+        for name, encoded in self.encoded.items():
+            for part, buffer in encoded.buffers.items():
+                layout[f"{name}::{part}"] = (buffer.dtype, list(buffer.shape), buffer.numel() * buffer.element_size())
+        spelling = _safetensors_dtypes(tuple(sorted({dtype for dtype, _, _ in layout.values()}, key=str)))
+        header: dict[str, Any] = {"__metadata__": self.metadata()}
+        offset = 0
+        for name in sorted(layout, key=lambda name: (spelling[layout[name][0]][0], name)):
+            dtype, shape, size = layout[name]
+            header[name] = {"dtype": spelling[dtype][1], "shape": shape, "data_offsets": [offset, offset + size]}
+            offset += size
+        # serde_json's compact output, which Python's json matches byte for byte with these options.
+        header_length = len(json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        return 8 + -(-header_length // 8) * 8 + offset
+
+
+@functools.lru_cache(maxsize=None)
+def _safetensors_dtypes(dtypes: tuple[torch.dtype, ...]) -> dict[torch.dtype, tuple[int, str]]:
+    """Per dtype, its place in safetensors' layout order and its name there (e.g. "F32").
+
+    Learnt from safetensors itself, by saving one element of each dtype: its data comes in
+    layout order (descending dtype, then name), so the offsets rank the dtypes.
+    """
+    probe = {str(index): torch.zeros(1, dtype=dtype) for index, dtype in enumerate(dtypes)}
+    data = safetensors.torch.save(probe)
+    header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+    names = {dtype: header[str(index)]["dtype"] for index, dtype in enumerate(dtypes)}
+    first = {}
+    for index, dtype in enumerate(dtypes):
+        first[names[dtype]] = min(first.get(names[dtype], 1 << 62), header[str(index)]["data_offsets"][0])
+    return {dtype: (first[names[dtype]], names[dtype]) for dtype in dtypes}
+
 
 def save_packed(packed: PackedModel, path: str | os.PathLike) -> int:
     """Write the packed file atomically (a temp file renamed over) and return its size."""
@@ -230,8 +279,12 @@ def load_packed(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[
     """The dense state dict (original parameter names) and the index stored in a packed file."""
     path = Path(path)
     index, tensors = _read_index(path)
-    state: dict[str, torch.Tensor] = {name: tensors[name] for name in index["raw"]}
-    for name, entry in index["encoded"].items():
+    try:
+        state: dict[str, torch.Tensor] = {name: tensors[name] for name in index["raw"]}
+        entries = dict(index["encoded"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise PackedFileError(f"{path}: the packed file's index names a part it does not hold ({error}).") from None
+    for name, entry in entries.items():
         prefix = f"{name}::"
         buffers = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
         try:

@@ -13,6 +13,7 @@ same prune section (scope ``global``). The cut actually used is returned so the 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -62,9 +63,52 @@ def _cut_for_amount(scores: list[torch.Tensor], amount: float) -> float:
         return float("-inf")
     if count >= total:
         return float("inf")
-    pooled = scores[0].reshape(-1) if len(scores) == 1 else torch.cat([s.reshape(-1) for s in scores])
     # The (count+1)-th smallest score: everything strictly below it is pruned.
-    return float(torch.kthvalue(pooled.float(), count + 1).values)
+    return _kth_smallest([s.reshape(-1).float() for s in scores], count + 1)
+
+
+_DIRECT_SELECTION = 1 << 20  # pools up to this many scores go straight to kthvalue
+_SAMPLE_SIZE = 1 << 16
+
+
+def _kth_smallest(flats: list[torch.Tensor], k: int) -> float:
+    """The k-th smallest (1-based) of ``flats`` pooled, exactly ``torch.kthvalue`` of their concatenation.
+
+    A large pool is not concatenated (kthvalue would copy it twice more, with int64 indices, and
+    select on one thread): a random sample brackets the answer, one counting pass per tensor
+    keeps the few scores inside the bracket, and kthvalue runs on those. Should the bracket miss
+    (improbable; NaN scores), the plain concatenation decides.
+    """
+    total = sum(f.numel() for f in flats)
+    if total > _DIRECT_SELECTION:
+        low, high = _sample_bracket(flats, total, k)
+        below, inside = 0, []
+        for flat in flats:
+            under = flat < low
+            below += int(torch.count_nonzero(under))
+            inside.append(flat[(flat <= high) ^ under])  # low <= flat <= high; NaN in neither
+        pool = torch.cat(inside)
+        # Sorted, the pool is [< low] [low..high] [> high] [NaN]: the answer is in the middle part.
+        if below < k <= below + pool.numel():
+            return float(torch.kthvalue(pool, k - below).values)
+    pooled = flats[0] if len(flats) == 1 else torch.cat(flats)
+    return float(torch.kthvalue(pooled, k).values)
+
+
+def _sample_bracket(flats: list[torch.Tensor], total: int, k: int) -> tuple[float, float]:
+    """Bounds that hold the k-th smallest of the pool but for odds of about 1e-9 (seeded sample)."""
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.cat([
+        flat[torch.randint(flat.numel(), (max(1, _SAMPLE_SIZE * flat.numel() // total),), generator=generator)]
+        for flat in flats
+        if flat.numel()
+    ]).sort().values
+    size, fraction = sample.numel(), k / total
+    spread = 6.0 * math.sqrt(size * fraction * (1.0 - fraction)) + 2.0  # ranks: 6 sigma of a binomial
+    low_rank, high_rank = math.floor(fraction * size - spread), math.ceil(fraction * size + spread)
+    low = float(sample[low_rank]) if low_rank >= 0 else -math.inf
+    high = float(sample[high_rank]) if high_rank < size else math.inf
+    return (low, high) if not (math.isnan(low) or math.isnan(high)) else (-math.inf, math.inf)
 
 
 def _cut_masks(scores: list[torch.Tensor], spec: PruneSpec) -> tuple[list[torch.Tensor], float]:

@@ -110,6 +110,7 @@ class PruneSpec:
             raise RecipeError(f"prune.method {self.method!r} needs an amount or a threshold.")
         if self.amount is not None:
             _check_fraction(section, "amount", self.amount)
+            object.__setattr__(self, "amount", float(self.amount))  # 1 and 1.0: one JSON spelling
         if self.threshold is not None and (
             isinstance(self.threshold, bool)
             or not isinstance(self.threshold, (int, float))
@@ -117,6 +118,8 @@ class PruneSpec:
             or self.threshold < 0
         ):
             raise _fail(section, "threshold", self.threshold, "a finite number >= 0")
+        if self.threshold is not None:
+            object.__setattr__(self, "threshold", float(self.threshold))
 
     def to_dict(self) -> dict[str, Any]:
         """The fields that matter for this method, so equal behaviour gives equal JSON."""
@@ -180,6 +183,14 @@ def _build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
     return cls(**values)
 
 
+def _canonical_prune_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The partial prune section with integer amounts and thresholds spelled as floats."""
+    return {
+        key: float(value) if key in ("amount", "threshold") and type(value) is int else value
+        for key, value in fields.items()
+    }
+
+
 @dataclass(frozen=True)
 class LayerOverride:
     """Per-layer changes: a partial section merged over the recipe's own, or None to skip it.
@@ -197,7 +208,7 @@ class LayerOverride:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.sets_prune:
-            out["prune"] = dict(self.prune_fields) if self.prune_fields is not None else None
+            out["prune"] = _canonical_prune_fields(self.prune_fields) if self.prune_fields is not None else None
         if self.sets_quantize:
             out["quantize"] = dict(self.quantize_fields) if self.quantize_fields is not None else None
         return out
@@ -295,6 +306,9 @@ class Recipe:
             merged.pop("threshold", None)  # an override's amount replaces a recipe-wide threshold
         if section == "prune" and "threshold" in fields:
             merged.pop("amount", None)
+        if section == "prune" and fields.get("method") == "n:m":
+            merged.pop("amount", None)  # n:m takes neither: switching to it drops the recipe's cut
+            merged.pop("threshold", None)
         merged.update(fields)
         return _build(cls, f"overrides[{override.pattern!r}].{section}", merged)
 

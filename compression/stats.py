@@ -38,13 +38,47 @@ class SparsityMap:
     matrix_shape: tuple[int, int]
 
 
+def all_finite(values: torch.Tensor) -> bool:
+    """Whether no value is NaN or ±inf: one min/max pass, as NaN and inf show in the extremes.
+
+    (``torch.isfinite(values).all()`` computes the same but allocates two temporaries the size
+    of ``values``: about 20 times slower on a large weight.)
+    """
+    if values.numel() == 0 or not values.is_floating_point():
+        return True
+    low, high = torch.aminmax(values.detach())
+    return math.isfinite(float(low)) and math.isfinite(float(high))
+
+
 def histogram(values: torch.Tensor, limit: float, bins: int = HISTOGRAM_BINS) -> Histogram:
     """Counts of ``values`` in ``bins`` equal bins over [-limit, limit]."""
     limit = limit if limit > 0 and math.isfinite(limit) else 1.0
-    finite = values if bool(torch.isfinite(values).all()) else values[torch.isfinite(values)]
-    counts = torch.histc(finite.float(), bins=bins, min=-limit, max=limit)
+    counts = _histc_counts_in_range(values, limit, bins)
+    if counts is None:
+        finite = values if all_finite(values) else values[torch.isfinite(values)]
+        counts = torch.histc(finite.float(), bins=bins, min=-limit, max=limit).to(torch.int64)
     edges = np.linspace(-limit, limit, bins + 1)
-    return Histogram(counts.to(torch.int64).numpy(), edges)
+    return Histogram(counts.numpy(), edges)
+
+
+def _histc_counts_in_range(values: torch.Tensor, limit: float, bins: int) -> torch.Tensor | None:
+    """``torch.histc`` counts, bit for bit, where every value lies in [-limit, limit]; else None.
+
+    histc puts x in bin trunc((x - lo) · bins / (hi - lo)), computed in float32 (hi - lo too),
+    the top edge closed. The same float32 operations as whole-tensor ops, then a bincount, give
+    the same bins about 3 times faster than histc's per-element loop. NaN, ±inf or a value
+    outside the range (which histc drops) leave it to histc.
+    """
+    if values.numel() == 0 or bins > 256:
+        return None
+    flat = values.detach().reshape(-1).float()
+    low, high = np.float32(-limit), np.float32(limit)
+    least, most = (float(bound) for bound in torch.aminmax(flat))
+    if not (low < high and low <= least and most <= high):  # False for NaN too
+        return None
+    scaled = torch.sub(flat, float(low))
+    scaled.mul_(bins).div_(float(high - low)).clamp_(max=bins - 1)  # a top-edge value: last bin
+    return torch.bincount(scaled.to(torch.uint8), minlength=bins)
 
 
 def as_matrix(values: torch.Tensor) -> torch.Tensor:
@@ -60,9 +94,16 @@ def sparsity_map(values: torch.Tensor, max_tiles: int = MAX_TILES) -> SparsityMa
     rows, columns = matrix.shape
     tile_rows, tile_columns = max(1, -(-rows // max_tiles)), max(1, -(-columns // max_tiles))
     pad_rows, pad_columns = (-rows) % tile_rows, (-columns) % tile_columns
-    zeros = torch.nn.functional.pad((matrix == 0).to(torch.float32), (0, pad_columns, 0, pad_rows))
-    grid_rows, grid_columns = zeros.shape[0] // tile_rows, zeros.shape[1] // tile_columns
-    zero_counts = zeros.reshape(grid_rows, tile_rows, grid_columns, tile_columns).sum(dim=(1, 3))
+    grid_rows, grid_columns = (rows + pad_rows) // tile_rows, (columns + pad_columns) // tile_columns
+    zeros = (matrix == 0).view(torch.uint8)
+    if pad_columns:
+        zeros = torch.nn.functional.pad(zeros, (0, pad_columns))
+    # Along each row's contiguous runs first, then down the rows: 2-4 times faster than one
+    # float sum over dims (1, 3) of a padded float copy, and exact (int32 counts).
+    per_row = zeros.reshape(rows, grid_columns, tile_columns).sum(dim=2, dtype=torch.int32)
+    if pad_rows:
+        per_row = torch.nn.functional.pad(per_row, (0, 0, 0, pad_rows))
+    zero_counts = per_row.reshape(grid_rows, tile_rows, grid_columns).sum(dim=1).to(torch.float32)
     # Tiles on the bottom and right edges hold fewer real weights than a full tile.
     rows_in_tile = torch.full((grid_rows,), float(tile_rows))
     rows_in_tile[-1] = rows - tile_rows * (grid_rows - 1)
@@ -88,6 +129,7 @@ def error_measures(reference: torch.Tensor, approximation: torch.Tensor) -> Erro
     mse = noise / max(reference.numel(), 1)
     if noise == 0:
         return ErrorMeasures(mse, math.inf)
-    if signal == 0:
+    ratio = signal / noise
+    if ratio == 0:  # no signal, or infinite noise (a float cast that overflowed to ±inf)
         return ErrorMeasures(mse, -math.inf)
-    return ErrorMeasures(mse, 10.0 * math.log10(signal / noise))
+    return ErrorMeasures(mse, 10.0 * math.log10(ratio))

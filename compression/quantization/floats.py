@@ -1,7 +1,8 @@
 """Low-precision floats: a cast to fp16, bf16, fp8 e4m3 or fp8 e5m2 and back, as torch does it.
 
-The codes are the raw bit patterns of the cast values. fp8 e4m3 has no infinity: torch turns
-values beyond ±448 into NaN, and so do we (the report counts them).
+The codes are the raw bit patterns of the cast values. fp8 e4m3 has no infinity: torch
+saturates values beyond ±448 to ±448, and so do we, the cast being torch's own. fp16 and
+fp8 e5m2 overflow to ±inf, and the report counts those values.
 """
 from __future__ import annotations
 
