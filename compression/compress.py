@@ -27,7 +27,15 @@ from compression.packing import EncodedTensor, PackedModel, encode_tensor
 from compression.pruning import PruneMask, compute_masks
 from compression.quantization import QuantizedTensor, dequantize_tensor, quantize_tensor
 from compression.recipe import QuantizeSpec, Recipe
-from compression.stats import Histogram, SparsityMap, all_finite, error_measures, histogram, sparsity_map
+from compression.stats import (
+    Histogram,
+    SparsityMap,
+    ValueRange,
+    error_measures,
+    histogram,
+    sparsity_map,
+    value_range,
+)
 
 
 @dataclass(frozen=True)
@@ -175,8 +183,13 @@ def _compress_tensor(
         return pruned.masked_fill(pruned == 0, 0.0), None
     quantized = quantize_tensor(pruned, spec)
     values = dequantize_tensor(quantized.codes, quantized.params, spec, weight.shape)
-    # Pruned weights stay exactly zero, whatever the scheme; one canonical zero (+0.0).
-    return values.masked_fill_((pruned == 0) | (values == 0), 0.0), quantized
+    if not quantized.represents_zero:  # binary, k-means: zero comes from the positions
+        values.masked_fill_(pruned == 0, 0.0)
+    if spec.scheme == "float" or not quantized.represents_zero:
+        # One canonical zero (+0.0): a float cast keeps -0.0 and underflows to it. Integer
+        # codes decode zero to +0.0 already, and a pruned weight's code is the zero code.
+        values.masked_fill_(values == 0, 0.0)
+    return values, quantized
 
 
 def _layer_report(
@@ -187,8 +200,10 @@ def _layer_report(
     mask: PruneMask | None,
     quantized: QuantizedTensor | None,
     encoded: EncodedTensor,
+    before: ValueRange,
+    after: ValueRange,
 ) -> LayerReport:
-    limit = _histogram_limit([original, values])
+    limit = max(before.magnitude, after.magnitude)  # quantization may round the largest |w| up
     errors = error_measures(original, values)
     zeros = values.numel() - encoded.entry["nonzero"]  # counted by encode_tensor (values != 0)
     return LayerReport(
@@ -204,9 +219,9 @@ def _layer_report(
         encoded_bytes=encoded.encoded_bytes,
         mse=errors.mse,
         sqnr_db=errors.sqnr_db,
-        non_finite=0 if all_finite(values) else int((~torch.isfinite(values)).sum()),
-        histogram_before=histogram(original, limit),
-        histogram_after=histogram(values, limit),
+        non_finite=0 if after.all_finite else int((~torch.isfinite(values)).sum()),
+        histogram_before=histogram(original, limit, extremes=before),
+        histogram_after=histogram(values, limit, extremes=after),
         levels=quantized.levels if quantized is not None else None,
         sparsity_map=sparsity_map(values),
     )
@@ -256,6 +271,7 @@ def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] 
     replacements: dict[str, torch.Tensor] = {}
     encoded: dict[str, EncodedTensor] = {}
     layers = []
+    ranges: dict[str, tuple[ValueRange, ValueRange]] = {}
     for name in targets:
         original = state[name]
         quantize_spec = recipe.specs_for(name)[1]
@@ -264,12 +280,13 @@ def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] 
         encoded[name] = encode_tensor(values, quantized, quantize_spec)
         replacements[name] = values
         layer_type = loaded.layer_types.get(name, "included")
-        layers.append(_layer_report(name, layer_type, original, values, mask, quantized, encoded[name]))
+        ranges[name] = (value_range(original), value_range(values))
+        layers.append(_layer_report(name, layer_type, original, values, mask, quantized, encoded[name], *ranges[name]))
         del mask, quantized  # the codes are packed by now: not alive while the next tensor is worked on
 
     raw = {name: tensor for name, tensor in state.items() if name not in encoded}
     packed = PackedModel(encoded=encoded, raw=raw, recipe_json=recipe.to_json(), model_name=loaded.name)
-    report = _report(loaded, recipe, state, layers, packed, replacements)
+    report = _report(loaded, recipe, state, layers, packed, replacements, ranges)
     return CompressionResult(module=_rebuilt_module(loaded.module, replacements), report=report, packed=packed)
 
 
@@ -280,12 +297,13 @@ def _report(
     layers: list[LayerReport],
     packed: PackedModel,
     replacements: Mapping[str, torch.Tensor],
+    ranges: Mapping[str, tuple[ValueRange, ValueRange]],
 ) -> CompressionReport:
     parameters = sum(layer.parameters for layer in layers)
     zeros = sum(layer.zeros for layer in layers)
-    limit = _histogram_limit([state[name] for name in replacements] + list(replacements.values()))
-    before = _summed_histogram([state[name] for name in replacements], limit)
-    after = _summed_histogram(list(replacements.values()), limit)
+    limit = max((max(before.magnitude, after.magnitude) for before, after in ranges.values()), default=0.0)
+    before = _summed_histogram([(state[name], ranges[name][0]) for name in replacements], limit)
+    after = _summed_histogram([(values, ranges[name][1]) for name, values in replacements.items()], limit)
     return CompressionReport(
         model=loaded.name,
         recipe=json.loads(recipe.to_json()),
@@ -299,26 +317,8 @@ def _report(
     )
 
 
-def _histogram_limit(tensors: list[torch.Tensor]) -> float:
-    """Largest finite |w| before and after: quantization can round the largest weight up
-    (pow2, fp16, a scale times its top code), and a value outside the range drops out of histc."""
-    limit = 0.0
-    for tensor in tensors:
-        if tensor.numel() == 0:
-            continue
-        low, high = (float(bound.float()) for bound in torch.aminmax(tensor.detach()))
-        if math.isfinite(low) and math.isfinite(high):  # the common case: one pass, no temporaries
-            limit = max(limit, -low, high)
-            continue
-        magnitude = tensor.detach().float().abs()
-        magnitude = magnitude[torch.isfinite(magnitude)]
-        if magnitude.numel():
-            limit = max(limit, float(magnitude.max()))
-    return limit
-
-
-def _summed_histogram(tensors: list[torch.Tensor], limit: float) -> Histogram:
-    parts = [histogram(tensor, limit) for tensor in tensors]
+def _summed_histogram(tensors: list[tuple[torch.Tensor, ValueRange]], limit: float) -> Histogram:
+    parts = [histogram(tensor, limit, extremes=extremes) for tensor, extremes in tensors]
     if not parts:
         return histogram(torch.zeros(0), limit)
     return Histogram(sum(part.counts for part in parts), parts[0].edges)

@@ -38,46 +38,63 @@ class SparsityMap:
     matrix_shape: tuple[int, int]
 
 
-def all_finite(values: torch.Tensor) -> bool:
-    """Whether no value is NaN or ±inf: one min/max pass, as NaN and inf show in the extremes.
+@dataclass(frozen=True)
+class ValueRange:
+    """Smallest and largest finite value of a tensor, and whether every value is finite.
 
-    (``torch.isfinite(values).all()`` computes the same but allocates two temporaries the size
-    of ``values``: about 20 times slower on a large weight.)
+    Computed once per tensor (one ``aminmax`` pass when all is finite) and handed to every
+    histogram of it, so no histogram scans its input again to learn its range.
     """
-    if values.numel() == 0 or not values.is_floating_point():
-        return True
-    low, high = torch.aminmax(values.detach())
-    return math.isfinite(float(low)) and math.isfinite(float(high))
+
+    low: float
+    high: float
+    all_finite: bool
+
+    @property
+    def magnitude(self) -> float:
+        return max(-self.low, self.high, 0.0)
 
 
-def histogram(values: torch.Tensor, limit: float, bins: int = HISTOGRAM_BINS) -> Histogram:
-    """Counts of ``values`` in ``bins`` equal bins over [-limit, limit]."""
+def value_range(values: torch.Tensor) -> ValueRange:
+    if values.numel() == 0:
+        return ValueRange(0.0, 0.0, True)
+    low, high = (float(bound) for bound in torch.aminmax(values.detach()))
+    if math.isfinite(low) and math.isfinite(high):  # NaN and ±inf show in the extremes
+        return ValueRange(low, high, True)
+    finite = values.detach()[torch.isfinite(values)]
+    if finite.numel() == 0:
+        return ValueRange(0.0, 0.0, False)
+    low, high = (float(bound) for bound in torch.aminmax(finite))
+    return ValueRange(low, high, False)
+
+
+def histogram(
+    values: torch.Tensor, limit: float, bins: int = HISTOGRAM_BINS, extremes: ValueRange | None = None
+) -> Histogram:
+    """Counts of ``values`` in ``bins`` equal bins over [-limit, limit] (finite values only).
+
+    ``extremes`` is ``value_range(values)`` where the caller has it already.
+    """
     limit = limit if limit > 0 and math.isfinite(limit) else 1.0
-    counts = _histc_counts_in_range(values, limit, bins)
-    if counts is None:
-        finite = values if all_finite(values) else values[torch.isfinite(values)]
-        counts = torch.histc(finite.float(), bins=bins, min=-limit, max=limit).to(torch.int64)
-    edges = np.linspace(-limit, limit, bins + 1)
-    return Histogram(counts.numpy(), edges)
-
-
-def _histc_counts_in_range(values: torch.Tensor, limit: float, bins: int) -> torch.Tensor | None:
-    """``torch.histc`` counts, bit for bit, where every value lies in [-limit, limit]; else None.
-
-    histc puts x in bin trunc((x - lo) · bins / (hi - lo)), computed in float32 (hi - lo too),
-    the top edge closed. The same float32 operations as whole-tensor ops, then a bincount, give
-    the same bins about 3 times faster than histc's per-element loop. NaN, ±inf or a value
-    outside the range (which histc drops) leave it to histc.
-    """
-    if values.numel() == 0 or bins > 256:
-        return None
-    flat = values.detach().reshape(-1).float()
+    extremes = extremes if extremes is not None else value_range(values)
     low, high = np.float32(-limit), np.float32(limit)
-    least, most = (float(bound) for bound in torch.aminmax(flat))
-    if not (low < high and low <= least and most <= high):  # False for NaN too
-        return None
-    scaled = torch.sub(flat, float(low))
-    scaled.mul_(bins).div_(float(high - low)).clamp_(max=bins - 1)  # a top-edge value: last bin
+    if extremes.all_finite and values.numel() and bins <= 256 and low <= extremes.low and extremes.high <= high:
+        counts = _bincount_histogram(values, float(low), float(high), bins)
+    else:
+        finite = values if extremes.all_finite else values[torch.isfinite(values)]
+        counts = torch.histc(finite.float(), bins=bins, min=-limit, max=limit).to(torch.int64)
+    return Histogram(counts.numpy(), np.linspace(-limit, limit, bins + 1))
+
+
+def _bincount_histogram(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
+    """``torch.histc`` counts, bit for bit, for values known to lie in [low, high].
+
+    histc puts x in bin trunc((x - lo) · bins / (hi - lo)), computed in float32, the top edge
+    closed. The same float32 operations as whole-tensor ops, then a bincount, give the same
+    bins about 3 times faster than histc's per-element loop.
+    """
+    scaled = torch.sub(values.detach().reshape(-1).float(), low)
+    scaled.mul_(bins).div_(float(np.float32(high) - np.float32(low))).clamp_(max=bins - 1)
     return torch.bincount(scaled.to(torch.uint8), minlength=bins)
 
 

@@ -313,3 +313,18 @@ def test_positions_that_disagree_with_the_recorded_count_are_a_packed_file_error
 def test_a_missing_file_is_a_packed_file_error(tmp_path: Path) -> None:
     with pytest.raises(PackedFileError, match="no such file"):
         load_packed(tmp_path / "absent.clp")
+
+
+@pytest.mark.parametrize(
+    "quantize",
+    [{"scheme": "pow2", "bits": 2}, {"scheme": "float", "format": "fp8_e4m3"}, {"scheme": "linear", "bits": 2}],
+)
+def test_weights_rounded_to_zero_come_back_as_the_same_positive_zero(quantize: dict, tmp_path: Path) -> None:
+    layer = nn.Linear(4, 2, bias=False)
+    with torch.no_grad():  # tiny negative weights: flushed to zero, never to -0.0
+        layer.weight.copy_(torch.tensor([[1.0, -1e-30, -1e-3, 0.5], [-1.0, -1e-20, 0.25, -2e-3]]))
+    result = compress(layer, {"quantize": quantize})
+    save_packed(result.packed, tmp_path / "tiny.packed")
+    state, _ = load_packed(tmp_path / "tiny.packed")
+    assert torch.equal(state["weight"].view(torch.int32), result.module.weight.detach().view(torch.int32))
+    assert not torch.signbit(result.module.weight[result.module.weight == 0]).any()

@@ -33,7 +33,8 @@ def encode(weight: torch.Tensor, spec: QuantizeSpec) -> QuantizedTensor:
     k_max = k_max.clamp_(*_EXPONENT_RANGE)
     # log2(0) = -inf rounds to -inf and so falls below every level: zero stays zero.
     index = (torch.round(torch.log2(magnitude)).clamp_(max=k_max) - (k_max - exponents)).clamp_(min=0)
-    sign = (w3 < 0).to(torch.float32)
+    # Only non-zero levels carry a sign: a weight flushed to zero gets code 0, never "-0".
+    sign = ((w3 < 0) & (index > 0)).to(torch.float32)
     codes3 = sign * 2 ** (spec.bits - 1) + index
     codes = ungrouped(codes3, weight.shape).to(torch.int16)
     params = {"exponent_max": k_max.squeeze(2).to(torch.int16).contiguous()}
