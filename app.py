@@ -1,25 +1,43 @@
-"""Compression Lab's dashboard entry point: ``streamlit run app.py``.
+"""Compression Lab's dashboard: ``streamlit run app.py``.
 
-The interactive pages (model, pruning, quantization, trade-offs, export) are the next
-milestone; until they land this page says so and shows what the engine already offers.
+Sets up the pages (stable URL paths), the shared sidebar (model choice, current recipe) and
+the session's state; each page in ``pages/`` draws one view over the engine.
 """
 import streamlit as st
 
-import sample_models
+from ui import state
 
-st.set_page_config(page_title="Compression Lab", layout="wide")
-st.title("Compression Lab")
-st.info(
-    "The interactive pages (sliders, live histograms, sparsity maps, trade-off curves) are "
-    "being built. The compression engine is ready: use it from Python or the command line."
-)
-st.subheader("Sample models")
-st.table({"model": list(sample_models.ZOO_NAMES), "description": [sample_models.describe(n) for n in sample_models.ZOO_NAMES]})
-st.subheader("Try the engine")
-st.code(
-    "python -m compression info mlp\n"
-    "python -m compression apply mlp --recipe '{\"prune\": {\"method\": \"magnitude\", \"amount\": 0.5, "
-    "\"scope\": \"global\"}, \"quantize\": {\"scheme\": \"linear\", \"bits\": 4}}' --out mlp.packed\n"
-    "python -m compression sweep mlp --amounts 0,0.5,0.9 --bits 8,4",
-    language="bash",
-)
+st.set_page_config(page_title="Compression Lab", page_icon="🗜️", layout="wide")
+
+PAGES = [
+    st.Page("pages/model.py", title="Model", icon="📦", url_path="model", default=True),
+    st.Page("pages/pruning.py", title="Pruning", icon="✂️", url_path="pruning"),
+    st.Page("pages/quantization.py", title="Quantization", icon="🎚️", url_path="quantization"),
+    st.Page("pages/tradeoffs.py", title="Trade-offs", icon="📈", url_path="tradeoffs"),
+    st.Page("pages/export.py", title="Export", icon="💾", url_path="export"),
+]
+
+navigation = st.navigation(PAGES)
+state.init_session()
+warning = state.url_warning()
+if warning:
+    st.warning(warning)
+
+with st.sidebar:
+    options = state.model_options()
+    current = state.choice().model_id
+    picked = st.selectbox(
+        "Model", options, index=options.index(current) if current in options else 0,
+        format_func=lambda model_id: model_id.removeprefix(state.UPLOAD_PREFIX).split("/", 1)[-1],
+        help="Sample models ship with the app; uploads are added on the Model page.",
+    )
+    if picked != current:
+        state.choose_model(picked)
+        st.rerun()
+    st.caption("Recipe (pruning and quantization settings, shared by every page)")
+    st.code(state.recipe_json_pretty() or "{}  (nothing: the model as it is)", language="json")
+    if state.recipe() and st.button("Reset recipe", help="Back to the uncompressed model."):
+        state.reset_recipe()
+        st.rerun()
+
+navigation.run()

@@ -87,14 +87,13 @@ def histogram(
 
 
 def _bincount_histogram(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
-    """``torch.histc`` counts, bit for bit, for values known to lie in [low, high].
+    """Counts of values known to lie in [low, high]: bin = ⌊(x - low) · bins / (high - low)⌋.
 
-    histc puts x in bin trunc((x - lo) · bins / (hi - lo)), computed in float32, the top edge
-    closed. The same float32 operations as whole-tensor ops, then a bincount, give the same
-    bins about 3 times faster than histc's per-element loop.
+    Three whole-tensor passes and a uint8 bincount: about 4 times faster than ``torch.histc``'s
+    per-element loop. The top edge is closed (a value equal to ``high`` is in the last bin).
     """
     scaled = torch.sub(values.detach().reshape(-1).float(), low)
-    scaled.mul_(bins).div_(float(np.float32(high) - np.float32(low))).clamp_(max=bins - 1)
+    scaled.mul_(bins / (high - low)).clamp_(0, bins - 1)
     return torch.bincount(scaled.to(torch.uint8), minlength=bins)
 
 

@@ -1,0 +1,98 @@
+"""Model page: pick a sample model or upload one, optionally with evaluation data."""
+import pandas as pd
+import streamlit as st
+
+import compression
+import sample_models
+from ui import controls, state
+
+UPLOAD_TYPES = ["pt", "pth", "safetensors", "pt2", "json", "txt", "model", "bin"]
+
+st.title("Model")
+st.markdown(
+    "Choose what to compress. The **sample models** ship with the app: three small digit "
+    "classifiers (scored by accuracy on 450 held-out digits) and the MiniLM sentence embedder "
+    "(scored by fidelity: how close its embeddings stay to the original's). Or **upload** your own: "
+    "a state dict of a sample architecture (`.pt`, `.pth`, `.safetensors`), a model that carries its "
+    "architecture (`.pt2` from `torch.export.save`, TorchScript from `torch.jit.save`), or the files of "
+    "a Hugging Face model folder (`config.json` plus weights) selected together. Files that could "
+    "only be opened by running code they carry are refused."
+)
+
+sample_tab, upload_tab = st.tabs(["Sample models", "Upload"])
+
+with sample_tab:
+    choice = state.choice()
+    zoo = list(sample_models.ZOO_NAMES)
+    picked = st.radio(
+        "Sample model", zoo, index=zoo.index(choice.model_id) if choice.model_id in zoo else None,
+        format_func=lambda name: f"{name} — {sample_models.describe(name)}", key="model.zoo",
+    )
+    if picked is not None and picked != choice.model_id:
+        state.choose_model(picked)
+        st.rerun()
+
+with upload_tab:
+    files = st.file_uploader(
+        "Model file, or every file of a Hugging Face folder", type=UPLOAD_TYPES,
+        accept_multiple_files=True, key="model.upload",
+    )
+    data_file = st.file_uploader(
+        "Evaluation data (optional): .npz with x and, for accuracy, integer labels y",
+        type=["npz"], key="model.data",
+    )
+    if st.button("Use these files", disabled=not files, type="primary"):
+        model_id = state.store_uploads([(f.name, f.getvalue()) for f in files])
+        data_id = state.store_upload(data_file.name, data_file.getvalue()) if data_file else None
+        try:
+            with st.spinner("Checking and loading the upload…"):
+                state.base_model(model_id, data_id)
+        except compression.CompressionError as error:
+            st.error(f"Not loaded: {error}")
+        else:
+            state.remember_upload(model_id)
+            state.choose_model(model_id, data_id)
+            st.rerun()
+
+choice, model = controls.load_current_model()
+st.subheader(choice.label)
+st.caption(model.description)
+
+parameters = model.module.state_dict()
+table = pd.DataFrame(
+    [
+        {
+            "layer": name,
+            "type": model.layer_types[name],
+            "shape": " × ".join(map(str, parameters[name].shape)),
+            "parameters": parameters[name].numel(),
+            "bytes": parameters[name].numel() * parameters[name].element_size(),
+        }
+        for name in model.compressible
+    ]
+)
+total_values = sum(t.numel() for t in parameters.values())
+total_bytes = sum(t.numel() * t.element_size() for t in parameters.values())
+columns = st.columns(4)
+columns[0].metric("Compressible layers", len(table))
+columns[1].metric("Compressible weights", f"{int(table['parameters'].sum()):,}" if len(table) else "0")
+columns[2].metric("All values", f"{total_values:,}", help="Every tensor of the state dict: weights, biases, norms, buffers.")
+columns[3].metric("Size", controls.format_bytes(total_bytes), help="Bytes of the state dict as stored.")
+if model.evaluation is None:
+    st.warning(
+        "This model has no evaluation data (a TorchScript file does not record its input shape). "
+        "Upload an .npz with the model to see accuracy or fidelity."
+    )
+else:
+    try:
+        with st.spinner("Evaluating the uncompressed model…"):
+            baseline = state.evaluation(choice.model_id, choice.data_id, None)
+        st.metric(f"Baseline {controls.metric_label(baseline['metric']).lower()}", f"{baseline['value']:.4f}",
+                  help=f"Measured on {model.evaluation.description}.")
+    except compression.CompressionError as error:
+        st.error(f"Evaluation failed: {error}")
+if len(table):
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"bytes": st.column_config.NumberColumn(format="%d B")})
+else:
+    st.warning("No Linear or Conv layer found: there is nothing to prune or quantize by default.")

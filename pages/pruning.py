@@ -1,0 +1,134 @@
+"""Pruning page: which weights become zero, and what that does to the weights and the metric."""
+import math
+
+import pandas as pd
+import streamlit as st
+
+from ui import charts, controls, state
+
+METHODS = ["off", "magnitude", "random", "structured", "n:m"]
+N_M_PATTERNS = ["2:4", "1:4", "4:8", "1:2", "2:8"]
+
+st.title("Pruning")
+st.markdown(
+    "Pruning sets weights to exactly zero. **Magnitude** pruning removes the smallest weights: "
+    "every weight below a threshold θ, or the fraction *amount* of them (θ is then the cut that "
+    "removes that many). **Global** scope uses one θ for all layers, so layers with small weights "
+    "lose more; **per layer** removes the same fraction everywhere. **Random** is the baseline to beat. "
+    "**Structured** removes whole output channels by their mean |w| (L1) or RMS (L2). **N:M** keeps the "
+    "N largest of every M consecutive weights, the pattern sparse tensor cores accelerate."
+)
+st.latex(r"w' = \begin{cases} 0 & \text{if } |w| < \theta \\ w & \text{otherwise} \end{cases}"
+         r"\qquad \text{sparsity} = \frac{\#\{w' = 0\}}{\#\{w\}}")
+
+choice, model = controls.load_current_model()
+recipe = state.recipe()
+section = recipe.get("prune") or {}
+weight_limit = max(
+    (float(model.module.state_dict()[name].abs().max()) for name in model.compressible), default=1.0
+)
+
+
+def prune_controls() -> dict | None:
+    """The widgets of the prune section; returns the section (None: pruning off)."""
+    # A first visit starts at magnitude pruning with nothing removed: the slider is right there.
+    method = controls.choose("Method", METHODS, "prune.method", section.get("method", "magnitude" if not section else "off"))
+    if method == "off":
+        return None
+    if method == "n:m":
+        pattern = controls.choose(
+            "Pattern N:M (keep N of every M)", N_M_PATTERNS, "prune.pattern",
+            f"{section.get('n', 2)}:{section.get('m', 4)}",
+        )
+        n, m = (int(part) for part in pattern.split(":"))
+        return {"method": "n:m", "n": n, "m": m}
+    cut_options = ["amount", "threshold θ"] if method in ("magnitude", "structured") else ["amount"]
+    cut = st.radio("Cut by", cut_options, horizontal=True,
+                   key=controls.seed("prune.cut", "threshold θ" if "threshold" in section and len(cut_options) > 1 else "amount"))
+    new = {"method": method}
+    if cut == "amount":
+        new["amount"] = st.slider(
+            "Amount (fraction of weights removed)" if method != "structured" else "Amount (fraction of channels removed)",
+            0.0, 1.0, step=0.01, key=controls.seed("prune.amount", float(section.get("amount", 0.0))),
+        )
+    else:
+        step = 10 ** math.floor(math.log10(weight_limit / 200)) if weight_limit > 0 else 0.001
+        new["threshold"] = st.slider(
+            "Threshold θ", 0.0, float(weight_limit), step=step, format="%.4f",
+            key=controls.seed("prune.threshold", min(float(section.get("threshold", weight_limit / 10)), weight_limit)),
+            help="Weights with |w| below θ become zero (for structured: channels whose mean |w| or RMS is below θ).",
+        )
+    scope = st.radio("Scope", ["global", "layer"], horizontal=True,
+                     format_func=lambda s: "global (one θ)" if s == "global" else "per layer",
+                     key=controls.seed("prune.scope", section.get("scope", "global")))
+    new["scope"] = scope
+    if method == "structured":
+        new["norm"] = st.radio("Channel norm", ["l1", "l2"], horizontal=True,
+                               key=controls.seed("prune.norm", section.get("norm", "l1")))
+    if method == "random":
+        new["seed"] = int(st.number_input("Seed", 0, 2**31 - 1, step=1, key=controls.seed("prune.seed", section.get("seed", 0))))
+    return new
+
+
+@st.fragment
+def live_view() -> None:
+    """Controls and the charts they drive: a slider move reruns only this part."""
+    left, right = st.columns([1, 3], gap="large")
+    with left:
+        state.set_section("prune", prune_controls())
+        layer_names = ["all layers"] + list(model.compressible)
+        selected = st.selectbox("Layer for the histogram and map", layer_names, key="prune.layer")
+        log_y = st.toggle("Log scale (counts)", value=True, key="prune.log_y",
+                          help="Pruned weights pile up in the zero bin; a log scale keeps the rest visible.")
+    with right:
+        result = controls.compress_current(choice)
+        if result is None:
+            return
+        controls.size_and_metric_row(result, choice)
+        report = result.report
+        if selected == "all layers":
+            before, after, title = report.histogram_before, report.histogram_after, "All compressible weights"
+        else:
+            layer = report.layer(selected)
+            threshold = f", θ = {layer.threshold:.4g}" if layer.threshold is not None and math.isfinite(layer.threshold) else ""
+            before, after, title = layer.histogram_before, layer.histogram_after, f"{selected}{threshold}"
+        st.plotly_chart(charts.weight_histogram(before, after, None, log_y=log_y, title=title),
+                        width="stretch", key="prune.histogram")
+        bars, picture = st.columns(2)
+        bars.plotly_chart(charts.sparsity_bars(report.layers), width="stretch", key="prune.bars")
+        map_layer = report.layer(selected if selected != "all layers" else report.layers[0].name) if report.layers else None
+        if map_layer is not None:
+            picture.plotly_chart(charts.sparsity_heatmap(map_layer.sparsity_map, f"Sparsity map: {map_layer.name}"),
+                                 width="stretch", key="prune.map")
+            if len(map_layer.shape) == 4:
+                grid = charts.kernels_of(result.module.state_dict()[map_layer.name])
+                st.plotly_chart(charts.kernel_grid(grid, f"Kernels of {map_layer.name} (blank = pruned)"),
+                                width="stretch", key="prune.kernels")
+
+
+live_view()
+
+with st.expander("Per-layer overrides"):
+    st.caption("Give a layer its own amount, or switch pruning off for it. Empty cells follow the settings above.")
+    overrides = state.recipe().get("overrides", {})
+    rows = pd.DataFrame(
+        [
+            {
+                "layer": name,
+                "prune": (overrides.get(name, {}).get("prune", {}) is not None) if name in overrides else True,
+                "amount": (overrides.get(name, {}).get("prune") or {}).get("amount"),
+            }
+            for name in model.compressible
+        ]
+    )
+    edited = st.data_editor(
+        rows, hide_index=True, width="stretch", key="prune.overrides", disabled=["layer"],
+        column_config={
+            "prune": st.column_config.CheckboxColumn("prune this layer"),
+            "amount": st.column_config.NumberColumn("own amount", min_value=0.0, max_value=1.0, step=0.05),
+        },
+    )
+    state.set_prune_overrides(
+        own_amounts={row.layer: float(row.amount) for row in edited.itertuples() if row.prune and not pd.isna(row.amount)},
+        switched_off={row.layer for row in edited.itertuples() if not row.prune},
+    )

@@ -1,0 +1,64 @@
+"""Trade-offs page: a sweep of amounts × bits, metric against size, and the Pareto front."""
+import streamlit as st
+
+import compression
+from compression.sweep import SWEEP_SCHEMES
+from ui import charts, controls, state
+
+AMOUNT_CHOICES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+BIT_CHOICES = [1, 2, 3, 4, 5, 6, 8, 12, 16, 32]
+
+st.title("Trade-offs")
+st.markdown(
+    "Compress the model at every combination of pruning amount and bit-width, evaluate each, and plot "
+    "the metric against the packed size. A point is on the **Pareto front** when no other point is both "
+    "smaller and at least as good: those are the only recipes worth choosing. Pruning here is magnitude "
+    "pruning with the scope of your current recipe (global by default); 32 bits means no quantization. "
+    "The star is your current recipe from the Pruning and Quantization pages."
+)
+st.latex(r"\text{Pareto}(p) \iff \nexists\, q:\ \text{size}(q) \le \text{size}(p) \wedge "
+         r"\text{metric}(q) \ge \text{metric}(p),\ \text{one strictly}")
+
+choice, model = controls.load_current_model()
+if model.evaluation is None:
+    st.warning("This model has no evaluation data: upload an .npz on the Model page to sweep it.")
+    st.stop()
+
+columns = st.columns(3)
+amounts = columns[0].multiselect("Amounts (fraction pruned)", AMOUNT_CHOICES, default=[0.0, 0.5, 0.7, 0.9], key="sweep.amounts")
+bits = columns[1].multiselect("Bits (32 = no quantization)", BIT_CHOICES, default=[32, 8, 4, 2], key="sweep.bits")
+schemes = columns[2].multiselect("Schemes", list(SWEEP_SCHEMES), default=["linear"], key="sweep.schemes")
+grid_key = (choice, tuple(sorted(amounts)), tuple(sorted(bits)), tuple(schemes), state.recipe_json())
+sweeps = st.session_state.setdefault("sweeps", {})
+point_cache = st.session_state.setdefault("sweep_points", {})
+
+if st.button("Run sweep", type="primary", disabled=not (amounts and bits and schemes)):
+    progress = st.progress(0.0, text="Starting…")
+
+    def report_progress(done: int, total: int, _: str) -> None:
+        progress.progress(done / max(total, 1), text=f"{done} of {total} configurations")
+
+    try:
+        sweeps[grid_key] = compression.sweep(
+            model, sorted(amounts), sorted(bits), schemes, state.recipe(),
+            cache=point_cache.setdefault(choice, {}), progress=report_progress,
+        )
+    except compression.CompressionError as error:
+        st.error(f"The sweep stopped: {error}")
+    progress.empty()
+
+frame = sweeps.get(grid_key)
+if frame is None:
+    st.info("Choose the ranges and press **Run sweep**. Results stay here when you switch pages.")
+    st.stop()
+
+current = None
+result = controls.compress_current(choice)
+if result is not None:
+    scores = state.evaluation(choice.model_id, choice.data_id, controls.report_recipe_json(result))
+    current = (result.report.encoded_bytes, scores["value"])
+metric = controls.metric_label(frame["metric"].iloc[0])
+st.plotly_chart(charts.tradeoff_chart(frame, metric, current), width="stretch", key="sweep.chart")
+shown = frame.drop(columns=["recipe", "metric"]).rename(columns={"value": metric})
+st.dataframe(shown, hide_index=True, width="stretch")
+st.download_button("Download CSV", frame.to_csv(index=False), file_name=f"{choice.label}-sweep.csv", mime="text/csv")

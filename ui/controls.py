@@ -1,0 +1,91 @@
+"""Widgets that edit the recipe, and the small read-outs every page shares.
+
+Widgets keep their values in ``st.session_state`` under their keys; a key is seeded from the
+recipe the first time a page draws it, so values survive page switches and come from links.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import streamlit as st
+
+import compression
+from ui import state
+
+
+def seed(key: str, value: Any) -> str:
+    """Give a widget its starting value (from the recipe) unless it already has one."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+    return key
+
+
+def choose(label: str, options: Sequence[Any], key: str, current: Any, **kwargs: Any) -> Any:
+    """A selectbox seeded with ``current`` (or the first option when it is not one of them)."""
+    return st.selectbox(label, options, key=seed(key, current if current in options else options[0]), **kwargs)
+
+
+def format_bytes(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    if count < 1024**2:
+        return f"{count / 1024:.1f} KiB"
+    return f"{count / 1024**2:.2f} MiB"
+
+
+def metric_label(metric: str) -> str:
+    return {"accuracy": "Accuracy", "top1_agreement": "Top-1 agreement", "cosine_similarity": "Cosine similarity"}.get(
+        metric, metric
+    )
+
+
+def size_and_metric_row(result: compression.CompressionResult, choice: state.ModelChoice) -> None:
+    """Sparsity, the three sizes and the metric with its change from the baseline."""
+    report = result.report
+    columns = st.columns(5)
+    columns[0].metric("Sparsity", f"{report.sparsity:.1%}", help="Zeros over all compressible weights.")
+    columns[1].metric("Dense fp32", format_bytes(report.dense_fp32_bytes),
+                      help="Nominal: 4 bytes per value of the state dict.")
+    columns[2].metric("Encoded", format_bytes(report.encoded_bytes),
+                      help="Payload of the packed file: bit-packed codes, positions of non-zeros, scales, "
+                           "and the untouched tensors.")
+    columns[3].metric("Packed file", format_bytes(report.file_bytes),
+                      delta=f"{report.compression_ratio:.1f}× smaller", delta_color="off",
+                      help="The packed file on disk, header included (download it on the Export page).")
+    model = state.base_model(choice.model_id, choice.data_id)
+    if model.evaluation is None:
+        columns[4].metric("Metric", "—", help="This model has no evaluation data: upload an .npz on the Model page.")
+        return
+    with columns[4], st.spinner("Evaluating…"):
+        scores = state.evaluation(choice.model_id, choice.data_id, report_recipe_json(result))
+        columns[4].metric(
+            metric_label(scores["metric"]),
+            f"{scores['value']:.4f}",
+            delta=f"{scores['value'] - scores['baseline_value']:+.4f} vs baseline",
+            help=f"Measured on {model.evaluation.description}. Baseline: {scores['baseline_value']:.4f}.",
+        )
+
+
+def report_recipe_json(result: compression.CompressionResult) -> str:
+    return compression.Recipe.from_dict(result.report.recipe).to_json()
+
+
+def load_current_model() -> tuple[state.ModelChoice, compression.LoadedModel]:
+    """The session's model, or a clear error and a stop (never a traceback page)."""
+    choice = state.choice()
+    try:
+        with st.spinner(f"Loading {choice.label}…"):
+            return choice, state.base_model(choice.model_id, choice.data_id)
+    except compression.CompressionError as error:
+        st.error(f"{choice.label} could not be loaded: {error}")
+        st.stop()
+        raise  # st.stop() raises; this line only tells type checkers so
+
+
+def compress_current(choice: state.ModelChoice) -> compression.CompressionResult | None:
+    """The compressed model for the session's recipe, or None after showing why not."""
+    try:
+        return state.compressed(choice.model_id, choice.data_id, state.recipe_json())
+    except compression.CompressionError as error:
+        st.error(str(error))
+        return None
