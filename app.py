@@ -7,14 +7,14 @@ import streamlit as st
 
 from ui import state
 
-st.set_page_config(page_title="Compression Lab", page_icon="🗜️", layout="wide")
+st.set_page_config(page_title="Compression Lab", page_icon=":material/compress:", layout="wide")
 
 PAGES = [
-    st.Page("pages/model.py", title="Model", icon="📦", url_path="model", default=True),
-    st.Page("pages/pruning.py", title="Pruning", icon="✂️", url_path="pruning"),
-    st.Page("pages/quantization.py", title="Quantization", icon="🎚️", url_path="quantization"),
-    st.Page("pages/tradeoffs.py", title="Trade-offs", icon="📈", url_path="tradeoffs"),
-    st.Page("pages/export.py", title="Export", icon="💾", url_path="export"),
+    st.Page("pages/model.py", title="Model", icon=":material/inventory_2:", url_path="model", default=True),
+    st.Page("pages/pruning.py", title="Pruning", icon=":material/content_cut:", url_path="pruning"),
+    st.Page("pages/quantization.py", title="Quantization", icon=":material/tune:", url_path="quantization"),
+    st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", url_path="tradeoffs"),
+    st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="export"),
 ]
 
 navigation = st.navigation(PAGES)
@@ -34,10 +34,11 @@ with st.sidebar:
     if picked != current:
         state.choose_model(picked)
         st.rerun()
-    st.caption("Recipe (pruning and quantization settings, shared by every page)")
-    st.code(state.recipe_json_pretty() or "{}  (nothing: the model as it is)", language="json")
-    if state.recipe() and st.button("Reset recipe", help="Back to the uncompressed model."):
+navigation.run()
+
+with st.sidebar:
+    st.caption("The recipe (pruning and quantization settings) is shared by every page and kept in the URL.")
+    if st.button("Reset recipe", help="Back to the uncompressed model."):
         state.reset_recipe()
         st.rerun()
 
-navigation.run()

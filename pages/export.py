@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui import controls, state
 
+state.require_navigation()
 st.title("Export")
 st.markdown(
     "Download what the current recipe produced. The **packed file** is the compressed model as "

@@ -8,6 +8,7 @@ from ui import controls, state
 
 UPLOAD_TYPES = ["pt", "pth", "safetensors", "pt2", "json", "txt", "model", "bin"]
 
+state.require_navigation()
 st.title("Model")
 st.markdown(
     "Choose what to compress. The **sample models** ship with the app: three small digit "
@@ -26,7 +27,7 @@ with sample_tab:
     zoo = list(sample_models.ZOO_NAMES)
     picked = st.radio(
         "Sample model", zoo, index=zoo.index(choice.model_id) if choice.model_id in zoo else None,
-        format_func=lambda name: f"{name} — {sample_models.describe(name)}", key="model.zoo",
+        format_func=lambda name: f"{name} — {sample_models.describe(name)}", key="model_zoo",
     )
     if picked is not None and picked != choice.model_id:
         state.choose_model(picked)
@@ -35,11 +36,11 @@ with sample_tab:
 with upload_tab:
     files = st.file_uploader(
         "Model file, or every file of a Hugging Face folder", type=UPLOAD_TYPES,
-        accept_multiple_files=True, key="model.upload",
+        accept_multiple_files=True, key="model_upload",
     )
     data_file = st.file_uploader(
         "Evaluation data (optional): .npz with x and, for accuracy, integer labels y",
-        type=["npz"], key="model.data",
+        type=["npz"], key="model_data",
     )
     if st.button("Use these files", disabled=not files, type="primary"):
         model_id = state.store_uploads([(f.name, f.getvalue()) for f in files])

@@ -9,6 +9,7 @@ from ui import charts, controls, state
 METHODS = ["off", "magnitude", "random", "structured", "n:m"]
 N_M_PATTERNS = ["2:4", "1:4", "4:8", "1:2", "2:8"]
 
+state.require_navigation()
 st.title("Pruning")
 st.markdown(
     "Pruning sets weights to exactly zero. **Magnitude** pruning removes the smallest weights: "
@@ -32,41 +33,41 @@ weight_limit = max(
 def prune_controls() -> dict | None:
     """The widgets of the prune section; returns the section (None: pruning off)."""
     # A first visit starts at magnitude pruning with nothing removed: the slider is right there.
-    method = controls.choose("Method", METHODS, "prune.method", section.get("method", "magnitude" if not section else "off"))
+    method = controls.choose("Method", METHODS, "prune_method", section.get("method", "magnitude" if not section else "off"))
     if method == "off":
         return None
     if method == "n:m":
         pattern = controls.choose(
-            "Pattern N:M (keep N of every M)", N_M_PATTERNS, "prune.pattern",
+            "Pattern N:M (keep N of every M)", N_M_PATTERNS, "prune_pattern",
             f"{section.get('n', 2)}:{section.get('m', 4)}",
         )
         n, m = (int(part) for part in pattern.split(":"))
         return {"method": "n:m", "n": n, "m": m}
     cut_options = ["amount", "threshold θ"] if method in ("magnitude", "structured") else ["amount"]
     cut = st.radio("Cut by", cut_options, horizontal=True,
-                   key=controls.seed("prune.cut", "threshold θ" if "threshold" in section and len(cut_options) > 1 else "amount"))
+                   key=controls.seed("prune_cut", "threshold θ" if "threshold" in section and len(cut_options) > 1 else "amount"))
     new = {"method": method}
     if cut == "amount":
         new["amount"] = st.slider(
             "Amount (fraction of weights removed)" if method != "structured" else "Amount (fraction of channels removed)",
-            0.0, 1.0, step=0.01, key=controls.seed("prune.amount", float(section.get("amount", 0.0))),
+            0.0, 1.0, step=0.01, key=controls.seed("prune_amount", float(section.get("amount", 0.0))),
         )
     else:
         step = 10 ** math.floor(math.log10(weight_limit / 200)) if weight_limit > 0 else 0.001
         new["threshold"] = st.slider(
             "Threshold θ", 0.0, float(weight_limit), step=step, format="%.4f",
-            key=controls.seed("prune.threshold", min(float(section.get("threshold", weight_limit / 10)), weight_limit)),
+            key=controls.seed("prune_threshold", min(float(section.get("threshold", weight_limit / 10)), weight_limit)),
             help="Weights with |w| below θ become zero (for structured: channels whose mean |w| or RMS is below θ).",
         )
     scope = st.radio("Scope", ["global", "layer"], horizontal=True,
                      format_func=lambda s: "global (one θ)" if s == "global" else "per layer",
-                     key=controls.seed("prune.scope", section.get("scope", "global")))
+                     key=controls.seed("prune_scope", section.get("scope", "global")))
     new["scope"] = scope
     if method == "structured":
         new["norm"] = st.radio("Channel norm", ["l1", "l2"], horizontal=True,
-                               key=controls.seed("prune.norm", section.get("norm", "l1")))
+                               key=controls.seed("prune_norm", section.get("norm", "l1")))
     if method == "random":
-        new["seed"] = int(st.number_input("Seed", 0, 2**31 - 1, step=1, key=controls.seed("prune.seed", section.get("seed", 0))))
+        new["seed"] = int(st.number_input("Seed", 0, 2**31 - 1, step=1, key=controls.seed("prune_seed", section.get("seed", 0))))
     return new
 
 
@@ -77,9 +78,10 @@ def live_view() -> None:
     with left:
         state.set_section("prune", prune_controls())
         layer_names = ["all layers"] + list(model.compressible)
-        selected = st.selectbox("Layer for the histogram and map", layer_names, key="prune.layer")
-        log_y = st.toggle("Log scale (counts)", value=True, key="prune.log_y",
+        selected = st.selectbox("Layer for the histogram and map", layer_names, key="prune_layer")
+        log_y = st.toggle("Log scale (counts)", value=True, key="prune_log_y",
                           help="Pruned weights pile up in the zero bin; a log scale keeps the rest visible.")
+        controls.recipe_box()
     with right:
         result = controls.compress_current(choice)
         if result is None:
@@ -93,17 +95,17 @@ def live_view() -> None:
             threshold = f", θ = {layer.threshold:.4g}" if layer.threshold is not None and math.isfinite(layer.threshold) else ""
             before, after, title = layer.histogram_before, layer.histogram_after, f"{selected}{threshold}"
         st.plotly_chart(charts.weight_histogram(before, after, None, log_y=log_y, title=title),
-                        width="stretch", key="prune.histogram")
+                        width="stretch", key="prune_histogram")
         bars, picture = st.columns(2)
-        bars.plotly_chart(charts.sparsity_bars(report.layers), width="stretch", key="prune.bars")
+        bars.plotly_chart(charts.sparsity_bars(report.layers), width="stretch", key="prune_bars")
         map_layer = report.layer(selected if selected != "all layers" else report.layers[0].name) if report.layers else None
         if map_layer is not None:
             picture.plotly_chart(charts.sparsity_heatmap(map_layer.sparsity_map, f"Sparsity map: {map_layer.name}"),
-                                 width="stretch", key="prune.map")
+                                 width="stretch", key="prune_map")
             if len(map_layer.shape) == 4:
                 grid = charts.kernels_of(result.module.state_dict()[map_layer.name])
                 st.plotly_chart(charts.kernel_grid(grid, f"Kernels of {map_layer.name} (blank = pruned)"),
-                                width="stretch", key="prune.kernels")
+                                width="stretch", key="prune_kernels")
 
 
 live_view()
@@ -122,7 +124,7 @@ with st.expander("Per-layer overrides"):
         ]
     )
     edited = st.data_editor(
-        rows, hide_index=True, width="stretch", key="prune.overrides", disabled=["layer"],
+        rows, hide_index=True, width="stretch", key="prune_overrides", disabled=["layer"],
         column_config={
             "prune": st.column_config.CheckboxColumn("prune this layer"),
             "amount": st.column_config.NumberColumn("own amount", min_value=0.0, max_value=1.0, step=0.05),

@@ -12,6 +12,7 @@ SCHEME_NAMES = {
 }
 GROUP_SIZES = [16, 32, 64, 128, 256]
 
+state.require_navigation()
 st.title("Quantization")
 st.markdown(
     "Quantization stores each weight as a small integer code. **Linear**: codes on an evenly spaced grid "
@@ -32,12 +33,12 @@ current_scheme = section.get("format") if section.get("scheme") == "float" else 
 
 def quantize_controls() -> dict | None:
     """The widgets of the quantize section; returns the section (None: quantization off)."""
-    scheme = controls.choose("Scheme", SCHEMES, "quantize.scheme", current_scheme, format_func=SCHEME_NAMES.get)
+    scheme = controls.choose("Scheme", SCHEMES, "quantize_scheme", current_scheme, format_func=SCHEME_NAMES.get)
     if scheme == "off":
         return None
     if scheme in FLOAT_FORMATS:
         return {"scheme": "float", "format": scheme}
-    bits = st.slider("Bits per weight", 1, 16, key=controls.seed("quantize.bits", int(section.get("bits", 8))))
+    bits = st.slider("Bits per weight", 1, 16, key=controls.seed("quantize_bits", int(section.get("bits", 8))))
     low, high = SCHEME_BITS[scheme]
     if not low <= bits <= high:
         clamped = min(max(bits, low), high)
@@ -48,14 +49,14 @@ def quantize_controls() -> dict | None:
         return new
     granularities = ["per_tensor", "per_channel"] + (["per_group"] if scheme == "linear" else [])
     new["granularity"] = controls.choose(
-        "Granularity (one scale per …)", granularities, "quantize.granularity",
+        "Granularity (one scale per …)", granularities, "quantize_granularity",
         section.get("granularity", "per_channel"), format_func=lambda g: g.replace("per_", "per "),
     )
     if new["granularity"] == "per_group":
         new["group_size"] = controls.choose("Group size (weights along the input)", GROUP_SIZES,
-                                            "quantize.group_size", section.get("group_size", 64))
+                                            "quantize_group_size", section.get("group_size", 64))
     if scheme == "linear" and bits > 1:
-        new["symmetric"] = st.toggle("Symmetric (zero point 0)", key=controls.seed("quantize.symmetric", section.get("symmetric", True)))
+        new["symmetric"] = st.toggle("Symmetric (zero point 0)", key=controls.seed("quantize_symmetric", section.get("symmetric", True)))
     elif scheme == "linear":
         st.caption("1 bit is binarisation: w' = sign(w) · mean|w| per group.")
     return new
@@ -66,8 +67,9 @@ def live_view() -> None:
     left, right = st.columns([1, 3], gap="large")
     with left:
         state.set_section("quantize", quantize_controls())
-        selected = st.selectbox("Layer for the histogram", list(model.compressible), key="quantize.layer")
-        log_y = st.toggle("Log scale (counts)", value=False, key="quantize.log_y")
+        selected = st.selectbox("Layer for the histogram", list(model.compressible), key="quantize_layer")
+        log_y = st.toggle("Log scale (counts)", value=False, key="quantize_log_y")
+        controls.recipe_box()
     with right:
         result = controls.compress_current(choice)
         if result is None or not result.report.layers:
@@ -79,11 +81,11 @@ def live_view() -> None:
         st.plotly_chart(
             charts.weight_histogram(layer.histogram_before, layer.histogram_after, levels, log_y=log_y,
                                     title=f"{selected}: {layer.scheme}, {layer.bits} bits{grid_note}"),
-            width="stretch", key="quantize.histogram",
+            width="stretch", key="quantize_histogram",
         )
         if levels is None and layer.scheme not in ("fp32",):
             st.caption("The grid of fp16/bf16 is too fine to draw: thousands of levels in this range.")
-        st.plotly_chart(charts.sqnr_bars(result.report.layers), width="stretch", key="quantize.sqnr")
+        st.plotly_chart(charts.sqnr_bars(result.report.layers), width="stretch", key="quantize_sqnr")
 
 
 live_view()

@@ -8,6 +8,7 @@ from ui import charts, controls, state
 AMOUNT_CHOICES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
 BIT_CHOICES = [1, 2, 3, 4, 5, 6, 8, 12, 16, 32]
 
+state.require_navigation()
 st.title("Trade-offs")
 st.markdown(
     "Compress the model at every combination of pruning amount and bit-width, evaluate each, and plot "
@@ -25,9 +26,9 @@ if model.evaluation is None:
     st.stop()
 
 columns = st.columns(3)
-amounts = columns[0].multiselect("Amounts (fraction pruned)", AMOUNT_CHOICES, default=[0.0, 0.5, 0.7, 0.9], key="sweep.amounts")
-bits = columns[1].multiselect("Bits (32 = no quantization)", BIT_CHOICES, default=[32, 8, 4, 2], key="sweep.bits")
-schemes = columns[2].multiselect("Schemes", list(SWEEP_SCHEMES), default=["linear"], key="sweep.schemes")
+amounts = columns[0].multiselect("Amounts (fraction pruned)", AMOUNT_CHOICES, default=[0.0, 0.5, 0.7, 0.9], key="sweep_amounts")
+bits = columns[1].multiselect("Bits (32 = no quantization)", BIT_CHOICES, default=[32, 8, 4, 2], key="sweep_bits")
+schemes = columns[2].multiselect("Schemes", list(SWEEP_SCHEMES), default=["linear"], key="sweep_schemes")
 grid_key = (choice, tuple(sorted(amounts)), tuple(sorted(bits)), tuple(schemes), state.recipe_json())
 sweeps = st.session_state.setdefault("sweeps", {})
 point_cache = st.session_state.setdefault("sweep_points", {})
@@ -58,7 +59,7 @@ if result is not None:
     scores = state.evaluation(choice.model_id, choice.data_id, controls.report_recipe_json(result))
     current = (result.report.encoded_bytes, scores["value"])
 metric = controls.metric_label(frame["metric"].iloc[0])
-st.plotly_chart(charts.tradeoff_chart(frame, metric, current), width="stretch", key="sweep.chart")
+st.plotly_chart(charts.tradeoff_chart(frame, metric, current), width="stretch", key="sweep_chart")
 shown = frame.drop(columns=["recipe", "metric"]).rename(columns={"value": metric})
 st.dataframe(shown, hide_index=True, width="stretch")
 st.download_button("Download CSV", frame.to_csv(index=False), file_name=f"{choice.label}-sweep.csv", mime="text/csv")

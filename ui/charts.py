@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 BEFORE_COLOUR = "rgba(120, 120, 120, 0.45)"
 AFTER_COLOUR = "rgba(31, 119, 180, 0.85)"
 LEVEL_COLOUR = "rgba(214, 39, 40, 0.55)"
-MAX_DRAWN_LEVELS = 257  # beyond this the grid is a solid band: say so instead of drawing it
+MAX_DRAWN_LEVELS = 64  # beyond this the grid is a solid band: the title gives the count instead
 CHART_HEIGHT = 330
 
 

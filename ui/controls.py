@@ -61,9 +61,15 @@ def size_and_metric_row(result: compression.CompressionResult, choice: state.Mod
         columns[4].metric(
             metric_label(scores["metric"]),
             f"{scores['value']:.4f}",
-            delta=f"{scores['value'] - scores['baseline_value']:+.4f} vs baseline",
+            delta=f"{scores['value'] - scores['baseline_value']:+.4f}",
             help=f"Measured on {model.evaluation.description}. Baseline: {scores['baseline_value']:.4f}.",
         )
+
+
+def recipe_box() -> None:
+    """The session's recipe as JSON, drawn inside a page's fragment so it follows every move."""
+    with st.expander("Recipe (JSON)"):
+        st.code(state.recipe_json_pretty() or "{}", language="json")
 
 
 def report_recipe_json(result: compression.CompressionResult) -> str:

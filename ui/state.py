@@ -118,6 +118,21 @@ def evaluation(model_id: str, data_id: str | None, recipe_json: str | None) -> d
 # --- the session's model and recipe ---------------------------------------------------------
 
 
+def require_navigation() -> None:
+    """Make sure a page runs inside app.py's navigation, never on its own.
+
+    With a ``pages/`` folder beside app.py, Streamlit runs a page script by itself (its old
+    multipage mode) when a server's first request names a page, until some run calls
+    st.navigation. Clearing that mode and rerunning sends the request through app.py, with
+    its sidebar and session set-up. (Private flag: Streamlit offers no public switch.)
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def init_session() -> None:
     """On a session's first run, take the model and recipe from the URL (or the defaults)."""
     if _MODEL_KEY in st.session_state:
@@ -181,7 +196,7 @@ def recipe_json_pretty() -> str:
 def reset_recipe() -> None:
     """Drop every section and every recipe widget's value, so pages redraw from scratch."""
     st.session_state[_RECIPE_KEY] = {}
-    for key in [key for key in st.session_state if isinstance(key, str) and key.startswith(("prune.", "quantize."))]:
+    for key in [key for key in st.session_state if isinstance(key, str) and key.startswith(("prune_", "quantize_"))]:
         del st.session_state[key]
     sync_url()
 
