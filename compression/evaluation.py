@@ -15,7 +15,7 @@ outputs are computed once and kept in ``LoadedModel.cache``:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -46,14 +46,15 @@ class _Baseline:
     neighbours: torch.Tensor | None  # nearest neighbour of each row, for cosine only
 
 
-def evaluate(model: LoadedModel, module: nn.Module | None = None) -> Evaluation:
+def evaluate(model: LoadedModel, module: nn.Module | None = None, *, samples: int | None = None) -> Evaluation:
     """Score ``module`` (default: the base model itself) on ``model``'s evaluation data.
 
     Deterministic: inference mode, fixed batch order, ``model.evaluation.batch_size`` rows
     per call. ``module`` must take the same inputs and give outputs of the same shape as the
-    base module; it is not modified.
+    base module; it is not modified. ``samples`` scores only the first that many rows (a
+    quicker, noisier number, for live views of large models).
     """
-    data = require_evaluation(model)
+    data = evaluation_subset(require_evaluation(model), samples)
     baseline = _baseline(model, data)
     if module is None:
         extras = {NN_AGREEMENT: 1.0} if data.metric == COSINE else {}
@@ -73,6 +74,20 @@ def evaluate(model: LoadedModel, module: nn.Module | None = None) -> Evaluation:
     cosine = cosine.clamp(-1.0, 1.0)  # rounding can give 1 + 4e-16 for identical rows
     same_neighbour = (_nearest_neighbours(outputs) == baseline.neighbours).double().mean().item()
     return Evaluation(COSINE, cosine.mean().item(), baseline.value, {NN_AGREEMENT: same_neighbour})
+
+
+def evaluation_subset(data: EvaluationData, samples: int | None) -> EvaluationData:
+    """The first ``samples`` rows of ``data`` (all of it when None or larger)."""
+    if samples is None or samples >= data.size:
+        return data
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise DataError(f"samples must be a positive integer or None; got {samples!r}.")
+    return replace(
+        data,
+        inputs=tuple(tensor[:samples] for tensor in data.inputs),
+        labels=None if data.labels is None else data.labels[:samples],
+        description=f"the first {samples} of {data.description}",
+    )
 
 
 def require_evaluation(model: LoadedModel) -> EvaluationData:
@@ -133,12 +148,13 @@ def output_tensor(output: object) -> torch.Tensor:
 
 
 def _baseline(model: LoadedModel, data: EvaluationData) -> _Baseline:
-    cached = model.cache.get(_BASELINE_KEY)
+    key = f"{_BASELINE_KEY}.{data.size}"
+    cached = model.cache.get(key)
     if cached is None:
         outputs = model_outputs(model.module, data.inputs, data.batch_size)
         value = _accuracy(outputs, data.labels) if data.metric == ACCURACY else 1.0
         neighbours = _nearest_neighbours(outputs) if data.metric == COSINE else None
-        cached = model.cache[_BASELINE_KEY] = _Baseline(outputs, value, neighbours)
+        cached = model.cache[key] = _Baseline(outputs, value, neighbours)
     return cached
 
 

@@ -87,14 +87,18 @@ def histogram(
 
 
 def _bincount_histogram(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
-    """Counts of values known to lie in [low, high]: bin = ⌊(x - low) · bins / (high - low)⌋.
+    """Counts of values known to lie in [low, high]: about 4 times faster than ``torch.histc``."""
+    return torch.bincount(bin_indices(values, low, high, bins), minlength=bins)
 
-    Three whole-tensor passes and a uint8 bincount: about 4 times faster than ``torch.histc``'s
-    per-element loop. The top edge is closed (a value equal to ``high`` is in the last bin).
+
+def bin_indices(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
+    """The bin of each value in [low, high]: ⌊(x - low) · bins / (high - low)⌋, top edge closed.
+
+    Three whole-tensor passes; monotone in x, so sorted values get sorted bins.
     """
     scaled = torch.sub(values.detach().reshape(-1).float(), low)
     scaled.mul_(bins / (high - low)).clamp_(0, bins - 1)
-    return torch.bincount(scaled.to(torch.uint8), minlength=bins)
+    return scaled.to(torch.uint8)
 
 
 def as_matrix(values: torch.Tensor) -> torch.Tensor:

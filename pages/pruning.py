@@ -71,41 +71,60 @@ def prune_controls() -> dict | None:
     return new
 
 
+def draw_histogram_and_bars(view, layer_names: list[str], selected: str, log_y: bool) -> None:
+    """The histogram and per-layer sparsity, from a preview or a full report (same numbers)."""
+    if selected == "all layers":
+        before, after, title = view.histogram_before, view.histogram_after, "All compressible weights"
+    else:
+        layer = view.layers[selected]
+        before, after, title = layer.histogram_before, layer.histogram_after, selected
+    threshold = getattr(view, "threshold", None)
+    if threshold is not None and math.isfinite(threshold):
+        title += f" (θ = {threshold:.4g})"
+    st.plotly_chart(charts.weight_histogram(before, after, None, log_y=log_y, title=title),
+                    width="stretch", key="prune_histogram")
+    st.plotly_chart(
+        charts.sparsity_bars(layer_names, [view.layers[n].zeros for n in layer_names],
+                             [view.layers[n].parameters for n in layer_names]),
+        width="stretch", key="prune_bars",
+    )
+
+
 @st.fragment
 def live_view() -> None:
-    """Controls and the charts they drive: a slider move reruns only this part."""
+    """Controls and the charts they drive: a slider move reruns only this part.
+
+    Magnitude pruning alone is drawn from an exact preview first (a binary search per bin);
+    the real compression then fills in sizes, the metric and the sparsity map.
+    """
     left, right = st.columns([1, 3], gap="large")
     with left:
         state.set_section("prune", prune_controls())
-        layer_names = ["all layers"] + list(model.compressible)
-        selected = st.selectbox("Layer for the histogram and map", layer_names, key="prune_layer")
+        layer_names = list(model.compressible)
+        selected = st.selectbox("Layer for the histogram and map", ["all layers"] + layer_names, key="prune_layer")
         log_y = st.toggle("Log scale (counts)", value=True, key="prune_log_y",
                           help="Pruned weights pile up in the zero bin; a log scale keeps the rest visible.")
         controls.recipe_box()
     with right:
+        numbers = st.container()
+        preview = state.pruning_preview(choice)
+        if preview is not None:
+            draw_histogram_and_bars(preview, layer_names, selected, log_y)
         result = controls.compress_current(choice)
         if result is None:
             return
-        controls.size_and_metric_row(result, choice)
-        report = result.report
-        if selected == "all layers":
-            before, after, title = report.histogram_before, report.histogram_after, "All compressible weights"
-        else:
-            layer = report.layer(selected)
-            threshold = f", θ = {layer.threshold:.4g}" if layer.threshold is not None and math.isfinite(layer.threshold) else ""
-            before, after, title = layer.histogram_before, layer.histogram_after, f"{selected}{threshold}"
-        st.plotly_chart(charts.weight_histogram(before, after, None, log_y=log_y, title=title),
-                        width="stretch", key="prune_histogram")
-        bars, picture = st.columns(2)
-        bars.plotly_chart(charts.sparsity_bars(report.layers), width="stretch", key="prune_bars")
-        map_layer = report.layer(selected if selected != "all layers" else report.layers[0].name) if report.layers else None
+        if preview is None:
+            draw_histogram_and_bars(controls.report_view(result.report), layer_names, selected, log_y)
+        map_layer = result.report.layer(selected if selected != "all layers" else layer_names[0]) if layer_names else None
         if map_layer is not None:
-            picture.plotly_chart(charts.sparsity_heatmap(map_layer.sparsity_map, f"Sparsity map: {map_layer.name}"),
-                                 width="stretch", key="prune_map")
+            st.plotly_chart(charts.sparsity_heatmap(map_layer.sparsity_map, f"Sparsity map: {map_layer.name}"),
+                            width="stretch", key="prune_map")
             if len(map_layer.shape) == 4:
                 grid = charts.kernels_of(result.module.state_dict()[map_layer.name])
                 st.plotly_chart(charts.kernel_grid(grid, f"Kernels of {map_layer.name} (blank = pruned)"),
                                 width="stretch", key="prune_kernels")
+        with numbers:
+            controls.size_and_metric_row(result, choice)
 
 
 live_view()

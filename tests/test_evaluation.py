@@ -167,3 +167,15 @@ def test_non_tensor_outputs_are_reduced_to_the_tensor_to_score(output, expected:
 def test_outputs_without_a_tensor_are_refused() -> None:
     with pytest.raises(ModelLoadError, match="returned str, which holds no tensor"):
         output_tensor("label")
+
+
+def test_samples_scores_only_the_first_rows_with_their_own_baseline() -> None:
+    from compression.loading import load_model
+
+    model = load_model("mlp")
+    full = evaluate(model)
+    first = evaluate(model, samples=50)
+    split_labels = model.evaluation.labels[:50]
+    outputs = model.module(model.evaluation.inputs[0][:50]).argmax(dim=1)
+    assert first.value == pytest.approx(float((outputs == split_labels).double().mean()))
+    assert evaluate(model).value == full.value

@@ -56,22 +56,21 @@ def weight_histogram(
     return _layout(figure, title, "weight value", "count (log)" if log_y else "count")
 
 
-def sparsity_bars(layers: Sequence[LayerReport]) -> go.Figure:
+def sparsity_bars(names: Sequence[str], zeros: Sequence[int], parameters: Sequence[int]) -> go.Figure:
     """Fraction of zeros per layer, in model order."""
-    names = [layer.name for layer in layers]
     figure = go.Figure(
         go.Bar(
-            x=[layer.sparsity * 100 for layer in layers],
-            y=names,
+            x=[100 * z / max(p, 1) for z, p in zip(zeros, parameters)],
+            y=list(names),
             orientation="h",
             marker_color=AFTER_COLOUR,
-            customdata=[[layer.zeros, layer.parameters] for layer in layers],
+            customdata=[[z, p] for z, p in zip(zeros, parameters)],
             hovertemplate="%{y}: %{x:.1f}% zeros (%{customdata[0]:,} of %{customdata[1]:,})<extra></extra>",
         )
     )
     figure.update_yaxes(autorange="reversed")
     figure.update_xaxes(range=[0, 100])
-    return _layout(figure, "Sparsity per layer", "% of weights that are zero", "", height=_bar_height(len(layers)))
+    return _layout(figure, "Sparsity per layer", "% of weights that are zero", "", height=_bar_height(len(names)))
 
 
 def sqnr_bars(layers: Sequence[LayerReport]) -> go.Figure:

@@ -5,11 +5,13 @@ recipe the first time a page draws it, so values survive page switches and come 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import streamlit as st
 
 import compression
+from compression.stats import Histogram
 from ui import state
 
 
@@ -30,7 +32,7 @@ def format_bytes(count: int) -> str:
         return f"{count} B"
     if count < 1024**2:
         return f"{count / 1024:.1f} KiB"
-    return f"{count / 1024**2:.2f} MiB"
+    return f"{count / 1024**2:.1f} MiB"
 
 
 def metric_label(metric: str) -> str:
@@ -56,13 +58,17 @@ def size_and_metric_row(result: compression.CompressionResult, choice: state.Mod
     if model.evaluation is None:
         columns[4].metric("Metric", "—", help="This model has no evaluation data: upload an .npz on the Model page.")
         return
+    samples = state.live_samples(model)
+    evaluated_on = model.evaluation.description if samples is None else (
+        f"the first {samples} of {model.evaluation.description} (live; the Trade-offs page uses all of them)"
+    )
     with columns[4], st.spinner("Evaluating…"):
-        scores = state.evaluation(choice.model_id, choice.data_id, report_recipe_json(result))
+        scores = state.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples)
         columns[4].metric(
             metric_label(scores["metric"]),
             f"{scores['value']:.4f}",
             delta=f"{scores['value'] - scores['baseline_value']:+.4f}",
-            help=f"Measured on {model.evaluation.description}. Baseline: {scores['baseline_value']:.4f}.",
+            help=f"Measured on {evaluated_on}. Baseline: {scores['baseline_value']:.4f}.",
         )
 
 
@@ -70,6 +76,24 @@ def recipe_box() -> None:
     """The session's recipe as JSON, drawn inside a page's fragment so it follows every move."""
     with st.expander("Recipe (JSON)"):
         st.code(state.recipe_json_pretty() or "{}", language="json")
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """A report seen through the preview's shape: layers by name, global histograms, θ."""
+
+    layers: dict[str, compression.LayerReport]
+    histogram_before: Histogram
+    histogram_after: Histogram
+    threshold: float | None
+
+
+def report_view(report: compression.CompressionReport) -> ReportView:
+    thresholds = {layer.threshold for layer in report.layers}
+    return ReportView(
+        {layer.name: layer for layer in report.layers}, report.histogram_before, report.histogram_after,
+        thresholds.pop() if len(thresholds) == 1 else None,
+    )
 
 
 def report_recipe_json(result: compression.CompressionResult) -> str:
