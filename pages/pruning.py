@@ -4,10 +4,12 @@ import math
 import pandas as pd
 import streamlit as st
 
+from compression.stats import sparsity_map
 from ui import charts, controls, state
 
 METHODS = ["off", "magnitude", "random", "structured", "n:m"]
 N_M_PATTERNS = ["2:4", "1:4", "4:8", "1:2", "2:8"]
+DISPLAY_TILES = 96
 
 state.require_navigation()
 st.title("Pruning")
@@ -117,7 +119,10 @@ def live_view() -> None:
             draw_histogram_and_bars(controls.report_view(result.report), layer_names, selected, log_y)
         map_layer = result.report.layer(selected if selected != "all layers" else layer_names[0]) if layer_names else None
         if map_layer is not None:
-            st.plotly_chart(charts.sparsity_heatmap(map_layer.sparsity_map, f"Sparsity map: {map_layer.name}"),
+            # The report's map has up to 256 × 256 tiles; 96 × 96 reads the same on screen and
+            # keeps a slider move's websocket traffic small on large layers.
+            display_map = sparsity_map(result.module.state_dict()[map_layer.name], max_tiles=DISPLAY_TILES)
+            st.plotly_chart(charts.sparsity_heatmap(display_map, f"Sparsity map: {map_layer.name}"),
                             width="stretch", key="prune_map")
             if len(map_layer.shape) == 4:
                 grid = charts.kernels_of(result.module.state_dict()[map_layer.name])

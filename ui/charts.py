@@ -101,7 +101,7 @@ def sparsity_heatmap(sparsity_map: SparsityMap, title: str) -> go.Figure:
     rows, columns = sparsity_map.matrix_shape
     figure = go.Figure(
         go.Heatmap(
-            z=sparsity_map.zero_fraction,
+            z=np.round(sparsity_map.zero_fraction, 3),  # 3 digits: the colour shows no more
             x0=tile_columns / 2, dx=tile_columns,
             y0=tile_rows / 2, dy=tile_rows,
             zmin=0, zmax=1,
