@@ -34,11 +34,10 @@ with st.sidebar:
     if picked != current:
         state.choose_model(picked)
         st.rerun()
-navigation.run()
-
-with st.sidebar:
     st.caption("The recipe (pruning and quantization settings) is shared by every page and kept in the URL.")
     if st.button("Reset recipe", help="Back to the uncompressed model."):
         state.reset_recipe()
         st.rerun()
+
+navigation.run()
 

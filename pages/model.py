@@ -25,13 +25,13 @@ sample_tab, upload_tab = st.tabs(["Sample models", "Upload"])
 with sample_tab:
     choice = state.choice()
     zoo = list(sample_models.ZOO_NAMES)
-    picked = st.radio(
-        "Sample model", zoo, index=zoo.index(choice.model_id) if choice.model_id in zoo else None,
-        format_func=lambda name: f"{name} — {sample_models.describe(name)}", key="model_zoo",
+    # The radio follows the session's model (which the sidebar or an upload may have changed)
+    # and changes it only when the user clicks it.
+    st.session_state["model_zoo"] = choice.model_id if choice.model_id in zoo else None
+    st.radio(
+        "Sample model", zoo, format_func=lambda name: f"{name} — {sample_models.describe(name)}",
+        key="model_zoo", on_change=lambda: state.choose_model(st.session_state["model_zoo"]),
     )
-    if picked is not None and picked != choice.model_id:
-        state.choose_model(picked)
-        st.rerun()
 
 with upload_tab:
     files = st.file_uploader(

@@ -25,10 +25,23 @@ if model.evaluation is None:
     st.warning("This model has no evaluation data: upload an .npz on the Model page to sweep it.")
     st.stop()
 
+# Widget values vanish when the page is left; the chosen ranges live under their own key.
+ranges = st.session_state.setdefault(
+    "sweep_ranges", {"sweep_amounts": [0.0, 0.5, 0.7, 0.9], "sweep_bits": [32, 8, 4, 2], "sweep_schemes": ["linear"]}
+)
+
+
+def keep_range(key: str) -> None:
+    ranges[key] = st.session_state[key]
+
+
 columns = st.columns(3)
-amounts = columns[0].multiselect("Amounts (fraction pruned)", AMOUNT_CHOICES, default=[0.0, 0.5, 0.7, 0.9], key="sweep_amounts")
-bits = columns[1].multiselect("Bits (32 = no quantization)", BIT_CHOICES, default=[32, 8, 4, 2], key="sweep_bits")
-schemes = columns[2].multiselect("Schemes", list(SWEEP_SCHEMES), default=["linear"], key="sweep_schemes")
+amounts = columns[0].multiselect("Amounts (fraction pruned)", AMOUNT_CHOICES, key=controls.seed("sweep_amounts", ranges["sweep_amounts"]),
+                                 on_change=keep_range, args=("sweep_amounts",))
+bits = columns[1].multiselect("Bits (32 = no quantization)", BIT_CHOICES, key=controls.seed("sweep_bits", ranges["sweep_bits"]),
+                              on_change=keep_range, args=("sweep_bits",))
+schemes = columns[2].multiselect("Schemes", list(SWEEP_SCHEMES), key=controls.seed("sweep_schemes", ranges["sweep_schemes"]),
+                                 on_change=keep_range, args=("sweep_schemes",))
 grid_key = (choice, tuple(sorted(amounts)), tuple(sorted(bits)), tuple(schemes), state.recipe_json())
 sweeps = st.session_state.setdefault("sweeps", {})
 point_cache = st.session_state.setdefault("sweep_points", {})

@@ -1,0 +1,213 @@
+"""The served dashboard in a real browser: pages by URL, keyboard on sliders, uploads, links.
+
+Needs the ``playwright`` package and a Chromium at /usr/bin/chromium (Debian's ``chromium``;
+CI installs it). Reruns are awaited as Streamlit's own e2e suite does, on the app's
+``data-test-script-state``, then on the text or drawing that the rerun must change.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not os.access(CHROMIUM, os.X_OK):
+    pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
+
+import torch  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
+
+import sample_models  # noqa: E402
+
+IDLE = '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]'
+HISTOGRAM_BARS_JS = """() => [...document.querySelectorAll('.st-key-prune_histogram .trace.bars')]
+    .map(trace => [...trace.querySelectorAll('path')].map(bar => bar.getAttribute('d')).join(' '))
+    .join('|')"""
+
+# (URL path, page title, an element that is there once the page has drawn its content).
+# The Model page is the default page, which Streamlit serves at "/" whatever its url_path.
+PAGES = [
+    ("", "Model", '[data-testid="stDataFrame"]'),
+    ("pruning", "Pruning", ".st-key-prune_histogram .js-plotly-plot"),
+    ("quantization", "Quantization", ".st-key-quantize_histogram .js-plotly-plot"),
+    ("tradeoffs", "Trade-offs", ".st-key-sweep_amounts"),
+    ("export", "Export", '[data-testid="stDownloadButton"]'),
+]
+LINK_RECIPE = {"prune": {"method": "magnitude", "amount": 0.4, "scope": "layer"}}
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module", autouse=True)
+def patient_expectations():
+    """A rerun that compresses and evaluates can take seconds on a busy CI machine."""
+    expect.set_options(timeout=30_000)
+    yield
+    expect.set_options(timeout=5_000)
+
+
+# --- driving the app --------------------------------------------------------------------------
+
+
+def wait_for_app(page: Page) -> None:
+    page.wait_for_selector(IDLE)
+
+
+def open_page(page: Page, app_url: str, path: str, ready: str) -> None:
+    page.goto(f"{app_url}/{path}")
+    page.wait_for_selector(ready)
+    wait_for_app(page)
+
+
+def json_in_url(fragment: str) -> str:
+    """A regular expression for ``fragment`` of the recipe JSON as it appears, encoded, in a URL."""
+    return re.escape(urllib.parse.quote(fragment, safe=""))
+
+
+def metric(page: Page, label: str):
+    return page.get_by_test_id("stMetric").filter(has_text=label).get_by_test_id("stMetricValue")
+
+
+def percent(text: str) -> float:
+    return float(text.strip().rstrip("%")) / 100
+
+
+def move_slider(page: Page, key: str, key_name: str, presses: int) -> None:
+    """Focus the slider with widget key ``key`` and press an arrow key ``presses`` times."""
+    page.locator(f".st-key-{key} input[type=range]").focus()
+    for _ in range(presses):
+        page.keyboard.press(key_name)
+
+
+def assert_no_error_on_page(page: Page) -> None:
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+    expect(page.get_by_role("dialog")).to_have_count(0)  # e.g. Streamlit's "Page not found"
+
+
+def upload_model(page: Page, app_url: str, file: Path) -> None:
+    """On the Model page's Upload tab, put ``file`` in the uploader and press "Use these files"."""
+    open_page(page, app_url, "", PAGES[0][2])
+    page.get_by_role("tab", name="Upload").click()
+    page.locator(".st-key-model_upload input[type=file]").set_input_files(file)
+    expect(page.get_by_text(file.name, exact=True)).to_be_visible()
+    wait_for_app(page)
+    page.get_by_role("button", name="Use these files").click()
+
+
+class _RunsAShellCommand:
+    """Pickles as a call to os.system: what a hostile checkpoint carries."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "title", "ready"), PAGES, ids=[title for _, title, _ in PAGES])
+def test_page_opened_by_url_shows_no_exception_or_error(page, app_url, screenshot_dir, path, title, ready):
+    open_page(page, app_url, path, ready)
+    expect(page.get_by_role("heading", level=1, name=title)).to_be_visible()
+    page.screenshot(path=screenshot_dir / f"{title.lower()}.png")
+    assert_no_error_on_page(page)
+
+
+def test_amount_slider_moved_by_keyboard_updates_sparsity(page, app_url, screenshot_dir):
+    open_page(page, app_url, "pruning", PAGES[1][2])
+    expect(metric(page, "Sparsity")).to_have_text("0.0%")
+    move_slider(page, "prune_amount", "ArrowRight", 10)
+    expect(page.locator(".st-key-prune_amount input[type=range]")).to_have_value("0.1")
+    expect(metric(page, "Sparsity")).to_have_text("10.0%")
+    expect(page).to_have_url(re.compile(json_in_url('"amount":0.1,')))
+    wait_for_app(page)
+    page.screenshot(path=screenshot_dir / "pruning-amount-0.10.png")
+
+
+def test_amount_slider_moved_by_keyboard_redraws_the_histogram(page, app_url):
+    open_page(page, app_url, "pruning", PAGES[1][2])
+    bars_before = page.evaluate(HISTOGRAM_BARS_JS)
+    move_slider(page, "prune_amount", "ArrowRight", 10)
+    expect(metric(page, "Sparsity")).to_have_text("10.0%")
+    page.wait_for_function(f"(before) => ({HISTOGRAM_BARS_JS})() !== before", arg=bars_before)
+    assert_no_error_on_page(page)
+
+
+def test_bits_slider_moved_by_keyboard_redraws_the_quantization_grid(page, app_url, screenshot_dir):
+    open_page(page, app_url, "quantization", PAGES[2][2])
+    titles = page.locator(".st-key-quantize_histogram .gtitle")
+    expect(titles.filter(has_text=", 8 bits, ")).to_be_visible()
+    move_slider(page, "quantize_bits", "ArrowLeft", 4)
+    expect(page.locator(".st-key-quantize_bits input[type=range]")).to_have_value("4")
+    expect(titles.filter(has_text=", 4 bits, ")).to_be_visible()
+    wait_for_app(page)
+    expect(titles).to_have_count(1)  # while a rerun draws, the previous figure may linger beside it
+    expect(page.locator(".st-key-quantize_histogram .legendtext").filter(has_text="quantization levels")).to_be_visible()
+    expect(page).to_have_url(re.compile(json_in_url('"bits":4,')))
+    page.screenshot(path=screenshot_dir / "quantization-4-bits.png")
+
+
+def test_uploaded_state_dict_shows_its_layers(page, app_url, screenshot_dir, tmp_path):
+    checkpoint = tmp_path / "mlp.pt"
+    torch.save(sample_models.load_trained("mlp").state_dict(), checkpoint)
+    upload_model(page, app_url, checkpoint)
+    try:
+        expect(page.get_by_role("heading", level=3, name="mlp.pt")).to_be_visible(timeout=10_000)
+        wait_for_app(page)
+        expect(page.get_by_test_id("stDataFrame")).to_contain_text("fc1.weight")
+    finally:
+        page.screenshot(path=screenshot_dir / "model-upload.png")
+    assert_no_error_on_page(page)
+
+
+def hostile_checkpoint(folder: Path) -> tuple[Path, Path]:
+    """A torch.save file whose unpickling would create ``marker``; returns (file, marker)."""
+    marker = folder / "code-ran"
+    checkpoint = folder / "hostile.pt"
+    torch.save({"fc1.weight": _RunsAShellCommand(f"touch {marker}")}, checkpoint)
+    return checkpoint, marker
+
+
+def test_hostile_pickle_is_refused_without_running_its_code(page, app_url, screenshot_dir, tmp_path):
+    checkpoint, marker = hostile_checkpoint(tmp_path)
+    upload_model(page, app_url, checkpoint)
+    error = page.get_by_test_id("stAlertContentError")
+    expect(error).to_contain_text("run code")
+    wait_for_app(page)
+    page.screenshot(path=screenshot_dir / "model-hostile-upload.png")
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    assert not marker.exists()
+
+
+def test_app_keeps_working_after_a_refused_upload(page, app_url, tmp_path):
+    checkpoint, _ = hostile_checkpoint(tmp_path)
+    upload_model(page, app_url, checkpoint)
+    expect(page.get_by_test_id("stAlertContentError")).to_be_visible()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Pruning").click()
+    expect(page.get_by_role("heading", level=1, name="Pruning")).to_be_visible()
+    page.wait_for_selector(PAGES[1][2])
+    wait_for_app(page)
+    expect(metric(page, "Sparsity")).to_have_text("0.0%")
+    assert_no_error_on_page(page)
+
+
+def test_copied_link_opens_pruning_with_its_model_and_recipe(page, app_url, screenshot_dir):
+    query = urllib.parse.urlencode({"model": "mlp", "recipe": json.dumps(LINK_RECIPE, separators=(",", ":"))})
+    open_page(page, app_url, f"pruning?{query}", PAGES[1][2])
+    expect(page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")).to_have_value("mlp")
+    expect(page.locator(".st-key-prune_amount input[type=range]")).to_have_value("0.4")
+    expect(page.locator(".st-key-prune_scope").get_by_role("radio", name="per layer")).to_be_checked()
+    assert percent(metric(page, "Sparsity").inner_text()) == pytest.approx(0.40, abs=0.005)
+    page.screenshot(path=screenshot_dir / "pruning-from-link.png")
+    assert_no_error_on_page(page)

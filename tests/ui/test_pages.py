@@ -1,0 +1,456 @@
+"""The dashboard's pages, run headless with Streamlit's AppTest: what each page shows.
+
+Sample models only (simplenet by default, mlp where named): both load and compress in well
+under a second. Figures are read back from the plotly JSON the page sends to the browser.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shlex
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import sample_models
+from compression.recipe import Recipe
+
+PAGES = ["pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/tradeoffs.py", "pages/export.py"]
+LEVELS_TRACE = "quantization levels"
+
+
+# --- reading what a page drew -----------------------------------------------------------------
+
+
+def open_page(app: AppTest, page: str) -> AppTest:
+    """Run the app (its first run, if not run yet) and switch to ``page``."""
+    if "model_id" not in app.session_state:
+        app.run()
+    app.switch_page(page)
+    return app.run()
+
+
+def figure(app: AppTest, key: str) -> dict:
+    """The plotly figure (data and layout) of the chart with widget key ``key``."""
+    charts = [chart for chart in app.get("plotly_chart") if chart.key == key]
+    assert len(charts) == 1, f"expected one chart {key!r}, found {[c.key for c in app.get('plotly_chart')]}"
+    return json.loads(charts[0].proto.spec)
+
+
+def values(array: list | dict) -> np.ndarray:
+    """A plotly array as numbers: plain JSON lists or plotly's typed-array encoding."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).astype(float)
+    return np.array(array, dtype=float)
+
+
+def trace(spec: dict, name_prefix: str) -> dict | None:
+    named = [t for t in spec["data"] if str(t.get("name", "")).startswith(name_prefix)]
+    assert len(named) <= 1
+    return named[0] if named else None
+
+
+def zero_bin_count(spec: dict, name: str) -> float:
+    """Count in the histogram bin centred on 0 (the bins are symmetric about zero)."""
+    bars = trace(spec, name)
+    centres, counts = values(bars["x"]), values(bars["y"])
+    return float(counts[np.argmin(np.abs(centres))])
+
+
+def metric_value(app: AppTest, label: str) -> str:
+    matches = [m.value for m in app.metric if m.label == label]
+    assert len(matches) == 1, f"expected one metric {label!r}, found {[m.label for m in app.metric]}"
+    return matches[0]
+
+
+def percent(text: str) -> float:
+    assert text.endswith("%"), text
+    return float(text[:-1]) / 100
+
+
+def assert_clean(app: AppTest) -> None:
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+
+
+def url_recipe(app: AppTest) -> dict:
+    return json.loads(app.query_params["recipe"]) if "recipe" in app.query_params else {}
+
+
+def set_amount(app: AppTest, amount: float) -> AppTest:
+    return app.slider(key="prune_amount").set_value(amount).run()
+
+
+def set_bits(app: AppTest, bits: int) -> AppTest:
+    return app.slider(key="quantize_bits").set_value(bits).run()
+
+
+# --- every page -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_runs_without_exception_or_error(app, page):
+    open_page(app, page)
+    assert_clean(app)
+    assert app.title, "each page has a title"
+
+
+def test_reset_recipe_drops_every_setting(app):
+    open_page(app, "pages/quantization.py")
+    set_bits(app, 4)
+    open_page(app, "pages/pruning.py")
+    set_amount(app, 0.5)
+    [reset] = [b for b in app.sidebar.button if b.label == "Reset recipe"]
+    reset.click().run()
+    assert_clean(app)
+    # The pruning page redraws as on a first visit: magnitude pruning, nothing removed yet.
+    assert url_recipe(app) == {"prune": {"amount": 0.0, "method": "magnitude", "scope": "global"}}
+    assert app.slider(key="prune_amount").value == 0.0
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_reset_recipe_button_is_on_every_page(app, page):
+    open_page(app, page)
+    assert [b.label for b in app.sidebar.button] == ["Reset recipe"]
+
+
+# --- model ------------------------------------------------------------------------------------
+
+def test_picking_a_sample_model_on_the_model_page_selects_it(app):
+    app.run()
+    app.radio(key="model_zoo").set_value("mlp").run()
+    assert_clean(app)
+    assert app.session_state["model_id"] == "mlp"
+    assert app.query_params["model"] == "mlp"
+    assert [s.value for s in app.subheader] == ["mlp"]
+
+
+def test_picking_a_model_in_the_sidebar_on_the_model_page_selects_it(app):
+    app.run()
+    app.sidebar.selectbox[0].set_value("bn_cnn").run(timeout=30)
+    assert app.session_state["model_id"] == "bn_cnn"
+
+
+def test_picking_a_model_in_the_sidebar_on_another_page_selects_it(app):
+    open_page(app, "pages/pruning.py")
+    app.sidebar.selectbox[0].set_value("bn_cnn").run(timeout=15)
+    assert_clean(app)
+    assert app.session_state["model_id"] == "bn_cnn"
+
+
+def saved_state_dict(model_name: str) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(sample_models.load_trained(model_name).state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def upload_model(app: AppTest, name: str, content: bytes) -> AppTest:
+    """Put a file in the Model page's uploader and press "Use these files"."""
+    app.file_uploader(key="model_upload").set_value((name, content, "application/octet-stream")).run()
+    [use] = [b for b in app.button if b.label == "Use these files"]
+    return use.click().run()
+
+
+def test_uploaded_state_dict_becomes_the_current_model(app):
+    app.run()
+    upload_model(app, "mlp.pt", saved_state_dict("mlp"))
+    assert_clean(app)
+    assert [s.value for s in app.subheader] == ["mlp.pt"]
+    assert "fc1.weight" in list(app.dataframe[0].value["layer"])
+
+
+def test_uploaded_state_dict_is_offered_in_the_sidebar(app):
+    app.run()
+    upload_model(app, "mlp.pt", saved_state_dict("mlp"))
+    assert "mlp.pt" in app.sidebar.selectbox[0].options
+
+
+class _RunsAShellCommand:
+    """Pickles as a call to os.system: what a hostile checkpoint carries."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def test_hostile_pickle_upload_is_refused_with_an_error_and_never_run(app, tmp_path):
+    marker = tmp_path / "pwned"
+    buffer = io.BytesIO()
+    torch.save({"fc1.weight": _RunsAShellCommand(f"touch {marker}")}, buffer)
+    app.run()
+    upload_model(app, "checkpoint.pt", buffer.getvalue())
+    assert not app.exception
+    [error] = app.error
+    assert "run code" in error.value
+    assert not marker.exists()
+    assert app.session_state["model_id"] == "simplenet"
+
+
+# --- pruning ----------------------------------------------------------------------------------
+
+
+def test_zero_bin_of_after_histogram_grows_with_the_amount(app):
+    open_page(app, "pages/pruning.py")
+    zero_counts = []
+    for amount in (0.0, 0.5, 0.9):
+        set_amount(app, amount)
+        assert_clean(app)
+        zero_counts.append(zero_bin_count(figure(app, "prune_histogram"), "after"))
+    assert zero_counts[0] < zero_counts[1] < zero_counts[2], zero_counts
+
+
+def test_before_histogram_does_not_change_with_the_amount(app):
+    open_page(app, "pages/pruning.py")
+    before = values(trace(figure(app, "prune_histogram"), "before")["y"])
+    set_amount(app, 0.9)
+    assert np.array_equal(values(trace(figure(app, "prune_histogram"), "before")["y"]), before)
+
+
+@pytest.mark.parametrize("amount", [0.3, 0.7])
+def test_sparsity_metric_matches_the_amount_for_global_magnitude_pruning(app, amount):
+    open_page(app, "pages/pruning.py")
+    assert app.selectbox(key="prune_method").value == "magnitude"
+    assert app.radio(key="prune_scope").value == "global"
+    set_amount(app, amount)
+    assert percent(metric_value(app, "Sparsity")) == pytest.approx(amount, abs=0.005)
+
+
+def test_sparsity_bars_show_each_layer_pruned(app):
+    open_page(app, "pages/pruning.py")
+    set_amount(app, 0.5)
+    bars = figure(app, "prune_bars")["data"][0]
+    assert len(bars["y"]) >= 2
+    assert (values(bars["x"]) > 0).all()
+
+
+def test_n_m_method_with_2_4_prunes_half_the_weights(app):
+    open_page(app, "pages/pruning.py")
+    app.selectbox(key="prune_method").set_value("n:m").run()
+    assert_clean(app)
+    assert app.selectbox(key="prune_pattern").value == "2:4"
+    assert url_recipe(app)["prune"] == {"method": "n:m", "n": 2, "m": 4}
+    assert percent(metric_value(app, "Sparsity")) == pytest.approx(0.5, abs=0.01)
+
+
+def test_method_off_removes_the_prune_section(app):
+    open_page(app, "pages/pruning.py")
+    set_amount(app, 0.5)
+    app.selectbox(key="prune_method").set_value("off").run()
+    assert "prune" not in url_recipe(app)
+    assert percent(metric_value(app, "Sparsity")) < 0.01
+
+
+# --- quantization -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_linear_quantization_draws_at_most_2_to_the_bits_levels(app, bits):
+    open_page(app, "pages/quantization.py")
+    set_bits(app, bits)
+    assert_clean(app)
+    spec = figure(app, "quantize_histogram")
+    levels = trace(spec, LEVELS_TRACE)
+    assert levels is not None, [t.get("name") for t in spec["data"]]
+    xs = values(levels["x"])
+    drawn = np.unique(xs[~np.isnan(xs)])
+    assert 2 <= len(drawn) <= 2**bits
+    assert levels["name"] == f"{LEVELS_TRACE} ({len(drawn)})"
+    assert f"{bits} bits" in spec["layout"]["title"]["text"]
+
+
+def test_levels_beyond_64_are_counted_in_the_title_not_drawn(app):
+    open_page(app, "pages/quantization.py")
+    set_bits(app, 8)
+    spec = figure(app, "quantize_histogram")
+    assert trace(spec, LEVELS_TRACE) is None
+    assert "255 levels" in spec["layout"]["title"]["text"]
+
+
+def test_pow2_with_16_bits_warns_and_uses_8_bits(app):
+    open_page(app, "pages/quantization.py")
+    app.selectbox(key="quantize_scheme").set_value("pow2").run()
+    set_bits(app, 16)
+    assert_clean(app)
+    assert any("using 8" in warning.value for warning in app.warning), [w.value for w in app.warning]
+    assert url_recipe(app)["quantize"]["bits"] == 8
+    assert ", 8 bits" in figure(app, "quantize_histogram")["layout"]["title"]["text"]
+
+
+def test_float_format_has_no_bits_slider(app):
+    open_page(app, "pages/quantization.py")
+    app.selectbox(key="quantize_scheme").set_value("fp16").run()
+    assert_clean(app)
+    assert not [s for s in app.slider if s.key == "quantize_bits"]
+    assert url_recipe(app)["quantize"] == {"scheme": "float", "format": "fp16"}
+
+
+# --- the recipe across pages and in the URL ---------------------------------------------------
+
+
+def test_recipe_keeps_the_prune_section_on_another_page(app):
+    open_page(app, "pages/pruning.py")
+    set_amount(app, 0.3)
+    open_page(app, "pages/quantization.py")
+    assert_clean(app)
+    assert url_recipe(app)["prune"]["amount"] == 0.3
+    assert app.session_state["recipe"]["prune"]["amount"] == 0.3
+    assert '"amount": 0.3' in app.code[0].value  # the recipe box on the quantization page
+
+
+def test_amount_slider_shows_its_value_after_a_round_trip(app):
+    open_page(app, "pages/pruning.py")
+    set_amount(app, 0.3)
+    open_page(app, "pages/quantization.py")
+    open_page(app, "pages/pruning.py")
+    assert app.slider(key="prune_amount").value == 0.3
+    assert percent(metric_value(app, "Sparsity")) == pytest.approx(0.3, abs=0.005)
+
+
+LINK_RECIPE = {
+    "prune": {"method": "magnitude", "amount": 0.4, "scope": "layer"},
+    "quantize": {"scheme": "linear", "bits": 4, "granularity": "per_tensor", "symmetric": False},
+}
+
+
+def open_link(app: AppTest, model: str, recipe: str | None) -> AppTest:
+    app.query_params["model"] = model
+    if recipe is not None:
+        app.query_params["recipe"] = recipe
+    return app.run()
+
+
+def test_link_selects_the_model(app):
+    open_link(app, "mlp", json.dumps(LINK_RECIPE))
+    assert_clean(app)
+    assert app.session_state["model_id"] == "mlp"
+    assert app.sidebar.selectbox[0].value == "mlp"
+
+
+def test_link_sets_the_pruning_widgets(app):
+    open_link(app, "mlp", json.dumps(LINK_RECIPE))
+    open_page(app, "pages/pruning.py")
+    assert_clean(app)
+    assert app.selectbox(key="prune_method").value == "magnitude"
+    assert app.slider(key="prune_amount").value == 0.4
+    assert app.radio(key="prune_scope").value == "layer"
+
+
+def test_link_sets_the_quantization_widgets(app):
+    open_link(app, "mlp", json.dumps(LINK_RECIPE))
+    open_page(app, "pages/quantization.py")
+    assert_clean(app)
+    assert app.selectbox(key="quantize_scheme").value == "linear"
+    assert app.slider(key="quantize_bits").value == 4
+    assert app.selectbox(key="quantize_granularity").value == "per_tensor"
+    assert app.toggle(key="quantize_symmetric").value is False
+
+
+def test_invalid_recipe_in_the_link_warns_and_starts_empty(app):
+    open_link(app, "mlp", '{"prune": {"method": "magnitude", "amount": 7}}')
+    assert not app.exception
+    assert any("recipe was not used" in w.value and "prune.amount" in w.value for w in app.warning), \
+        [w.value for w in app.warning]
+    assert app.session_state["recipe"] == {}
+    assert app.session_state["model_id"] == "mlp"
+
+
+def test_malformed_json_in_the_link_warns(app):
+    open_link(app, "mlp", '{"prune": ')
+    assert not app.exception
+    assert any("recipe was not used" in w.value for w in app.warning), [w.value for w in app.warning]
+
+
+def test_unknown_model_in_the_link_warns_and_falls_back_to_simplenet(app):
+    open_link(app, "no-such-model", None)
+    assert not app.exception
+    assert any("'no-such-model'" in w.value for w in app.warning), [w.value for w in app.warning]
+    assert app.session_state["model_id"] == "simplenet"
+    assert app.query_params["model"] == "simplenet"
+
+
+def test_url_warning_is_shown_once(app):
+    open_link(app, "no-such-model", None)
+    open_page(app, "pages/pruning.py")
+    assert not [w for w in app.warning if "no-such-model" in w.value]
+
+
+# --- trade-offs -------------------------------------------------------------------------------
+
+SWEEP_AMOUNTS = [0.0, 0.5]
+SWEEP_BITS = [32, 4]
+
+
+def run_sweep(app: AppTest) -> AppTest:
+    [button] = [b for b in app.button if b.label == "Run sweep"]
+    return button.click().run()
+
+
+@pytest.fixture
+def tradeoffs(app):
+    """The trade-offs page on mlp with a 2 × 2 grid, not yet run."""
+    open_link(app, "mlp", None)
+    open_page(app, "pages/tradeoffs.py")
+    app.multiselect(key="sweep_amounts").set_value(SWEEP_AMOUNTS)
+    app.multiselect(key="sweep_bits").set_value(SWEEP_BITS).run()
+    return app
+
+
+def test_tradeoffs_asks_for_a_run_before_drawing(tradeoffs):
+    assert_clean(tradeoffs)
+    assert not tradeoffs.get("plotly_chart")
+    assert any("Run sweep" in info.value for info in tradeoffs.info)
+
+
+def test_run_sweep_draws_chart_and_table_with_pareto_column(tradeoffs):
+    run_sweep(tradeoffs)
+    assert_clean(tradeoffs)
+    chart = figure(tradeoffs, "sweep_chart")
+    assert any(t.get("name") == "Pareto front" for t in chart["data"])
+    [table] = tradeoffs.dataframe
+    assert "pareto" in table.value.columns
+    assert len(table.value) == len(SWEEP_AMOUNTS) * len(SWEEP_BITS)
+    assert table.value["pareto"].any()
+
+
+def test_second_sweep_with_same_ranges_reuses_every_measured_point(tradeoffs):
+    run_sweep(tradeoffs)
+    [points] = tradeoffs.session_state["sweep_points"].values()
+    first = dict(points)
+    run_sweep(tradeoffs)
+    assert_clean(tradeoffs)
+    assert points.keys() == first.keys()
+    # A recomputed point would be a new dict: the same objects mean none was measured again.
+    assert all(points[key] is first[key] for key in first)
+
+
+def test_sweep_results_with_custom_ranges_stay_after_a_page_switch(tradeoffs):
+    run_sweep(tradeoffs)
+    open_page(tradeoffs, "pages/model.py")
+    open_page(tradeoffs, "pages/tradeoffs.py")
+    assert figure(tradeoffs, "sweep_chart")
+    assert len(tradeoffs.dataframe) == 1
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+def test_export_shows_the_cli_command_with_the_recipe(app):
+    open_link(app, "mlp", json.dumps(LINK_RECIPE))
+    open_page(app, "pages/export.py")
+    assert_clean(app)
+    command = shlex.split(next(c.value for c in app.code if c.value.startswith("python -m compression apply")))
+    assert command[:5] == ["python", "-m", "compression", "apply", "mlp"]
+    recipe = json.loads(command[command.index("--recipe") + 1])
+    assert recipe == Recipe.from_dict(LINK_RECIPE).to_dict()
+
+
+def test_export_offers_packed_dense_and_recipe_downloads(app):
+    open_page(app, "pages/export.py")
+    labels = [button.label for button in app.get("download_button")]
+    assert labels == ["Packed model (.packed)", "Dense weights (.safetensors)", "Recipe (.json)"]
