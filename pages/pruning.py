@@ -4,6 +4,7 @@ import math
 import pandas as pd
 import streamlit as st
 
+from compression.preview import MagnitudeIndex
 from compression.stats import sparsity_map
 from ui import charts, controls, state
 
@@ -27,9 +28,7 @@ st.latex(r"w' = \begin{cases} 0 & \text{if } |w| < \theta \\ w & \text{otherwise
 choice, model = controls.load_current_model()
 recipe = state.recipe()
 section = recipe.get("prune") or {}
-weight_limit = max(
-    (float(model.module.state_dict()[name].abs().max()) for name in model.compressible), default=1.0
-)
+weight_limit = MagnitudeIndex.of(model).limit or 1.0  # largest |w|, from the cached sorted weights
 
 
 def prune_controls() -> dict | None:

@@ -226,8 +226,10 @@ def set_section(section: str, value: dict[str, Any] | None) -> None:
     updated = {key: val for key, val in recipe().items() if key != section}
     if value is not None:
         updated[section] = value
-    st.session_state[_RECIPE_KEY] = compression.Recipe.from_dict(updated).to_dict()
-    sync_url()
+    updated = compression.Recipe.from_dict(updated).to_dict()
+    if updated != recipe():  # every rerun sets its sections: only a change touches the URL
+        st.session_state[_RECIPE_KEY] = updated
+        sync_url()
 
 
 def set_prune_overrides(own_amounts: dict[str, float], switched_off: set[str]) -> None:
