@@ -117,7 +117,14 @@ def _cut_masks(scores: list[torch.Tensor], spec: PruneSpec) -> tuple[list[torch.
 
 
 def _n_m_keep(weight: torch.Tensor, spec: PruneSpec) -> torch.Tensor:
-    """Keep the n largest |w| of every m consecutive weights along the input dimension."""
+    """Keep the n largest |w| of every m consecutive weights along the input dimension.
+
+    Conv weights are grouped across input channels at each kernel position, as sparse tensor
+    cores (and NVIDIA's ASP) see them: out × kh × kw × in.
+    """
+    if weight.ndim > 2:
+        channels_last = weight.movedim(1, -1)
+        return _n_m_keep(channels_last.reshape(weight.shape[0], -1), spec).reshape(channels_last.shape).movedim(-1, 1)
     rows = _as_rows(weight).abs()
     out_rows, cols = rows.shape
     pad = (-cols) % spec.m

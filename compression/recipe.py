@@ -310,7 +310,10 @@ class Recipe:
             merged.pop("amount", None)  # n:m takes neither: switching to it drops the recipe's cut
             merged.pop("threshold", None)
         merged.update(fields)
-        return _build(cls, f"overrides[{override.pattern!r}].{section}", merged)
+        try:
+            return _build(cls, f"overrides[{override.pattern!r}].{section}", merged)
+        except RecipeError as error:  # name the override, not only the field it set
+            raise RecipeError(f"overrides[{override.pattern!r}]: {error}") from None
 
     def specs_for(self, parameter: str) -> tuple[PruneSpec | None, QuantizeSpec | None]:
         """The prune and quantize sections that apply to one parameter (last override wins)."""

@@ -225,11 +225,12 @@ def test_n_m_on_a_width_not_divisible_by_m_treats_the_short_last_group_alike() -
     assert keep.tolist() == [[False, False, True, True, False, True, True]]
 
 
-def test_n_m_on_a_conv_weight_groups_the_flattened_input_channels_and_kernel() -> None:
-    weight = random_weight(4, 3, 2, 2)  # rows of 12 = in·k·k
+def test_n_m_on_a_conv_weight_groups_input_channels_at_each_kernel_position() -> None:
+    weight = random_weight(4, 8, 3, 3)  # out, in, kh, kw
     keep = keep_of(weight, PruneSpec(method="n:m", n=2, m=4))
     assert keep.shape == weight.shape
-    assert bool((keep.reshape(4, 3, 4).sum(dim=2) == 2).all())
+    by_position = keep.movedim(1, -1).reshape(4, 3, 3, 2, 4)  # groups of 4 input channels
+    assert bool((by_position.sum(dim=-1) == 2).all())
 
 
 def test_n_m_with_n_equal_to_m_prunes_nothing() -> None:

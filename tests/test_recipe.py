@@ -378,3 +378,8 @@ def test_equal_recipes_give_equal_json_whether_a_number_is_written_as_int_or_flo
 def test_to_json_with_indent_is_the_same_recipe() -> None:
     recipe = Recipe.from_dict({"prune": {"amount": 0.5}})
     assert json.loads(recipe.to_json(indent=2)) == json.loads(recipe.to_json())
+
+
+def test_an_invalid_override_names_its_pattern_and_the_field() -> None:
+    with pytest.raises(RecipeError, match=r"overrides\['fc1\.\*'\]: quantize\.bits must be an integer between 1 and 16; got 99"):
+        Recipe.from_dict({"quantize": {"scheme": "linear", "bits": 4}, "overrides": {"fc1.*": {"quantize": {"bits": 99}}}})
