@@ -16,16 +16,15 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import safetensors.torch
-import torch
 
 import compression
 import sample_models
 from compression.errors import CompressionError
+from compression.files import write_atomically
+from compression.packing import dense_safetensors
 
 EXIT_BAD_INPUT = 2
 
@@ -79,23 +78,6 @@ def _check_output(path: str | None, args: argparse.Namespace) -> Path | None:
     if not target.parent.resolve().is_dir():
         raise CommandError(f"output folder {str(target.parent)!r} does not exist.")
     return target
-
-
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temporary file beside ``path`` and rename it over: never a partial file."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(descriptor)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _save_dense(state: dict[str, torch.Tensor], path: Path) -> None:
-    tensors = {name: tensor.detach().contiguous().clone() for name, tensor in state.items()}
-    _write_atomically(path, lambda temporary: safetensors.torch.save_file(tensors, str(temporary)))
 
 
 def _load(args: argparse.Namespace) -> compression.LoadedModel:
@@ -202,11 +184,11 @@ def command_apply(args: argparse.Namespace) -> None:
     model = _load(args)
     result = compression.compress(model, recipe)
     report = _apply_report(model, result)
-    _write_atomically(out, lambda temporary: compression.save_packed(result, temporary))
+    compression.save_packed(result, out)
     if os.path.getsize(out) != report["file_bytes"]:
         raise AssertionError("packed file size differs from the report")  # a bug, never bad input
     if dense_out is not None:
-        _save_dense(result.module.state_dict(), dense_out)
+        write_atomically(dense_out, dense_safetensors(result.module.state_dict()))
     if args.json:
         _print_json(report)
     else:
@@ -217,7 +199,7 @@ def command_apply(args: argparse.Namespace) -> None:
 def command_unpack(args: argparse.Namespace) -> None:
     dense_out = _check_output(args.dense_out, args)
     state, index = compression.load_packed(args.file)
-    _save_dense(state, dense_out)
+    write_atomically(dense_out, dense_safetensors(state))
     print(f"wrote {dense_out}: {len(state)} tensors of model {index['model']!r}")
 
 
@@ -244,7 +226,7 @@ def command_sweep(args: argparse.Namespace) -> None:
 
     frame = compression.sweep(model, args.amounts, args.bits, args.scheme, base, progress=progress)
     if csv_out is not None:
-        _write_atomically(csv_out, lambda temporary: frame.to_csv(temporary, index=False))
+        write_atomically(csv_out, frame.to_csv(index=False).encode("utf-8"))
     if args.json:
         print(frame.drop(columns=["recipe"]).to_json(orient="records", indent=2))
     else:

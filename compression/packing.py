@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import torch
 
 from compression.bitpack import pack_bits, packed_size, unpack_bits
 from compression.errors import PackedFileError
+from compression.files import write_atomically
 from compression.quantization import dequantize_tensor
 from compression.quantization.base import QuantizedTensor
 from compression.recipe import QuantizeSpec
@@ -241,18 +241,13 @@ def _safetensors_dtypes(dtypes: tuple[torch.dtype, ...]) -> dict[torch.dtype, tu
 
 
 def save_packed(packed: PackedModel, path: str | os.PathLike) -> int:
-    """Write the packed file atomically (a temp file renamed over) and return its size."""
-    path = Path(path)
-    data = packed.to_bytes()
-    descriptor, temporary = tempfile.mkstemp(prefix=".packing-", dir=path.parent or ".")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return len(data)
+    """Write the packed file atomically (never a partial file) and return its size."""
+    return write_atomically(path, packed.to_bytes())
+
+
+def dense_safetensors(state: dict[str, torch.Tensor]) -> bytes:
+    """A state dict as plain safetensors bytes; tied tensors are cloned (safetensors refuses aliases)."""
+    return safetensors.torch.save({name: tensor.detach().contiguous().clone() for name, tensor in state.items()})
 
 
 def _read_index(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

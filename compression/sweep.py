@@ -9,7 +9,6 @@ True
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Iterable, Mapping, MutableMapping
 
 import numpy as np
@@ -123,8 +122,3 @@ def _measure(model: LoadedModel, recipe: Recipe) -> dict[str, Any]:
         "value": evaluation.value,
         "baseline_value": evaluation.baseline_value,
     }
-
-
-def recipe_of(row: Mapping[str, Any]) -> Recipe:
-    """The recipe a sweep row was computed with."""
-    return Recipe.from_dict(json.loads(row["recipe"]))

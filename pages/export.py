@@ -2,9 +2,9 @@
 import json
 import shlex
 
-import safetensors.torch
 import streamlit as st
 
+from compression.packing import dense_safetensors
 from ui import controls, state
 
 state.require_navigation()
@@ -29,7 +29,7 @@ columns = st.columns(3)
 columns[0].download_button("Packed model (.packed)", result.packed.to_bytes(), file_name=f"{stem}.packed",
                            mime="application/octet-stream", type="primary")
 columns[1].download_button("Dense weights (.safetensors)",
-                           safetensors.torch.save({k: v.detach().contiguous().clone() for k, v in result.module.state_dict().items()}),
+                           dense_safetensors(result.module.state_dict()),
                            file_name=f"{stem}-dense.safetensors", mime="application/octet-stream")
 columns[2].download_button("Recipe (.json)", recipe_text, file_name=f"{stem}-recipe.json", mime="application/json")
 
