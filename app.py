@@ -29,13 +29,15 @@ with st.sidebar:
     picked = st.selectbox(
         "Model", options, index=options.index(current) if current in options else 0,
         format_func=lambda model_id: model_id.removeprefix(state.UPLOAD_PREFIX).split("/", 1)[-1],
-        help="Sample models ship with the app; uploads are added on the Model page.",
     )
     if picked != current:
         state.choose_model(picked)
         st.rerun()
-    st.caption("The recipe (pruning and quantization settings) is shared by every page and kept in the URL.")
-    if st.button("Reset recipe", help="Back to the uncompressed model."):
+    # Captions rather than tooltips: a tooltip re-measures itself on every redraw of the page.
+    st.caption("Sample models ship with the app; uploads are added on the Model page. The recipe "
+               "(pruning and quantization settings) is shared by every page and kept in the URL; "
+               "**Reset recipe** goes back to the uncompressed model.")
+    if st.button("Reset recipe"):
         state.reset_recipe()
         st.rerun()
 

@@ -31,8 +31,11 @@ from compression.stats import (
     Histogram,
     SparsityMap,
     ValueRange,
+    display_limit,
     error_measures,
     histogram,
+    pooled_mean_magnitude,
+    mean_magnitude,
     sparsity_map,
     value_range,
 )
@@ -202,8 +205,10 @@ def _layer_report(
     encoded: EncodedTensor,
     before: ValueRange,
     after: ValueRange,
+    mean: float,
 ) -> LayerReport:
-    limit = max(before.magnitude, after.magnitude)  # quantization may round the largest |w| up
+    # Quantization may round the largest |w| up; outliers far beyond the bulk go to the end bins.
+    limit = display_limit(max(before.magnitude, after.magnitude), mean)
     errors = error_measures(original, values)
     zeros = values.numel() - encoded.entry["nonzero"]  # counted by encode_tensor (values != 0)
     return LayerReport(
@@ -272,6 +277,7 @@ def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] 
     encoded: dict[str, EncodedTensor] = {}
     layers = []
     ranges: dict[str, tuple[ValueRange, ValueRange]] = {}
+    spreads: dict[str, float] = {}  # mean |w| of each original tensor
     for name in targets:
         original = state[name]
         quantize_spec = recipe.specs_for(name)[1]
@@ -281,12 +287,15 @@ def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] 
         replacements[name] = values
         layer_type = loaded.layer_types.get(name, "included")
         ranges[name] = (value_range(original), value_range(values))
-        layers.append(_layer_report(name, layer_type, original, values, mask, quantized, encoded[name], *ranges[name]))
+        spreads[name] = mean_magnitude(original)
+        layers.append(
+            _layer_report(name, layer_type, original, values, mask, quantized, encoded[name], *ranges[name], spreads[name])
+        )
         del mask, quantized  # the codes are packed by now: not alive while the next tensor is worked on
 
     raw = {name: tensor for name, tensor in state.items() if name not in encoded}
     packed = PackedModel(encoded=encoded, raw=raw, recipe_json=recipe.to_json(), model_name=loaded.name)
-    report = _report(loaded, recipe, state, layers, packed, replacements, ranges)
+    report = _report(loaded, recipe, state, layers, packed, replacements, ranges, spreads)
     return CompressionResult(module=_rebuilt_module(loaded.module, replacements), report=report, packed=packed)
 
 
@@ -298,10 +307,12 @@ def _report(
     packed: PackedModel,
     replacements: Mapping[str, torch.Tensor],
     ranges: Mapping[str, tuple[ValueRange, ValueRange]],
+    spreads: Mapping[str, float],
 ) -> CompressionReport:
     parameters = sum(layer.parameters for layer in layers)
     zeros = sum(layer.zeros for layer in layers)
-    limit = max((max(before.magnitude, after.magnitude) for before, after in ranges.values()), default=0.0)
+    magnitude = max((max(before.magnitude, after.magnitude) for before, after in ranges.values()), default=0.0)
+    limit = display_limit(magnitude, pooled_mean_magnitude([(spreads[name], state[name].numel()) for name in replacements]))
     before = _summed_histogram([(state[name], ranges[name][0]) for name in replacements], limit)
     after = _summed_histogram([(values, ranges[name][1]) for name, values in replacements.items()], limit)
     return CompressionReport(
@@ -321,4 +332,4 @@ def _summed_histogram(tensors: list[tuple[torch.Tensor, ValueRange]], limit: flo
     parts = [histogram(tensor, limit, extremes=extremes) for tensor, extremes in tensors]
     if not parts:
         return histogram(torch.zeros(0), limit)
-    return Histogram(sum(part.counts for part in parts), parts[0].edges)
+    return Histogram(sum(part.counts for part in parts), parts[0].edges, sum(part.outside for part in parts))

@@ -23,7 +23,14 @@ import torch
 
 from compression.model import LoadedModel
 from compression.recipe import PruneSpec, Recipe
-from compression.stats import HISTOGRAM_BINS, Histogram, bin_indices
+from compression.stats import (
+    HISTOGRAM_BINS,
+    Histogram,
+    bin_indices,
+    display_limit,
+    pooled_mean_magnitude,
+    mean_magnitude,
+)
 
 _CACHE_KEY = "preview.magnitude_index"
 
@@ -63,7 +70,9 @@ class _SortedWeights:
         flat = weight.detach().reshape(-1).float()
         self.values = flat.sort().values.numpy()
         self.magnitudes = flat.abs().sort().values.numpy()
-        self.limit = float(self.magnitudes[-1]) if self.magnitudes.size else 0.0
+        self.largest = float(self.magnitudes[-1]) if self.magnitudes.size else 0.0
+        self.mean = mean_magnitude(weight)  # in stored order, as compress computes it
+        self.limit = display_limit(self.largest, self.mean)  # the histogram's half-width
         self._ranks: dict[float, np.ndarray] = {}
 
     def below(self, threshold: float) -> int:
@@ -86,14 +95,20 @@ class _SortedWeights:
             self._ranks[limit] = ranks
         return self._ranks[limit]
 
+    def outside(self, limit: float, threshold: float) -> int:
+        """How many values have |w| beyond ``limit`` (float32, as the engine's bins) and |w| ≥ θ."""
+        beyond = int(np.searchsorted(self.magnitudes, np.float32(limit), side="right"))
+        return self.magnitudes.size - max(beyond, self.below(threshold) if threshold > 0 else 0)
+
     def histograms(self, limit: float, threshold: float) -> tuple[Histogram, Histogram]:
         """Before and after pruning at θ, on [-limit, limit] in the engine's bins."""
         limit = limit if limit > 0 else 1.0
         edges = np.linspace(-limit, limit, HISTOGRAM_BINS + 1)
         ranks = self.bin_ranks(limit)
         before = np.diff(ranks)
+        outside_before = self.outside(limit, -math.inf)
         if not threshold > 0:
-            return Histogram(before, edges), Histogram(before.copy(), edges)
+            return Histogram(before, edges, outside_before), Histogram(before.copy(), edges, outside_before)
         low = np.searchsorted(self.values, -threshold, side="right")  # first value > -θ
         high = np.searchsorted(self.values, threshold, side="left")  # first value ≥ θ
         removed = np.diff(np.clip(ranks, low, high))  # per bin: values with -θ < v < θ
@@ -101,7 +116,7 @@ class _SortedWeights:
         low_edge, high_edge = float(np.float32(-limit)), float(np.float32(limit))
         zero_bin = int(bin_indices(torch.zeros(1), low_edge, high_edge, HISTOGRAM_BINS)[0])
         after[zero_bin] += int(removed.sum())
-        return Histogram(before, edges), Histogram(after, edges)
+        return Histogram(before, edges, outside_before), Histogram(after, edges, self.outside(limit, threshold))
 
 
 class MagnitudeIndex:
@@ -110,7 +125,9 @@ class MagnitudeIndex:
     def __init__(self, weights: dict[str, torch.Tensor]) -> None:
         self.tensors = {name: _SortedWeights(weight) for name, weight in weights.items() if weight.numel()}
         self.pooled = np.sort(np.concatenate([t.magnitudes for t in self.tensors.values()])) if self.tensors else np.zeros(0)
-        self.limit = max((t.limit for t in self.tensors.values()), default=0.0)
+        self.largest = max((t.largest for t in self.tensors.values()), default=0.0)  # the θ slider's end
+        mean = pooled_mean_magnitude([(t.mean, t.values.size) for t in self.tensors.values()])
+        self.limit = display_limit(self.largest, mean)  # half-width of the all-layers histogram
 
     @classmethod
     def of(cls, model: LoadedModel) -> MagnitudeIndex:
@@ -151,7 +168,8 @@ class MagnitudeIndex:
         edges = np.linspace(-self.limit, self.limit, HISTOGRAM_BINS + 1)
         before = sum((part[0].counts for part in parts), np.zeros(HISTOGRAM_BINS, dtype=np.int64))
         after = sum((part[1].counts for part in parts), np.zeros(HISTOGRAM_BINS, dtype=np.int64))
-        return Histogram(before, edges), Histogram(after, edges)
+        outside_before, outside_after = (sum(part[i].outside for part in parts) for i in (0, 1))
+        return Histogram(before, edges, outside_before), Histogram(after, edges, outside_after)
 
 
 def previewable(recipe: Recipe) -> bool:

@@ -13,17 +13,27 @@ import torch
 
 HISTOGRAM_BINS = 129  # odd, with symmetric edges: 0 is the centre of the middle bin
 MAX_TILES = 256
+# A histogram spans at most this many mean |w| either side of zero (≈ 8 standard deviations of
+# Gaussian weights, 10 scales of Laplacian ones: at most a few in 10^5 lie beyond). A
+# transformer's few |w| ≈ 7 outliers among |w| ≈ 0.05 would otherwise squeeze the bulk of its
+# weights into a handful of bins. Values beyond go into the end bins. Mean |w| rather than the
+# RMS: the outliers themselves barely move it.
+OUTLIER_MEAN_MAGNITUDES = 10.0
 
 
 @dataclass(frozen=True)
 class Histogram:
-    """Counts per bin; ``edges`` has one more entry than ``counts``."""
+    """Counts per bin; ``edges`` has one more entry than ``counts``.
+
+    ``outside`` finite values lay beyond the edges; they are counted in the end bins.
+    """
 
     counts: np.ndarray
     edges: np.ndarray
+    outside: int = 0
 
-    def to_dict(self) -> dict[str, list]:
-        return {"counts": self.counts.tolist(), "edges": self.edges.tolist()}
+    def to_dict(self) -> dict[str, list | int]:
+        return {"counts": self.counts.tolist(), "edges": self.edges.tolist(), "outside": self.outside}
 
 
 @dataclass(frozen=True)
@@ -68,31 +78,55 @@ def value_range(values: torch.Tensor) -> ValueRange:
     return ValueRange(low, high, False)
 
 
+def mean_magnitude(values: torch.Tensor) -> float:
+    """Mean |w| of a tensor, summed in stored order (the same tensor always gives the same float)."""
+    flat = values.detach().reshape(-1).float()
+    return float(torch.linalg.vector_norm(flat, ord=1)) / flat.numel() if flat.numel() else 0.0
+
+
+def pooled_mean_magnitude(parts: list[tuple[float, int]]) -> float:
+    """Mean |w| of several tensors together from each one's (mean |w|, size), in any order."""
+    count = sum(size for _, size in parts)
+    return math.fsum(mean * size for mean, size in parts) / count if count else 0.0
+
+
+def display_limit(magnitude: float, mean: float) -> float:
+    """Half-width of a histogram: the largest |w|, or 10 mean |w| where outliers lie beyond."""
+    return min(magnitude, OUTLIER_MEAN_MAGNITUDES * mean) if mean > 0 else magnitude
+
+
 def histogram(
     values: torch.Tensor, limit: float, bins: int = HISTOGRAM_BINS, extremes: ValueRange | None = None
 ) -> Histogram:
-    """Counts of ``values`` in ``bins`` equal bins over [-limit, limit] (finite values only).
+    """Counts of ``values`` in ``bins`` equal bins over [-limit, limit] (finite values only);
+    values beyond ±limit are counted in the end bins.
 
     ``extremes`` is ``value_range(values)`` where the caller has it already.
     """
     limit = limit if limit > 0 and math.isfinite(limit) else 1.0
     extremes = extremes if extremes is not None else value_range(values)
     low, high = np.float32(-limit), np.float32(limit)
-    if extremes.all_finite and values.numel() and bins <= 256 and low <= extremes.low and extremes.high <= high:
+    outside = 0
+    if extremes.low < low or extremes.high > high:
+        outside = int((values.detach().abs() > high).sum()) - (0 if extremes.all_finite else int(torch.isinf(values).sum()))
+    if extremes.all_finite and values.numel() and bins <= 256:
         counts = _bincount_histogram(values, float(low), float(high), bins)
     else:
         finite = values if extremes.all_finite else values[torch.isfinite(values)]
-        counts = torch.histc(finite.float(), bins=bins, min=-limit, max=limit).to(torch.int64)
-    return Histogram(counts.numpy(), np.linspace(-limit, limit, bins + 1))
+        counts = torch.histc(finite.float().clamp(float(low), float(high)), bins=bins, min=float(low), max=float(high))
+        counts = counts.to(torch.int64)
+    return Histogram(counts.numpy(), np.linspace(-limit, limit, bins + 1), outside)
 
 
 def _bincount_histogram(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
-    """Counts of values known to lie in [low, high]: about 4 times faster than ``torch.histc``."""
+    """Counts of finite values, those beyond [low, high] in the end bins: about 4 times faster
+    than ``torch.histc``."""
     return torch.bincount(bin_indices(values, low, high, bins), minlength=bins)
 
 
 def bin_indices(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
-    """The bin of each value in [low, high]: ⌊(x - low) · bins / (high - low)⌋, top edge closed.
+    """The bin of each value: ⌊(x - low) · bins / (high - low)⌋, top edge closed, values beyond
+    [low, high] in the end bins.
 
     Three whole-tensor passes; monotone in x, so sorted values get sorted bins.
     """

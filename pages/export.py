@@ -21,7 +21,8 @@ choice, model = controls.load_current_model()
 result = controls.compress_current(choice)
 if result is None:
     st.stop()
-controls.size_and_metric_row(result, choice)
+controls.size_and_metric_row(result, controls.live_scores(result, choice))
+controls.numbers_explained(model)
 
 recipe_text = json.dumps(result.report.recipe, indent=2)
 stem = choice.label.rsplit(".", 1)[0]

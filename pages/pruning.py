@@ -28,52 +28,65 @@ st.latex(r"w' = \begin{cases} 0 & \text{if } |w| < \theta \\ w & \text{otherwise
 choice, model = controls.load_current_model()
 recipe = state.recipe()
 section = recipe.get("prune") or {}
-weight_limit = MagnitudeIndex.of(model).limit or 1.0  # largest |w|, from the cached sorted weights
+weight_limit = MagnitudeIndex.of(model).largest or 1.0  # largest |w|, from the cached sorted weights
 
 
-def prune_controls() -> dict | None:
-    """The widgets of the prune section; returns the section (None: pruning off)."""
-    # A first visit starts at magnitude pruning with nothing removed: the slider is right there.
-    method = controls.choose("Method", METHODS, "prune_method", section.get("method", "magnitude" if not section else "off"))
+def prune_settings() -> tuple[dict | None, str | None]:
+    """Every prune widget but the cut slider, in one row.
+
+    Returns the section without its cut (None: pruning off) and which cut the slider sets:
+    "amount", "threshold" or None (N:M has no slider).
+    """
+    method_column, cut_column, scope_column, extra_column = st.columns(4)
+    with method_column:
+        # A first visit starts at magnitude pruning with nothing removed: the slider is right there.
+        method = controls.choose("Method", METHODS, "prune_method", section.get("method", "magnitude" if not section else "off"))
     if method == "off":
-        return None
+        return None, None
     if method == "n:m":
-        pattern = controls.choose(
-            "Pattern N:M (keep N of every M)", N_M_PATTERNS, "prune_pattern",
-            f"{section.get('n', 2)}:{section.get('m', 4)}",
-        )
+        with cut_column:
+            pattern = controls.choose(
+                "Pattern N:M (keep N of every M)", N_M_PATTERNS, "prune_pattern",
+                f"{section.get('n', 2)}:{section.get('m', 4)}",
+            )
         n, m = (int(part) for part in pattern.split(":"))
-        return {"method": "n:m", "n": n, "m": m}
+        return {"method": "n:m", "n": n, "m": m}, None
     cut_options = ["amount", "threshold θ"] if method in ("magnitude", "structured") else ["amount"]
-    cut = st.radio("Cut by", cut_options, horizontal=True,
-                   key=controls.seed("prune_cut", "threshold θ" if "threshold" in section and len(cut_options) > 1 else "amount"))
-    new = {"method": method}
+    with cut_column:
+        cut = st.radio("Cut by", cut_options, horizontal=True,
+                       key=controls.seed("prune_cut", "threshold θ" if "threshold" in section and len(cut_options) > 1 else "amount"))
+    with scope_column:
+        settings = {"method": method, "scope": st.radio(
+            "Scope", ["global", "layer"], horizontal=True,
+            format_func=lambda s: "global (one θ)" if s == "global" else "per layer",
+            key=controls.seed("prune_scope", section.get("scope", "global")),
+        )}
+    with extra_column:
+        if method == "structured":
+            settings["norm"] = st.radio("Channel norm", ["l1", "l2"], horizontal=True,
+                                        key=controls.seed("prune_norm", section.get("norm", "l1")))
+        if method == "random":
+            settings["seed"] = int(st.number_input("Seed", 0, 2**31 - 1, step=1, key=controls.seed("prune_seed", section.get("seed", 0))))
+    return settings, "amount" if cut == "amount" else "threshold"
+
+
+def cut_slider(method: str, cut: str) -> dict:
+    """The amount or θ slider: the one control a student drags."""
     if cut == "amount":
-        new["amount"] = st.slider(
+        return {"amount": st.slider(
             "Amount (fraction of weights removed)" if method != "structured" else "Amount (fraction of channels removed)",
             0.0, 1.0, step=0.01, key=controls.seed("prune_amount", float(section.get("amount", 0.0))),
-        )
-    else:
-        step = 10 ** math.floor(math.log10(weight_limit / 200)) if weight_limit > 0 else 0.001
-        new["threshold"] = st.slider(
-            "Threshold θ", 0.0, float(weight_limit), step=step, format="%.4f",
-            key=controls.seed("prune_threshold", min(float(section.get("threshold", weight_limit / 10)), weight_limit)),
-            help="Weights with |w| below θ become zero (for structured: channels whose mean |w| or RMS is below θ).",
-        )
-    scope = st.radio("Scope", ["global", "layer"], horizontal=True,
-                     format_func=lambda s: "global (one θ)" if s == "global" else "per layer",
-                     key=controls.seed("prune_scope", section.get("scope", "global")))
-    new["scope"] = scope
-    if method == "structured":
-        new["norm"] = st.radio("Channel norm", ["l1", "l2"], horizontal=True,
-                               key=controls.seed("prune_norm", section.get("norm", "l1")))
-    if method == "random":
-        new["seed"] = int(st.number_input("Seed", 0, 2**31 - 1, step=1, key=controls.seed("prune_seed", section.get("seed", 0))))
-    return new
+        )}
+    step = 10 ** math.floor(math.log10(weight_limit / 200)) if weight_limit > 0 else 0.001
+    return {"threshold": st.slider(
+        "Threshold θ (weights with |w| < θ become 0; structured: channels whose mean |w| or RMS is below θ)",
+        0.0, float(weight_limit), step=step, format="%.4f",
+        key=controls.seed("prune_threshold", min(float(section.get("threshold", weight_limit / 10)), weight_limit)),
+    )}
 
 
-def draw_histogram_and_bars(view, layer_names: list[str], selected: str, log_y: bool) -> None:
-    """The histogram and per-layer sparsity, from a preview or a full report (same numbers)."""
+def draw_histogram(view, selected: str, log_y: bool) -> None:
+    """The before/after histogram, from a preview or a full report (same numbers)."""
     if selected == "all layers":
         before, after, title = view.histogram_before, view.histogram_after, "All compressible weights"
     else:
@@ -84,56 +97,86 @@ def draw_histogram_and_bars(view, layer_names: list[str], selected: str, log_y: 
         title += f" (θ = {threshold:.4g})"
     st.plotly_chart(charts.weight_histogram(before, after, None, log_y=log_y, title=title),
                     width="stretch", key="prune_histogram")
-    st.plotly_chart(
-        charts.sparsity_bars(layer_names, [view.layers[n].zeros for n in layer_names],
-                             [view.layers[n].parameters for n in layer_names]),
-        width="stretch", key="prune_bars",
-    )
+
+
+def draw_second_view(view, result, layer_names: list[str], selected: str) -> None:
+    """Per-layer sparsity, the sparsity map or the kernel grid, one at a time: a slider move
+    redraws two charts rather than four."""
+    map_layer = result.report.layer(selected if selected != "all layers" else layer_names[0])
+    conv = len(map_layer.shape) == 4
+    views = ["Sparsity per layer", "Sparsity map"] + (["Kernels"] if conv else [])
+    shown = st.segmented_control("View", views, key=controls.seed("prune_view", views[0]), label_visibility="collapsed")
+    if shown not in views:  # deselected, or "Kernels" of a layer that has none
+        shown = views[0]
+    if shown == views[0]:
+        st.plotly_chart(
+            charts.sparsity_bars(layer_names, [view.layers[n].zeros for n in layer_names],
+                                 [view.layers[n].parameters for n in layer_names]),
+            width="stretch", key="prune_bars",
+        )
+    weight = result.module.state_dict()[map_layer.name]
+    if shown == views[1]:
+        # The report's map has up to 256 × 256 tiles; 96 × 96 reads the same on screen and
+        # keeps a slider move's websocket traffic small on large layers.
+        st.plotly_chart(charts.sparsity_heatmap(sparsity_map(weight, max_tiles=DISPLAY_TILES), map_layer.name),
+                        width="stretch", key="prune_map")
+    if shown == "Kernels":
+        st.plotly_chart(charts.kernel_grid(charts.kernels_of(weight), f"{map_layer.name} (blank = pruned)"),
+                        width="stretch", key="prune_kernels")
 
 
 @st.fragment
 def live_view() -> None:
-    """Controls and the charts they drive: a slider move reruns only this part.
+    """The settings row: changing one reruns this part (and the charts below it)."""
+    settings, cut = prune_settings()
+    layer_column, log_column = st.columns([3, 1], vertical_alignment="bottom")
+    layer_names = list(model.compressible)
+    selected = layer_column.selectbox("Layer for the histogram and map", ["all layers"] + layer_names, key="prune_layer")
+    log_y = log_column.toggle("Log scale (counts)", value=True, key="prune_log_y")
+    live_charts(settings, cut, layer_names, selected, log_y)
 
-    Magnitude pruning alone is drawn from an exact preview first (a binary search per bin);
-    the real compression then fills in sizes, the metric and the sparsity map.
+
+@st.fragment
+def live_charts(settings: dict | None, cut: str | None, layer_names: list[str], selected: str, log_y: bool) -> None:
+    """The cut slider and what it drives: a move reruns only this part, the smallest a move needs.
+
+    A small model compresses and scores in tens of milliseconds: everything is computed first
+    and drawn in one pass, which the browser renders sooner than a picture drawn twice. A large
+    one shows the exact magnitude-pruning preview (a binary search per bin) at once, and the
+    sizes, metric and second view when its compression is done.
     """
-    left, right = st.columns([1, 3], gap="large")
-    with left:
-        state.set_section("prune", prune_controls())
-        layer_names = list(model.compressible)
-        selected = st.selectbox("Layer for the histogram and map", ["all layers"] + layer_names, key="prune_layer")
-        log_y = st.toggle("Log scale (counts)", value=True, key="prune_log_y",
-                          help="Pruned weights pile up in the zero bin; a log scale keeps the rest visible.")
-        controls.recipe_box()
-    with right:
-        numbers = st.container()
-        preview = state.pruning_preview(choice)
-        if preview is not None:
-            draw_histogram_and_bars(preview, layer_names, selected, log_y)
-        result = controls.compress_current(choice)
-        if result is None:
-            return
-        if preview is None:
-            draw_histogram_and_bars(controls.report_view(result.report), layer_names, selected, log_y)
-        map_layer = result.report.layer(selected if selected != "all layers" else layer_names[0]) if layer_names else None
-        if map_layer is not None:
-            # The report's map has up to 256 × 256 tiles; 96 × 96 reads the same on screen and
-            # keeps a slider move's websocket traffic small on large layers.
-            display_map = sparsity_map(result.module.state_dict()[map_layer.name], max_tiles=DISPLAY_TILES)
-            st.plotly_chart(charts.sparsity_heatmap(display_map, f"Sparsity map: {map_layer.name}"),
-                            width="stretch", key="prune_map")
-            if len(map_layer.shape) == 4:
-                grid = charts.kernels_of(result.module.state_dict()[map_layer.name])
-                st.plotly_chart(charts.kernel_grid(grid, f"Kernels of {map_layer.name} (blank = pruned)"),
-                                width="stretch", key="prune_kernels")
-        with numbers:
-            controls.size_and_metric_row(result, choice)
+    if settings is not None and cut is not None:
+        settings = {**settings, **cut_slider(settings["method"], cut)}
+    state.set_section("prune", settings)
+    numbers = st.container()
+    histogram_column, view_column = st.columns([3, 2], gap="medium")
+    preview = state.pruning_preview(choice) if state.is_large(model) else None
+    if preview is not None:
+        with histogram_column:
+            draw_histogram(preview, selected, log_y)
+    result = controls.compress_current(choice)
+    if result is None:
+        return
+    scores = controls.live_scores(result, choice) if preview is None else None
+    view = preview if preview is not None else controls.report_view(result.report)
+    if preview is None:
+        with histogram_column:
+            draw_histogram(view, selected, log_y)
+    if layer_names:
+        with view_column:
+            draw_second_view(view, result, layer_names, selected)
+    with numbers:
+        controls.size_and_metric_row(result, scores if preview is None else controls.live_scores(result, choice))
+    controls.recipe_box("prune")
 
 
 live_view()
+controls.numbers_explained(model)
+st.caption("Pruned weights pile up in the zero bin: the log scale keeps the rest of the histogram visible.")
 
-with st.expander("Per-layer overrides"):
+
+def overrides_table() -> None:
+    """Per-layer amounts and switches, written into the recipe's overrides."""
     st.caption("Give a layer its own amount, or switch pruning off for it. Empty cells follow the settings above.")
     overrides = state.recipe().get("overrides", {})
     rows = pd.DataFrame(
@@ -157,3 +200,10 @@ with st.expander("Per-layer overrides"):
         own_amounts={row.layer: float(row.amount) for row in edited.itertuples() if row.prune and not pd.isna(row.amount)},
         switched_off={row.layer for row in edited.itertuples() if not row.prune},
     )
+
+
+# Drawn only while open: a data editor is heavy for the browser to keep on the page.
+overrides_box = st.expander("Per-layer overrides", key="prune_overrides_box", on_change="rerun")
+if overrides_box.open:
+    with overrides_box:
+        overrides_table()

@@ -69,12 +69,12 @@ def live_view() -> None:
         state.set_section("quantize", quantize_controls())
         selected = st.selectbox("Layer for the histogram", list(model.compressible), key="quantize_layer")
         log_y = st.toggle("Log scale (counts)", value=False, key="quantize_log_y")
-        controls.recipe_box()
+        controls.recipe_box("quantize")
     with right:
         result = controls.compress_current(choice)
         if result is None or not result.report.layers:
             return
-        controls.size_and_metric_row(result, choice)
+        controls.size_and_metric_row(result, controls.live_scores(result, choice))
         layer = result.report.layer(selected)
         levels = layer.levels.numpy() if layer.levels is not None else None
         grid_note = "" if levels is None else f", {len(levels)} levels" + (" (grid of the widest channel)" if layer.scheme.startswith("linear") or layer.scheme == "pow2" else "")
@@ -89,3 +89,4 @@ def live_view() -> None:
 
 
 live_view()
+controls.numbers_explained(model)

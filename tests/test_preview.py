@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from compression.compress import compress
 from compression.loading import load_model
@@ -33,10 +35,42 @@ def test_the_preview_equals_the_compressions_zeros_and_histograms(model, spec: d
     for layer in report.layers:
         shown = preview.layers[layer.name]
         assert shown.zeros == layer.zeros
-        assert np.array_equal(shown.histogram_before.counts, layer.histogram_before.counts)
-        assert np.array_equal(shown.histogram_after.counts, layer.histogram_after.counts)
-    assert np.array_equal(preview.histogram_after.counts, report.histogram_after.counts)
+        assert_same_histogram(shown.histogram_before, layer.histogram_before)
+        assert_same_histogram(shown.histogram_after, layer.histogram_after)
+    assert_same_histogram(preview.histogram_before, report.histogram_before)
+    assert_same_histogram(preview.histogram_after, report.histogram_after)
     assert preview.sparsity == pytest.approx(report.sparsity)
+
+
+def assert_same_histogram(shown, reported) -> None:
+    assert np.array_equal(shown.counts, reported.counts)
+    assert np.array_equal(shown.edges, reported.edges)
+    assert shown.outside == reported.outside
+
+
+def with_outliers() -> nn.Module:
+    """Two layers whose histograms are clipped: a few |w| ≈ 5-7 among |w| ≈ 0.05."""
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 10))
+    with torch.no_grad():
+        for layer, values in ((module[0], [7.0, -6.5]), (module[2], [-5.0])):
+            layer.weight.normal_(0.0, 0.05)
+            layer.weight.view(-1)[: len(values)] = torch.tensor(values)
+    return module
+
+
+@pytest.mark.parametrize("spec", SPECS + [{"threshold": 6.0, "scope": "global"}, {"threshold": 0.3, "scope": "layer"}])
+def test_the_preview_equals_the_compression_where_outliers_fall_outside_the_histogram(spec: dict) -> None:
+    module = with_outliers()
+    recipe = Recipe.from_dict({"prune": {"method": "magnitude", **spec}})
+    report = compress(module, recipe).report
+    preview = MagnitudeIndex({layer.name: module.state_dict()[layer.name] for layer in report.layers}).preview(recipe.prune)
+    assert report.histogram_before.outside == 3
+    for layer in report.layers:
+        assert_same_histogram(preview.layers[layer.name].histogram_before, layer.histogram_before)
+        assert_same_histogram(preview.layers[layer.name].histogram_after, layer.histogram_after)
+    assert_same_histogram(preview.histogram_before, report.histogram_before)
+    assert_same_histogram(preview.histogram_after, report.histogram_after)
 
 
 def test_the_preview_reports_the_global_cut_the_engine_used(model) -> None:

@@ -9,7 +9,17 @@ import torch
 from torch import nn
 
 from compression.compress import compress
-from compression.stats import HISTOGRAM_BINS, MAX_TILES, error_measures, histogram, sparsity_map
+from compression.stats import (
+    HISTOGRAM_BINS,
+    MAX_TILES,
+    OUTLIER_MEAN_MAGNITUDES,
+    display_limit,
+    error_measures,
+    histogram,
+    pooled_mean_magnitude,
+    mean_magnitude,
+    sparsity_map,
+)
 
 QUANTIZE_SECTIONS = [
     {"scheme": "linear", "bits": 1},
@@ -67,6 +77,44 @@ def test_zero_falls_in_the_middle_bin() -> None:
 def test_non_finite_values_are_left_out_of_a_histogram() -> None:
     values = torch.tensor([0.5, float("nan"), float("inf"), -0.5])
     assert int(histogram(values, 1.0).counts.sum()) == 2
+
+
+def test_values_beyond_the_range_are_counted_in_the_end_bins_and_as_outside() -> None:
+    values = torch.tensor([-9.0, -0.5, 0.0, 0.25, 3.0, 7.0, float("inf"), float("nan")])
+    result = histogram(values, 1.0)
+    assert (result.counts[0], result.counts[-1]) == (1, 2)
+    assert result.outside == 3
+    assert int(result.counts.sum()) == 6  # every finite value once
+
+
+def test_a_histogram_over_the_whole_range_has_nothing_outside() -> None:
+    values = random_weight(30, 40)
+    assert histogram(values, float(values.abs().max())).outside == 0
+
+
+def test_the_display_range_is_the_largest_magnitude_unless_outliers_lie_beyond_10_mean_magnitudes() -> None:
+    assert display_limit(2.5, 1.0) == 2.5
+    assert display_limit(7.0, 0.04) == pytest.approx(OUTLIER_MEAN_MAGNITUDES * 0.04)
+    assert display_limit(0.0, 0.0) == 0.0
+
+
+def test_pooled_mean_magnitude_equals_that_of_the_concatenation_in_any_order() -> None:
+    parts = [random_weight(50, seed=1) * 3, random_weight(7, 9, seed=2), random_weight(1, seed=3)]
+    sizes = [(mean_magnitude(part), part.numel()) for part in parts]
+    whole = mean_magnitude(torch.cat([part.reshape(-1) for part in parts]))
+    assert pooled_mean_magnitude(sizes) == pytest.approx(whole, rel=1e-6)
+    assert pooled_mean_magnitude(sizes) == pooled_mean_magnitude(sizes[::-1])
+
+
+def test_a_layer_with_outliers_is_drawn_over_10_mean_magnitudes_with_the_outliers_in_the_end_bins() -> None:
+    weight = random_weight(64, 64) * 0.05
+    weight[0, :3] = torch.tensor([7.0, -6.0, 5.5])  # a transformer's few large weights
+    layer = compress(linear_with(weight), {}).report.layer("weight")
+    limit = layer.histogram_before.edges[-1]
+    assert limit == pytest.approx(OUTLIER_MEAN_MAGNITUDES * mean_magnitude(weight))
+    assert limit < 1.0
+    assert layer.histogram_before.outside == 3
+    assert (layer.histogram_before.counts[0], layer.histogram_before.counts[-1]) == (1, 2)
 
 
 @pytest.mark.parametrize("quantize", QUANTIZE_SECTIONS, ids=lambda section: "-".join(map(str, section.values())))

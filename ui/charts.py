@@ -1,7 +1,7 @@
 """Plotly figures drawn from the engine's view data: no weight arrays, only bins and tiles."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,77 +18,97 @@ AFTER_COLOUR = "rgba(31, 119, 180, 0.85)"
 LEVEL_COLOUR = "rgba(214, 39, 40, 0.55)"
 MAX_DRAWN_LEVELS = 64  # beyond this the grid is a solid band: the title gives the count instead
 CHART_HEIGHT = 330
+ZERO_ON_LOG = 0.3  # where an empty bin is drawn on a log axis: its floor (and "0" in the hover)
+
+# Figures are built in one go.Figure(data, layout) call: plotly's update_layout with
+# underscore paths costs about 5 ms a figure, a noticeable part of a slider move.
 
 
-def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, height: int = CHART_HEIGHT) -> go.Figure:
-    figure.update_layout(
-        title=title,
+def _layout(title: str, x_title: str, y_title: str, height: int = CHART_HEIGHT, subtitle: str = "", **extra: Any) -> dict:
+    """Title, size and axis titles; no legend unless ``extra`` asks for one (it is slow to draw)."""
+    layout = dict(
+        title=dict(text=title, subtitle=dict(text=subtitle)) if subtitle else dict(text=title),
         height=height,
-        margin=dict(l=10, r=10, t=40, b=10),
-        xaxis_title=x_title,
-        yaxis_title=y_title,
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+        margin=dict(l=10, r=10, t=60 if subtitle else 40, b=10),
+        xaxis=dict(title=dict(text=x_title)),
+        yaxis=dict(title=dict(text=y_title)),
+        showlegend=False,
     )
-    return figure
+    layout.update(extra)
+    return layout
+
+
+def _key(colour: str, label: str) -> str:
+    """A legend entry written into a subtitle: a coloured square and its label."""
+    return f'<span style="color:{colour.replace(", 0.45)", ", 0.9)")}">■</span> {label}'
 
 
 def weight_histogram(
     before: Histogram, after: Histogram, levels: np.ndarray | None, *, log_y: bool, title: str
 ) -> go.Figure:
-    """Before/after histograms on shared bins, with the quantization grid as vertical lines."""
-    centres = (before.edges[:-1] + before.edges[1:]) / 2
-    width = float(before.edges[1] - before.edges[0])
-    figure = go.Figure()
-    figure.add_bar(x=centres, y=before.counts, width=width, name="before", marker_color=BEFORE_COLOUR)
-    figure.add_bar(x=centres, y=after.counts, width=width, name="after", marker_color=AFTER_COLOUR)
+    """Before/after histograms on shared bins, with the quantization grid as vertical lines.
+
+    Each histogram is one filled step line rather than a bar per bin, and the legend is a line
+    of the subtitle: the browser redraws three paths instead of 258 bars and a legend box on
+    every slider move (standalone plotly: 20 ms instead of 42 ms).
+    """
     top = float(max(before.counts.max(initial=1), after.counts.max(initial=1)))
+    traces = [_step_trace(before, "before", BEFORE_COLOUR, log_y), _step_trace(after, "after", AFTER_COLOUR, log_y)]
+    keys = [_key(BEFORE_COLOUR, "before"), _key(AFTER_COLOUR, "after")]
     if levels is not None and 0 < len(levels) <= MAX_DRAWN_LEVELS:
         xs = np.repeat(levels, 3).astype(float)
         xs[2::3] = np.nan
-        ys = np.tile([0.0 if not log_y else 0.5, top * 1.05, np.nan], len(levels))
-        figure.add_scatter(
-            x=xs, y=ys, mode="lines", name=f"quantization levels ({len(levels)})",
-            line=dict(color=LEVEL_COLOUR, width=1), hoverinfo="skip",
-        )
-    figure.update_layout(barmode="overlay", bargap=0)
+        ys = np.tile([ZERO_ON_LOG if log_y else 0.0, top * 1.05, np.nan], len(levels))
+        name = f"quantization levels ({len(levels)})"
+        traces.append(dict(type="scatter", x=xs, y=ys, mode="lines", name=name,
+                           line=dict(color=LEVEL_COLOUR, width=1), hoverinfo="skip"))
+        keys.append(_key(LEVEL_COLOUR, name))
+    outside = max(before.outside, after.outside)
+    if outside:
+        keys.append(f"end bins also hold {outside:,} weights beyond ±{before.edges[-1]:.3g}")
+    y_axis = dict(title=dict(text="count (log)" if log_y else "count"))
     if log_y:
-        figure.update_yaxes(type="log")
-    return _layout(figure, title, "weight value", "count (log)" if log_y else "count")
+        y_axis.update(type="log", range=[np.log10(ZERO_ON_LOG), np.log10(top * 2)])
+    return go.Figure(data=traces, layout=_layout(title, "weight value", "", subtitle=" &nbsp; ".join(keys), yaxis=y_axis))
+
+
+def _step_trace(histogram: Histogram, name: str, colour: str, log_y: bool) -> dict:
+    """One histogram as a filled step line: bin i spans x[i]..x[i+1] at height y[i]."""
+    counts = histogram.counts.astype(float)
+    if log_y:
+        counts = np.where(counts > 0, counts, ZERO_ON_LOG)  # a log axis cannot show 0
+    return dict(
+        type="scatter", x=histogram.edges, y=np.append(counts, counts[-1]), mode="lines", name=name,
+        line=dict(shape="hv", width=0.5, color=colour), fill="tozeroy", fillcolor=colour,
+        hovertemplate=f"{name}: %{{y:,.0f}} weights from w = %{{x:.4g}}<extra></extra>",
+    )
 
 
 def sparsity_bars(names: Sequence[str], zeros: Sequence[int], parameters: Sequence[int]) -> go.Figure:
     """Fraction of zeros per layer, in model order."""
-    figure = go.Figure(
-        go.Bar(
-            x=[100 * z / max(p, 1) for z, p in zip(zeros, parameters)],
-            y=list(names),
-            orientation="h",
-            marker_color=AFTER_COLOUR,
-            customdata=[[z, p] for z, p in zip(zeros, parameters)],
-            hovertemplate="%{y}: %{x:.1f}% zeros (%{customdata[0]:,} of %{customdata[1]:,})<extra></extra>",
-        )
+    bars = dict(
+        type="bar", x=[100 * z / max(p, 1) for z, p in zip(zeros, parameters)], y=list(names), orientation="h",
+        marker=dict(color=AFTER_COLOUR), customdata=[[z, p] for z, p in zip(zeros, parameters)],
+        hovertemplate="%{y}: %{x:.1f}% zeros (%{customdata[0]:,} of %{customdata[1]:,})<extra></extra>",
     )
-    figure.update_yaxes(autorange="reversed")
-    figure.update_xaxes(range=[0, 100])
-    return _layout(figure, "Sparsity per layer", "% of weights that are zero", "", height=_bar_height(len(names)))
+    layout = _layout("Sparsity per layer", "% of weights that are zero", "", height=_bar_height(len(names)),
+                     yaxis=dict(autorange="reversed"))
+    layout["xaxis"]["range"] = [0, 100]
+    return go.Figure(data=[bars], layout=layout)
 
 
 def sqnr_bars(layers: Sequence[LayerReport]) -> go.Figure:
     """Signal-to-quantization-noise ratio per layer (higher is better; ∞ means unchanged)."""
-    values = [layer.sqnr_db if np.isfinite(layer.sqnr_db) else None for layer in layers]
-    figure = go.Figure(
-        go.Bar(
-            x=values,
-            y=[layer.name for layer in layers],
-            orientation="h",
-            marker_color=AFTER_COLOUR,
-            customdata=[[layer.scheme, layer.bits, layer.mse] for layer in layers],
-            hovertemplate="%{y}: %{x:.1f} dB (%{customdata[0]}, %{customdata[1]} bits, MSE %{customdata[2]:.3g})<extra></extra>",
-        )
+    bars = dict(
+        type="bar", x=[layer.sqnr_db if np.isfinite(layer.sqnr_db) else None for layer in layers],
+        y=[layer.name for layer in layers], orientation="h", marker=dict(color=AFTER_COLOUR),
+        customdata=[[layer.scheme, layer.bits, layer.mse] for layer in layers],
+        hovertemplate="%{y}: %{x:.1f} dB (%{customdata[0]}, %{customdata[1]} bits, MSE %{customdata[2]:.3g})<extra></extra>",
     )
-    figure.update_yaxes(autorange="reversed")
-    return _layout(figure, "Error per layer: SQNR", "SQNR (dB), higher = closer to the original", "",
-                   height=_bar_height(len(layers)))
+    return go.Figure(data=[bars], layout=_layout(
+        "Error per layer: SQNR", "SQNR (dB), higher = closer to the original", "", height=_bar_height(len(layers)),
+        yaxis=dict(autorange="reversed"),
+    ))
 
 
 def _bar_height(count: int) -> int:
@@ -99,21 +119,18 @@ def sparsity_heatmap(sparsity_map: SparsityMap, title: str) -> go.Figure:
     """Fraction of zeros per tile: white where everything was pruned, dark where nothing was."""
     tile_rows, tile_columns = sparsity_map.tile
     rows, columns = sparsity_map.matrix_shape
-    figure = go.Figure(
-        go.Heatmap(
-            z=np.round(sparsity_map.zero_fraction, 3),  # 3 digits: the colour shows no more
-            x0=tile_columns / 2, dx=tile_columns,
-            y0=tile_rows / 2, dy=tile_rows,
-            zmin=0, zmax=1,
-            colorscale=[[0.0, "#08306b"], [0.5, "#6baed6"], [1.0, "#ffffff"]],
-            colorbar=dict(title="zeros"),
-            hovertemplate="rows ≈ %{y:.0f}, columns ≈ %{x:.0f}: %{z:.0%} zeros<extra></extra>",
-        )
+    heatmap = dict(
+        type="heatmap",
+        z=np.round(sparsity_map.zero_fraction, 3),  # 3 digits: the colour shows no more
+        x0=tile_columns / 2, dx=tile_columns, y0=tile_rows / 2, dy=tile_rows, zmin=0, zmax=1,
+        colorscale=[[0.0, "#08306b"], [0.5, "#6baed6"], [1.0, "#ffffff"]], colorbar=dict(title=dict(text="zeros")),
+        hovertemplate="rows ≈ %{y:.0f}, columns ≈ %{x:.0f}: %{z:.0%} zeros<extra></extra>",
     )
-    figure.update_yaxes(autorange="reversed", range=[rows, 0])
-    figure.update_xaxes(range=[0, columns])
     tiles = "" if sparsity_map.tile == (1, 1) else f" (tiles of {tile_rows}×{tile_columns})"
-    return _layout(figure, f"{title}{tiles}", "input (in·k·k)", "output channel")
+    layout = _layout(f"{title}{tiles}", "input (in·k·k)", "output channel")
+    layout["xaxis"]["range"] = [0, columns]
+    layout["yaxis"].update(autorange="reversed", range=[rows, 0])
+    return go.Figure(data=[heatmap], layout=layout)
 
 
 def kernels_of(weight: torch.Tensor, max_out: int = 16, max_in: int = 16) -> np.ndarray:
@@ -134,39 +151,37 @@ def kernels_of(weight: torch.Tensor, max_out: int = 16, max_in: int = 16) -> np.
 def kernel_grid(grid: np.ndarray, title: str) -> go.Figure:
     """Conv kernels side by side; pruned weights (NaN in ``grid``) are left blank."""
     limit = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
-    figure = go.Figure(
-        go.Heatmap(
-            z=grid, zmid=0, zmin=-limit, zmax=limit, colorscale="RdBu", colorbar=dict(title="w"),
-            hovertemplate="w = %{z:.4f}<extra></extra>",
-        )
-    )
-    figure.update_yaxes(autorange="reversed", showticklabels=False)
-    figure.update_xaxes(showticklabels=False)
-    figure.update_layout(plot_bgcolor="#ffffff")
-    return _layout(figure, title, "input channels →", "output channels →")
+    heatmap = dict(type="heatmap", z=grid, zmid=0, zmin=-limit, zmax=limit, colorscale="RdBu",
+                   colorbar=dict(title=dict(text="w")), hovertemplate="w = %{z:.4f}<extra></extra>")
+    layout = _layout(title, "input channels →", "output channels →", plot_bgcolor="#ffffff")
+    layout["xaxis"]["showticklabels"] = False
+    layout["yaxis"].update(autorange="reversed", showticklabels=False)
+    return go.Figure(data=[heatmap], layout=layout)
 
 
 def tradeoff_chart(frame: pd.DataFrame, metric: str, current: tuple[float, float] | None) -> go.Figure:
     """Metric against encoded size: one line per bit-width, the Pareto front, the current recipe."""
-    figure = go.Figure()
+    traces = []
     for (scheme, bits), group in frame.groupby(["scheme", "bits"], sort=True):
         group = group.sort_values("encoded_bytes")
         label = f"{scheme} {bits}-bit" if bits != 32 else "no quantization (fp32)"
-        figure.add_scatter(
-            x=group["encoded_bytes"] / 1024, y=group["value"], mode="lines+markers", name=label,
+        traces.append(dict(
+            type="scatter", x=group["encoded_bytes"] / 1024, y=group["value"], mode="lines+markers", name=label,
             customdata=group[["amount", "sparsity"]].to_numpy(),
             hovertemplate=f"{label}<br>amount %{{customdata[0]:.2f}}, sparsity %{{customdata[1]:.1%}}"
             "<br>%{x:,.1f} KiB, " + metric + " %{y:.4f}<extra></extra>",
-        )
+        ))
     front = frame[frame["pareto"]].sort_values("encoded_bytes")
-    figure.add_scatter(
-        x=front["encoded_bytes"] / 1024, y=front["value"], mode="lines", name="Pareto front",
+    traces.append(dict(
+        type="scatter", x=front["encoded_bytes"] / 1024, y=front["value"], mode="lines", name="Pareto front",
         line=dict(color="black", width=3, dash="dot"), hoverinfo="skip",
-    )
+    ))
     if current is not None:
-        figure.add_scatter(
-            x=[current[0] / 1024], y=[current[1]], mode="markers", name="current recipe",
+        traces.append(dict(
+            type="scatter", x=[current[0] / 1024], y=[current[1]], mode="markers", name="current recipe",
             marker=dict(symbol="star", size=18, color="gold", line=dict(color="black", width=1)),
-        )
-    figure.update_xaxes(type="log")
-    return _layout(figure, f"{metric} versus encoded size", "encoded size (KiB, log scale)", metric, height=460)
+        ))
+    layout = _layout(f"{metric} versus encoded size", "encoded size (KiB, log scale)", metric, height=460,
+                     showlegend=True, legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+    layout["xaxis"]["type"] = "log"
+    return go.Figure(data=traces, layout=layout)

@@ -41,41 +41,64 @@ def metric_label(metric: str) -> str:
     )
 
 
-def size_and_metric_row(result: compression.CompressionResult, choice: state.ModelChoice) -> None:
-    """Sparsity, the three sizes and the metric with its change from the baseline."""
-    report = result.report
-    columns = st.columns(5)
-    columns[0].metric("Sparsity", f"{report.sparsity:.1%}", help="Zeros over all compressible weights.")
-    columns[1].metric("Dense fp32", format_bytes(report.dense_fp32_bytes),
-                      help="Nominal: 4 bytes per value of the state dict.")
-    columns[2].metric("Encoded", format_bytes(report.encoded_bytes),
-                      help="Payload of the packed file: bit-packed codes, positions of non-zeros, scales, "
-                           "and the untouched tensors.")
-    columns[3].metric("Packed file", format_bytes(report.file_bytes),
-                      delta=f"{report.compression_ratio:.1f}× smaller", delta_color="off",
-                      help="The packed file on disk, header included (download it on the Export page).")
+def live_scores(result: compression.CompressionResult, choice: state.ModelChoice) -> dict[str, Any] | None:
+    """The compressed model's metric (cached per recipe); None where the model has no data.
+
+    Large models are scored on a sample and take about a second: a spinner says so.
+    """
     model = state.base_model(choice.model_id, choice.data_id)
     if model.evaluation is None:
-        columns[4].metric("Metric", "—", help="This model has no evaluation data: upload an .npz on the Model page.")
-        return
+        return None
     samples = state.live_samples(model)
-    evaluated_on = model.evaluation.description if samples is None else (
-        f"the first {samples} of {model.evaluation.description} (live; the Trade-offs page uses all of them)"
-    )
-    with columns[4], st.spinner("Evaluating…"):
-        scores = state.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples)
-        columns[4].metric(
-            metric_label(scores["metric"]),
-            f"{scores['value']:.4f}",
-            delta=f"{scores['value'] - scores['baseline_value']:+.4f}",
-            help=f"Measured on {evaluated_on}. Baseline: {scores['baseline_value']:.4f}.",
+    if samples is None:
+        return state.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples)
+    with st.spinner("Evaluating…"):
+        return state.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples)
+
+
+def size_and_metric_row(result: compression.CompressionResult, scores: dict[str, Any] | None) -> None:
+    """Sparsity, the three sizes and the metric with its change from the baseline.
+
+    What each number means is said once, by :func:`numbers_explained` outside the live part,
+    rather than in tooltips: Streamlit's tooltips measure themselves on every redraw, which
+    slows each slider move.
+    """
+    report = result.report
+    row = st.container(horizontal=True, gap="medium")
+    row.metric("Sparsity", f"{report.sparsity:.1%}")
+    row.metric("Dense fp32", format_bytes(report.dense_fp32_bytes))
+    row.metric("Encoded", format_bytes(report.encoded_bytes))
+    row.metric("Packed file", format_bytes(report.file_bytes),
+               delta=f"{report.compression_ratio:.1f}× smaller", delta_color="off")
+    if scores is None:
+        row.metric("Metric", "—")
+    else:
+        row.metric(metric_label(scores["metric"]), f"{scores['value']:.4f}",
+                   delta=f"{scores['value'] - scores['baseline_value']:+.4f}", delta_description="vs. uncompressed")
+
+
+def numbers_explained(model: compression.LoadedModel) -> None:
+    """One caption for the size and metric row: what each number is, and the metric's data."""
+    text = ("**Sparsity**: zeros over all compressible weights. **Dense fp32**: 4 bytes per value of the "
+            "state dict. **Encoded**: the packed file's payload (bit-packed codes, positions of non-zeros, "
+            "scales, untouched tensors). **Packed file**: the file on disk, header included (Export page). ")
+    if model.evaluation is None:
+        text += "No metric: this model has no evaluation data (upload an .npz on the Model page)."
+    else:
+        samples = state.live_samples(model)
+        data = model.evaluation.description if samples is None else (
+            f"the first {samples} of {model.evaluation.description} (the Trade-offs page uses all of them)"
         )
+        text += f"**{metric_label(model.evaluation.metric)}**: measured on {data}, against the uncompressed model."
+    st.caption(text)
 
 
-def recipe_box() -> None:
+def recipe_box(key_prefix: str) -> None:
     """The session's recipe as JSON, drawn inside a page's fragment so it follows every move."""
-    with st.expander("Recipe (JSON)"):
-        st.code(state.recipe_json_pretty() or "{}", language="json")
+    # Drawn only while open: a closed box costs a slider move nothing.
+    box = st.expander("Recipe (JSON)", key=f"{key_prefix}_recipe_box", on_change="rerun")
+    if box.open:
+        box.code(state.recipe_json_pretty() or "{}", language="json")
 
 
 @dataclass(frozen=True)

@@ -118,11 +118,17 @@ LIVE_SAMPLES = 64
 LIVE_SAMPLES_ABOVE_PARAMETERS = 5_000_000
 
 
+def is_large(model: compression.LoadedModel) -> bool:
+    """Whether compressing and scoring the model takes long enough (a second or more) for the
+    live views to show an exact preview first and score on a sample."""
+    return sum(p.numel() for p in model.module.parameters()) > LIVE_SAMPLES_ABOVE_PARAMETERS
+
+
 def live_samples(model: compression.LoadedModel) -> int | None:
     """Rows the live views evaluate on: all for small models, the first 64 for large ones
     (MiniLM's 512 sentences take about 9 s on two cores; 64 take about 1 s)."""
-    large = sum(p.numel() for p in model.module.parameters()) > LIVE_SAMPLES_ABOVE_PARAMETERS
-    return LIVE_SAMPLES if large and model.evaluation is not None and model.evaluation.size > LIVE_SAMPLES else None
+    sampled = is_large(model) and model.evaluation is not None and model.evaluation.size > LIVE_SAMPLES
+    return LIVE_SAMPLES if sampled else None
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
@@ -247,13 +253,17 @@ def set_prune_overrides(own_amounts: dict[str, float], switched_off: set[str]) -
 
 
 def sync_url() -> None:
-    """Model (zoo models only: uploads live in this session) and recipe into the URL."""
-    model_id = st.session_state[_MODEL_KEY]
-    if model_id in sample_models.ZOO_NAMES:
-        st.query_params["model"] = model_id
-    elif "model" in st.query_params:
-        del st.query_params["model"]
+    """Model (zoo models only: uploads live in this session) and recipe into the URL.
+
+    Only parameters that change are written: each write is a message to the browser.
+    """
+    wanted = {}
+    if st.session_state[_MODEL_KEY] in sample_models.ZOO_NAMES:
+        wanted["model"] = st.session_state[_MODEL_KEY]
     if recipe():
-        st.query_params["recipe"] = json.dumps(recipe(), separators=(",", ":"), sort_keys=True)
-    elif "recipe" in st.query_params:
-        del st.query_params["recipe"]
+        wanted["recipe"] = json.dumps(recipe(), separators=(",", ":"), sort_keys=True)
+    for name in ("model", "recipe"):
+        if name not in wanted and name in st.query_params:
+            del st.query_params[name]
+        elif name in wanted and st.query_params.get(name) != wanted[name]:
+            st.query_params[name] = wanted[name]

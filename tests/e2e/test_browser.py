@@ -26,9 +26,8 @@ from playwright.sync_api import Page, expect  # noqa: E402
 import sample_models  # noqa: E402
 
 IDLE = '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]'
-HISTOGRAM_BARS_JS = """() => [...document.querySelectorAll('.st-key-prune_histogram .trace.bars')]
-    .map(trace => [...trace.querySelectorAll('path')].map(bar => bar.getAttribute('d')).join(' '))
-    .join('|')"""
+HISTOGRAM_PATHS_JS = """() => [...document.querySelectorAll('.st-key-prune_histogram .scatterlayer .trace path')]
+    .map(path => path.getAttribute('d')).join('|')"""
 
 # (URL path, page title, an element that is there once the page has drawn its content).
 # The Model page is the default page, which Streamlit serves at "/" whatever its url_path.
@@ -137,10 +136,10 @@ def test_amount_slider_moved_by_keyboard_updates_sparsity(page, app_url, screens
 
 def test_amount_slider_moved_by_keyboard_redraws_the_histogram(page, app_url):
     open_page(page, app_url, "pruning", PAGES[1][2])
-    bars_before = page.evaluate(HISTOGRAM_BARS_JS)
+    paths_before = page.evaluate(HISTOGRAM_PATHS_JS)
     move_slider(page, "prune_amount", "ArrowRight", 10)
     expect(metric(page, "Sparsity")).to_have_text("10.0%")
-    page.wait_for_function(f"(before) => ({HISTOGRAM_BARS_JS})() !== before", arg=bars_before)
+    page.wait_for_function(f"(before) => ({HISTOGRAM_PATHS_JS})() !== before", arg=paths_before)
     assert_no_error_on_page(page)
 
 
@@ -153,7 +152,7 @@ def test_bits_slider_moved_by_keyboard_redraws_the_quantization_grid(page, app_u
     expect(titles.filter(has_text=", 4 bits, ")).to_be_visible()
     wait_for_app(page)
     expect(titles).to_have_count(1)  # while a rerun draws, the previous figure may linger beside it
-    expect(page.locator(".st-key-quantize_histogram .legendtext").filter(has_text="quantization levels")).to_be_visible()
+    expect(page.locator(".st-key-quantize_histogram .gtitle-subtitle, .st-key-quantize_histogram .gtitle").filter(has_text="quantization levels (15)")).to_have_count(1)
     expect(page).to_have_url(re.compile(json_in_url('"bits":4,')))
     page.screenshot(path=screenshot_dir / "quantization-4-bits.png")
 

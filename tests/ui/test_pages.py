@@ -55,10 +55,14 @@ def trace(spec: dict, name_prefix: str) -> dict | None:
 
 
 def zero_bin_count(spec: dict, name: str) -> float:
-    """Count in the histogram bin centred on 0 (the bins are symmetric about zero)."""
-    bars = trace(spec, name)
-    centres, counts = values(bars["x"]), values(bars["y"])
-    return float(counts[np.argmin(np.abs(centres))])
+    """Count in the histogram bin centred on 0 (the bins are symmetric about zero).
+
+    A histogram is drawn as a step line: bin i spans x[i]..x[i+1] at height y[i].
+    """
+    steps = trace(spec, name)
+    edges, heights = values(steps["x"]), values(steps["y"])
+    centres = (edges[:-1] + edges[1:]) / 2
+    return float(heights[:-1][np.argmin(np.abs(centres))])
 
 
 def metric_value(app: AppTest, label: str) -> str:
@@ -300,7 +304,10 @@ def test_recipe_keeps_the_prune_section_on_another_page(app):
     assert_clean(app)
     assert url_recipe(app)["prune"]["amount"] == 0.3
     assert app.session_state["recipe"]["prune"]["amount"] == 0.3
-    assert '"amount": 0.3' in app.code[0].value  # the recipe box on the quantization page
+    assert not app.code  # the recipe box is closed: its JSON is not drawn at all
+    app.session_state["quantize_recipe_box"] = True  # the user opens it
+    app.run()
+    assert '"amount": 0.3' in app.code[0].value
 
 
 def test_amount_slider_shows_its_value_after_a_round_trip(app):
