@@ -140,24 +140,24 @@ def live_view() -> None:
 def live_charts(settings: dict | None, cut: str | None, layer_names: list[str], selected: str, log_y: bool) -> None:
     """The cut slider and what it drives: a move reruns only this part, the smallest a move needs.
 
-    A small model compresses and scores in tens of milliseconds: everything is computed first
-    and drawn in one pass, which the browser renders sooner than a picture drawn twice. A large
-    one shows the exact magnitude-pruning preview (a binary search per bin) at once, and the
-    sizes, metric and second view when its compression is done.
+    Magnitude pruning alone is drawn from an exact preview first (a binary search per bin).
+    Everything else waits until the compression and its metric are done, so that it reaches the
+    browser after the histogram is drawn rather than competing with it: on simplenet that order
+    alone takes a move from 1.7x to about 1.3x the floor app's time.
     """
     if settings is not None and cut is not None:
         settings = {**settings, **cut_slider(settings["method"], cut)}
     state.set_section("prune", settings)
     numbers = st.container()
     histogram_column, view_column = st.columns([3, 2], gap="medium")
-    preview = state.pruning_preview(choice) if state.is_large(model) else None
+    preview = state.pruning_preview(choice)
     if preview is not None:
         with histogram_column:
             draw_histogram(preview, selected, log_y)
     result = controls.compress_current(choice)
     if result is None:
         return
-    scores = controls.live_scores(result, choice) if preview is None else None
+    scores = controls.live_scores(result, choice)
     view = preview if preview is not None else controls.report_view(result.report)
     if preview is None:
         with histogram_column:
@@ -166,7 +166,7 @@ def live_charts(settings: dict | None, cut: str | None, layer_names: list[str], 
         with view_column:
             draw_second_view(view, result, layer_names, selected)
     with numbers:
-        controls.size_and_metric_row(result, scores if preview is None else controls.live_scores(result, choice))
+        controls.size_and_metric_row(result, scores)
     controls.recipe_box("prune")
 
 

@@ -118,17 +118,11 @@ LIVE_SAMPLES = 64
 LIVE_SAMPLES_ABOVE_PARAMETERS = 5_000_000
 
 
-def is_large(model: compression.LoadedModel) -> bool:
-    """Whether compressing and scoring the model takes long enough (a second or more) for the
-    live views to show an exact preview first and score on a sample."""
-    return sum(p.numel() for p in model.module.parameters()) > LIVE_SAMPLES_ABOVE_PARAMETERS
-
-
 def live_samples(model: compression.LoadedModel) -> int | None:
     """Rows the live views evaluate on: all for small models, the first 64 for large ones
     (MiniLM's 512 sentences take about 9 s on two cores; 64 take about 1 s)."""
-    sampled = is_large(model) and model.evaluation is not None and model.evaluation.size > LIVE_SAMPLES
-    return LIVE_SAMPLES if sampled else None
+    large = sum(p.numel() for p in model.module.parameters()) > LIVE_SAMPLES_ABOVE_PARAMETERS
+    return LIVE_SAMPLES if large and model.evaluation is not None and model.evaluation.size > LIVE_SAMPLES else None
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
