@@ -10,7 +10,10 @@ from ui import state
 st.set_page_config(page_title="Compression Lab", page_icon=":material/compress:", layout="wide")
 
 PAGES = [
-    st.Page("pages/model.py", title="Model", icon=":material/inventory_2:", url_path="model", default=True),
+    # Streamlit serves the default page at "/" whatever its url_path: the overview takes "/" so that
+    # every working page has its own stable path.
+    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/model.py", title="Model", icon=":material/inventory_2:", url_path="model"),
     st.Page("pages/pruning.py", title="Pruning", icon=":material/content_cut:", url_path="pruning"),
     st.Page("pages/quantization.py", title="Quantization", icon=":material/tune:", url_path="quantization"),
     st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", url_path="tradeoffs"),

@@ -84,12 +84,30 @@ def _step_trace(histogram: Histogram, name: str, colour: str, log_y: bool) -> di
     )
 
 
+def short_names(names: Sequence[str]) -> list[str]:
+    """Layer names without the dotted prefix they all share and a common ".weight" ending:
+    "transformer.encoder.layer.0.attention.self.query.weight" reads "layer.0.attention.self.query"
+    beside its siblings. (Names stay unique: only what every name has is dropped.)"""
+    parts = [name.split(".") for name in names]
+    if len(parts) < 2:
+        return list(names)
+    shared = 0
+    while all(len(p) > shared + 1 and p[shared] == parts[0][shared] for p in parts):
+        shared += 1
+    while shared and any(p[shared].isdigit() for p in parts):  # "layer.0", not a bare "0"
+        shared -= 1
+    trimmed = [p[shared:] for p in parts]
+    if all(len(p) > 1 and p[-1] == "weight" for p in trimmed):
+        trimmed = [p[:-1] for p in trimmed]
+    return [".".join(p) for p in trimmed]
+
+
 def sparsity_bars(names: Sequence[str], zeros: Sequence[int], parameters: Sequence[int]) -> go.Figure:
     """Fraction of zeros per layer, in model order."""
     bars = dict(
-        type="bar", x=[100 * z / max(p, 1) for z, p in zip(zeros, parameters)], y=list(names), orientation="h",
-        marker=dict(color=AFTER_COLOUR), customdata=[[z, p] for z, p in zip(zeros, parameters)],
-        hovertemplate="%{y}: %{x:.1f}% zeros (%{customdata[0]:,} of %{customdata[1]:,})<extra></extra>",
+        type="bar", x=[100 * z / max(p, 1) for z, p in zip(zeros, parameters)], y=short_names(names), orientation="h",
+        marker=dict(color=AFTER_COLOUR), customdata=[[z, p, name] for z, p, name in zip(zeros, parameters, names)],
+        hovertemplate="%{customdata[2]}: %{x:.1f}% zeros (%{customdata[0]:,} of %{customdata[1]:,})<extra></extra>",
     )
     layout = _layout("Sparsity per layer", "% of weights that are zero", "", height=_bar_height(len(names)),
                      yaxis=dict(autorange="reversed"))
@@ -101,9 +119,9 @@ def sqnr_bars(layers: Sequence[LayerReport]) -> go.Figure:
     """Signal-to-quantization-noise ratio per layer (higher is better; ∞ means unchanged)."""
     bars = dict(
         type="bar", x=[layer.sqnr_db if np.isfinite(layer.sqnr_db) else None for layer in layers],
-        y=[layer.name for layer in layers], orientation="h", marker=dict(color=AFTER_COLOUR),
-        customdata=[[layer.scheme, layer.bits, layer.mse] for layer in layers],
-        hovertemplate="%{y}: %{x:.1f} dB (%{customdata[0]}, %{customdata[1]} bits, MSE %{customdata[2]:.3g})<extra></extra>",
+        y=short_names([layer.name for layer in layers]), orientation="h", marker=dict(color=AFTER_COLOUR),
+        customdata=[[layer.scheme, layer.bits, layer.mse, layer.name] for layer in layers],
+        hovertemplate="%{customdata[3]}: %{x:.1f} dB (%{customdata[0]}, %{customdata[1]} bits, MSE %{customdata[2]:.3g})<extra></extra>",
     )
     return go.Figure(data=[bars], layout=_layout(
         "Error per layer: SQNR", "SQNR (dB), higher = closer to the original", "", height=_bar_height(len(layers)),

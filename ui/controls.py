@@ -68,8 +68,9 @@ def size_and_metric_row(result: compression.CompressionResult, scores: dict[str,
     row.metric("Sparsity", f"{report.sparsity:.1%}")
     row.metric("Dense fp32", format_bytes(report.dense_fp32_bytes))
     row.metric("Encoded", format_bytes(report.encoded_bytes))
-    row.metric("Packed file", format_bytes(report.file_bytes),
-               delta=f"{report.compression_ratio:.1f}× smaller", delta_color="off")
+    ratio = report.compression_ratio
+    row.metric("Packed file", format_bytes(report.file_bytes), delta_color="off", delta_arrow="off",
+               delta=f"{ratio:.1f}× smaller" if ratio >= 1.05 else f"{ratio:.2f}× the dense size")
     if scores is None:
         row.metric("Metric", "—")
     else:

@@ -30,13 +30,14 @@ HISTOGRAM_PATHS_JS = """() => [...document.querySelectorAll('.st-key-prune_histo
     .map(path => path.getAttribute('d')).join('|')"""
 
 # (URL path, page title, an element that is there once the page has drawn its content).
-# The Model page is the default page, which Streamlit serves at "/" whatever its url_path.
+# The Overview is the default page, which Streamlit serves at "/"; every other page has its path.
 PAGES = [
-    ("", "Model", '[data-testid="stDataFrame"]'),
+    ("model", "Model", '[data-testid="stDataFrame"]'),
     ("pruning", "Pruning", ".st-key-prune_histogram .js-plotly-plot"),
     ("quantization", "Quantization", ".st-key-quantize_histogram .js-plotly-plot"),
     ("tradeoffs", "Trade-offs", ".st-key-sweep_amounts"),
     ("export", "Export", '[data-testid="stDownloadButton"]'),
+    ("", "Compression Lab", '[data-testid="stPageLink"]'),
 ]
 LINK_RECIPE = {"prune": {"method": "magnitude", "amount": 0.4, "scope": "layer"}}
 
@@ -94,7 +95,7 @@ def assert_no_error_on_page(page: Page) -> None:
 
 def upload_model(page: Page, app_url: str, file: Path) -> None:
     """On the Model page's Upload tab, put ``file`` in the uploader and press "Use these files"."""
-    open_page(page, app_url, "", PAGES[0][2])
+    open_page(page, app_url, "model", PAGES[0][2])
     page.get_by_role("tab", name="Upload").click()
     page.locator(".st-key-model_upload input[type=file]").set_input_files(file)
     expect(page.get_by_text(file.name, exact=True)).to_be_visible()
@@ -209,4 +210,36 @@ def test_copied_link_opens_pruning_with_its_model_and_recipe(page, app_url, scre
     expect(page.locator(".st-key-prune_scope").get_by_role("radio", name="per layer")).to_be_checked()
     assert percent(metric(page, "Sparsity").inner_text()) == pytest.approx(0.40, abs=0.005)
     page.screenshot(path=screenshot_dir / "pruning-from-link.png")
+    assert_no_error_on_page(page)
+
+
+def test_sweep_runs_with_a_progress_bar_and_draws_the_pareto_front(page, app_url, screenshot_dir):
+    open_page(page, app_url, "tradeoffs", PAGES[3][2])
+    page.get_by_role("button", name="Run sweep").click()
+    chart = page.locator(".st-key-sweep_chart .js-plotly-plot")
+    expect(chart).to_be_visible(timeout=120_000)
+    wait_for_app(page)
+    expect(page.locator(".st-key-sweep_chart .legendtext").filter(has_text="Pareto front")).to_have_count(1)
+    expect(page.locator(".st-key-sweep_chart .legendtext").filter(has_text="linear 4-bit")).to_have_count(1)
+    expect(page.get_by_role("button", name="Download CSV")).to_be_visible()
+    page.locator(".st-key-sweep_chart").scroll_into_view_if_needed()
+    page.screenshot(path=screenshot_dir / "trade-offs-sweep.png", full_page=True)
+    assert_no_error_on_page(page)
+
+
+def test_model_path_opens_the_model_page_and_keeps_its_path(page, app_url):
+    open_page(page, app_url, "model?model=mlp", PAGES[0][2])
+    expect(page.get_by_role("heading", level=1, name="Model")).to_be_visible()
+    expect(page.get_by_role("heading", level=3, name="mlp")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/model\?model=mlp"))
+    assert_no_error_on_page(page)
+
+
+def test_overview_links_to_every_page(page, app_url):
+    open_page(page, app_url, "", PAGES[-1][2])
+    for label in ["1 · Model", "2 · Pruning", "3 · Quantization", "4 · Trade-offs", "5 · Export"]:
+        expect(page.get_by_test_id("stPageLink").filter(has_text=label)).to_be_visible()
+    page.get_by_test_id("stPageLink").filter(has_text="2 · Pruning").click()
+    expect(page.get_by_role("heading", level=1, name="Pruning")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/pruning"))
     assert_no_error_on_page(page)

@@ -24,6 +24,6 @@ class _PagesFlagOwnedByTheTest(PagesManager):
 
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    """The dashboard, not yet run: its first run shows the Model page."""
+    """The dashboard, not yet run: its first run shows the Overview page."""
     monkeypatch.setattr(app_test_module, "PagesManager", _PagesFlagOwnedByTheTest)
     return AppTest.from_file(str(APP), default_timeout=120)

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 import sample_models
 from compression.recipe import Recipe
 
-PAGES = ["pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/tradeoffs.py", "pages/export.py"]
+PAGES = ["pages/overview.py", "pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/tradeoffs.py", "pages/export.py"]
 LEVELS_TRACE = "quantization levels"
 
 
@@ -125,7 +125,7 @@ def test_reset_recipe_button_is_on_every_page(app, page):
 # --- model ------------------------------------------------------------------------------------
 
 def test_picking_a_sample_model_on_the_model_page_selects_it(app):
-    app.run()
+    open_page(app, "pages/model.py")
     app.radio(key="model_zoo").set_value("mlp").run()
     assert_clean(app)
     assert app.session_state["model_id"] == "mlp"
@@ -134,7 +134,7 @@ def test_picking_a_sample_model_on_the_model_page_selects_it(app):
 
 
 def test_picking_a_model_in_the_sidebar_on_the_model_page_selects_it(app):
-    app.run()
+    open_page(app, "pages/model.py")
     app.sidebar.selectbox[0].set_value("bn_cnn").run(timeout=30)
     assert app.session_state["model_id"] == "bn_cnn"
 
@@ -160,7 +160,7 @@ def upload_model(app: AppTest, name: str, content: bytes) -> AppTest:
 
 
 def test_uploaded_state_dict_becomes_the_current_model(app):
-    app.run()
+    open_page(app, "pages/model.py")
     upload_model(app, "mlp.pt", saved_state_dict("mlp"))
     assert_clean(app)
     assert [s.value for s in app.subheader] == ["mlp.pt"]
@@ -168,7 +168,7 @@ def test_uploaded_state_dict_becomes_the_current_model(app):
 
 
 def test_uploaded_state_dict_is_offered_in_the_sidebar(app):
-    app.run()
+    open_page(app, "pages/model.py")
     upload_model(app, "mlp.pt", saved_state_dict("mlp"))
     assert "mlp.pt" in app.sidebar.selectbox[0].options
 
@@ -187,7 +187,7 @@ def test_hostile_pickle_upload_is_refused_with_an_error_and_never_run(app, tmp_p
     marker = tmp_path / "pwned"
     buffer = io.BytesIO()
     torch.save({"fc1.weight": _RunsAShellCommand(f"touch {marker}")}, buffer)
-    app.run()
+    open_page(app, "pages/model.py")
     upload_model(app, "checkpoint.pt", buffer.getvalue())
     assert not app.exception
     [error] = app.error

@@ -1,0 +1,50 @@
+"""The chart builders: what a figure holds for given view data."""
+from __future__ import annotations
+
+import numpy as np
+
+from compression.stats import Histogram
+from ui import charts
+
+
+def test_short_names_drop_the_shared_prefix_and_weight_ending_but_keep_block_numbers() -> None:
+    names = ["encoder.layer.0.attention.query.weight", "encoder.layer.0.attention.key.weight",
+             "encoder.layer.1.output.dense.weight"]
+    assert charts.short_names(names) == ["layer.0.attention.query", "layer.0.attention.key", "layer.1.output.dense"]
+    assert charts.short_names(["conv1.weight", "fc1.weight"]) == ["conv1", "fc1"]
+    assert charts.short_names(["only.weight"]) == ["only.weight"]
+
+
+def test_a_histogram_is_a_step_line_whose_heights_are_the_bin_counts() -> None:
+    edges = np.linspace(-1, 1, 6)
+    before = Histogram(np.array([1, 2, 3, 2, 1]), edges)
+    after = Histogram(np.array([0, 1, 5, 1, 0]), edges)
+    figure = charts.weight_histogram(before, after, None, log_y=False, title="t")
+    steps = {trace.name: trace for trace in figure.data}
+    assert np.array_equal(steps["after"].x, edges)
+    assert list(steps["after"].y) == [0, 1, 5, 1, 0, 0]  # the last height repeated to close the step
+    assert steps["after"].line.shape == "hv"
+
+
+def test_empty_bins_sit_on_the_floor_of_a_log_axis() -> None:
+    edges = np.linspace(-1, 1, 4)
+    histogram = Histogram(np.array([0, 4, 0]), edges)
+    figure = charts.weight_histogram(histogram, histogram, None, log_y=True, title="t")
+    assert min(figure.data[0].y) == charts.ZERO_ON_LOG
+    assert figure.layout.yaxis.range[0] == np.log10(charts.ZERO_ON_LOG)
+
+
+def test_weights_beyond_the_range_are_named_in_the_subtitle() -> None:
+    edges = np.linspace(-0.5, 0.5, 4)
+    before = Histogram(np.array([3, 4, 3]), edges, outside=2)
+    figure = charts.weight_histogram(before, before, None, log_y=False, title="t")
+    assert "2 weights beyond ±0.5" in figure.layout.title.subtitle.text
+
+
+def test_levels_are_drawn_as_one_trace_of_vertical_lines() -> None:
+    edges = np.linspace(-1, 1, 4)
+    histogram = Histogram(np.array([1, 1, 1]), edges)
+    figure = charts.weight_histogram(histogram, histogram, np.array([-0.5, 0.0, 0.5]), log_y=False, title="t")
+    levels = figure.data[-1]
+    assert levels.name == "quantization levels (3)"
+    assert sorted({x for x in levels.x if not np.isnan(x)}) == [-0.5, 0.0, 0.5]
