@@ -6,6 +6,7 @@
     python -m compression unpack mlp.packed --dense-out mlp.safetensors
     python -m compression eval minilm
     python -m compression sweep mlp --amounts 0,0.5,0.9 --bits 8,4 --csv sweep.csv
+    python -m compression agp simplenet --final 0.9 --steps 6 --out simplenet-agp.packed
 
 On bad input every command exits with status 2 and one line on stderr, writes no partial
 file, and refuses to overwrite an input or an existing file (unless --force for outputs).
@@ -24,6 +25,7 @@ import compression
 import sample_models
 from compression.errors import CompressionError
 from compression.files import write_atomically
+from compression.gradual import AgpSchedule, GradualStep, gradual_prune
 from compression.packing import dense_safetensors
 
 EXIT_BAD_INPUT = 2
@@ -233,6 +235,42 @@ def command_sweep(args: argparse.Namespace) -> None:
         print(frame.drop(columns=["recipe", "metric", "baseline_value", "dense_fp32_bytes"]).to_string(index=False))
 
 
+def command_agp(args: argparse.Namespace) -> None:
+    out = _check_output(args.out, args)
+    schedule = AgpSchedule(args.initial, args.final, args.steps, args.epochs_per_step)
+    model = _load(args)
+
+    def progress(done: int, total: int, step: GradualStep) -> None:
+        if not args.json:
+            theta = "-" if step.threshold is None else f"{step.threshold:.4f}"
+            loss = "-" if step.train_loss is None else f"{step.train_loss:.4f}"
+            print(f"step {step.step:>3}  target {step.target:.3f}  sparsity {step.sparsity:.3f}  "
+                  f"θ {theta:>8}  train loss {loss:>7}  {model.evaluation.metric} {step.value:.4f}", flush=True)
+
+    result = gradual_prune(model, schedule, scope=args.scope, seed=args.seed, progress=progress)
+    final_recipe = _read_recipe(args.recipe) if args.recipe else compression.Recipe()
+    packed = compression.compress(result.model, final_recipe)
+    one_shot_recipe = {**final_recipe.to_dict(), "prune": {"method": "magnitude", "amount": args.final, "scope": args.scope}}
+    one_shot = compression.compress(model, one_shot_recipe)
+    comparison = {
+        "gradual": {"value": result.steps[-1].value, "file_bytes": packed.report.file_bytes,
+                    "sparsity": packed.report.sparsity},
+        "one_shot": {"value": compression.evaluate(model, one_shot.module).value,
+                     "file_bytes": one_shot.report.file_bytes, "sparsity": one_shot.report.sparsity},
+    }
+    if out is not None:
+        compression.save_packed(packed, out)
+    if args.json:
+        _print_json({"model": model.name, "metric": model.evaluation.metric, "schedule": vars(schedule),
+                     "steps": [vars(step) for step in result.steps], **comparison})
+        return
+    for name, row in comparison.items():
+        print(f"{name:<8} {model.evaluation.metric} {row['value']:.4f}  sparsity {row['sparsity']:.3f}  "
+              f"file {row['file_bytes']:,} B")
+    if out is not None:
+        print(f"wrote {out}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compression", description="Compress PyTorch models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -280,6 +318,20 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--csv", help="write the table as CSV")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--force", action="store_true", help="replace an existing CSV file")
+
+    sub = command("agp", command_agp, "gradual magnitude pruning with fine-tuning (Zhu & Gupta's schedule)")
+    defaults = AgpSchedule()
+    sub.add_argument("--initial", type=float, default=defaults.initial, help="sparsity of the first step")
+    sub.add_argument("--final", type=float, default=defaults.final, help="sparsity of the last step")
+    sub.add_argument("--steps", type=int, default=defaults.steps, help="pruning steps after the first")
+    sub.add_argument("--epochs-per-step", type=int, default=defaults.epochs_per_step,
+                     help="fine-tuning epochs after each step")
+    sub.add_argument("--scope", choices=["global", "layer"], default="global")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--recipe", help="quantize (or other) settings for the packed result")
+    sub.add_argument("--out", help="write the pruned, fine-tuned model as a packed file")
+    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--force", action="store_true", help="replace an existing output file")
     return parser
 
 

@@ -148,7 +148,7 @@ def _zoo_model(
     model = LoadedModel(
         name=name, format=source_format, module=module.eval(),
         layer_types=module_layer_types(module), example_inputs=spec.example,
-        evaluation=evaluation, description=description,
+        evaluation=evaluation, description=description, architecture=architecture,
     )
     return model, spec
 

@@ -52,6 +52,7 @@ class LoadedModel:
     example_inputs: tuple[torch.Tensor, ...]
     evaluation: EvaluationData | None  # None where the format carries no input shape
     description: str = ""
+    architecture: str | None = None  # the sample architecture it is, where it is one (its training data)
     cache: dict = field(default_factory=dict, repr=False)  # per-model memo (baseline outputs)
 
     @property

@@ -1,0 +1,205 @@
+"""Gradual magnitude pruning: prune a little, fine-tune, repeat, on Zhu & Gupta's schedule.
+
+One-shot pruning shows what removing weights does; gradual pruning shows what survives when
+the network may adapt. The sparsity follows the AGP (automated gradual pruner) schedule of
+Zhu & Gupta, "To prune, or not to prune" (2017): steep at first, while there are redundant
+weights to remove, then flat as the network approaches the final sparsity:
+
+    s_k = s_f + (s_i - s_f) (1 - k / n)^3,   k = 0 .. n
+
+After each pruning step the model is fine-tuned on its training split with the pruned
+weights held at zero, and scored on the held-out split.
+
+>>> schedule = AgpSchedule(initial=0.0, final=0.8, steps=4)
+>>> [round(s, 4) for s in schedule.planned()]
+[0.0, 0.4625, 0.7, 0.7875, 0.8]
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sample_models
+from compression.errors import DataError, RecipeError
+from compression.evaluation import evaluate
+from compression.model import ACCURACY, LoadedModel
+from compression.pruning import compute_masks
+from compression.recipe import PruneSpec
+
+
+@dataclass(frozen=True)
+class AgpSchedule:
+    """Initial and final sparsity, pruning steps, and fine-tuning epochs after each step."""
+
+    initial: float = 0.0
+    final: float = 0.8
+    steps: int = 8
+    epochs_per_step: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("initial", "final"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise RecipeError(f"schedule.{name} must be a sparsity in [0, 1); got {value!r}.")
+        if self.initial > self.final:
+            raise RecipeError(f"schedule.initial ({self.initial}) must not exceed schedule.final ({self.final}).")
+        for name, low, high in (("steps", 1, 100), ("epochs_per_step", 0, 50)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise RecipeError(f"schedule.{name} must be an integer from {low} to {high}; got {value!r}.")
+
+    def sparsity(self, step: int) -> float:
+        """s_k of the AGP schedule; step 0 gives the initial sparsity, step n the final one."""
+        if not 0 <= step <= self.steps:
+            raise ValueError(f"step must be from 0 to {self.steps}; got {step}.")
+        return self.final + (self.initial - self.final) * (1.0 - step / self.steps) ** 3
+
+    def planned(self) -> list[float]:
+        """The sparsity after each pruning step: what the schedule will do, before it runs."""
+        return [self.sparsity(step) for step in range(self.steps + 1)]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Labelled training rows (a classifier's inputs and integer classes)."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    description: str
+
+
+def training_data(model: LoadedModel) -> TrainingData:
+    """The training split of a digits sample architecture (the rows its weights were trained on)."""
+    if model.architecture not in sample_models.DIGITS_MODELS:
+        allowed = ", ".join(sample_models.DIGITS_MODELS)
+        raise DataError(
+            f"{model.name!r} has no training data here: fine-tuning needs labelled training rows, which "
+            f"ship for the digits sample architectures ({allowed}); pass data=TrainingData(...) for others."
+        )
+    split = sample_models.digits_split(model.architecture)
+    return TrainingData(split.x_train, split.y_train, f"{len(split.y_train)} training digits")
+
+
+@dataclass(frozen=True)
+class GradualStep:
+    """One pruning step, after its fine-tuning: target and reached sparsity, θ, loss, metric."""
+
+    step: int
+    target: float
+    sparsity: float
+    threshold: float | None
+    train_loss: float | None  # mean loss of the fine-tuning after this step (None: no epochs)
+    value: float
+
+
+@dataclass(frozen=True)
+class GradualResult:
+    """The pruned, fine-tuned model and the record of every step."""
+
+    model: LoadedModel  # the base model's data and layers, its module the fine-tuned one
+    schedule: AgpSchedule
+    steps: list[GradualStep] = field(default_factory=list)
+
+    @property
+    def module(self) -> nn.Module:
+        return self.model.module
+
+
+Progress = Callable[[int, int, GradualStep], None]
+
+
+def gradual_prune(
+    model: LoadedModel,
+    schedule: AgpSchedule,
+    *,
+    data: TrainingData | None = None,
+    scope: str = "global",
+    learning_rate: float = 1e-3,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> GradualResult:
+    """Prune ``model``'s compressible weights along ``schedule``, fine-tuning after each step.
+
+    Magnitude pruning at each step's sparsity (``scope`` "global": one θ for all layers;
+    "layer": the same fraction of each), then ``schedule.epochs_per_step`` epochs of Adam on
+    ``data`` (default: the model's training split) with the pruned weights held at zero.
+    Seeded: the same arguments give the same weights. ``model`` is not changed.
+    """
+    if model.evaluation is None or model.evaluation.metric != ACCURACY:
+        raise DataError(f"gradual pruning scores steps by held-out accuracy; {model.name!r} has no labelled evaluation data.")
+    if scope not in ("global", "layer"):
+        raise RecipeError(f"scope must be 'global' or 'layer'; got {scope!r}.")
+    data = data if data is not None else training_data(model)
+    torch.manual_seed(seed)
+    module = copy.deepcopy(model.module)
+    weights = dict(module.named_parameters())
+    pruned = {name: weights[name] for name in model.compressible}
+    generator = torch.Generator().manual_seed(seed)
+    record = []
+    for step in range(schedule.steps + 1):
+        target = schedule.sparsity(step)
+        spec = PruneSpec(method="magnitude", amount=target, scope=scope)
+        masks = compute_masks({name: w.detach() for name, w in pruned.items()}, dict.fromkeys(pruned, spec))
+        with torch.no_grad():
+            for name, weight in pruned.items():
+                weight.mul_(masks[name].keep)
+        keeps = {name: mask.keep for name, mask in masks.items()}
+        loss = _fine_tune(module, pruned, keeps, data, schedule.epochs_per_step, learning_rate, batch_size, generator)
+        zeros = sum(int((w == 0).sum()) for w in pruned.values())
+        thresholds = {mask.threshold for mask in masks.values() if mask.threshold is not None and math.isfinite(mask.threshold)}
+        entry = GradualStep(
+            step=step,
+            target=target,
+            sparsity=zeros / sum(w.numel() for w in pruned.values()),
+            threshold=thresholds.pop() if len(thresholds) == 1 else None,
+            train_loss=loss,
+            value=evaluate(model, module.eval()).value,
+        )
+        record.append(entry)
+        if progress is not None:
+            progress(step + 1, schedule.steps + 1, entry)
+    for weight in module.parameters():
+        weight.requires_grad_(False)
+    return GradualResult(replace(model, module=module.eval(), cache={}), schedule, record)
+
+
+def _fine_tune(
+    module: nn.Module,
+    pruned: dict[str, nn.Parameter],
+    keeps: dict[str, torch.Tensor],
+    data: TrainingData,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    generator: torch.Generator,
+) -> float | None:
+    """Adam on cross-entropy; after every update the pruned weights are zeroed again.
+
+    Returns the mean training loss over the epochs (None when there are none).
+    """
+    if epochs == 0:
+        return None
+    optimizer = torch.optim.Adam(module.parameters(), lr=learning_rate)
+    module.train()
+    total, batches = 0.0, 0
+    for _ in range(epochs):
+        order = torch.randperm(len(data.labels), generator=generator)
+        for batch in order.split(batch_size):
+            optimizer.zero_grad()
+            loss = F.cross_entropy(module(data.inputs[batch]), data.labels[batch])
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                for name, weight in pruned.items():
+                    weight.mul_(keeps[name])
+            total += loss.item()
+            batches += 1
+    module.eval()
+    return total / batches

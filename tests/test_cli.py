@@ -1,0 +1,100 @@
+"""The command line: each command's output, files, and one-line refusals with exit status 2."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from safetensors.torch import load_file
+
+from compression.__main__ import EXIT_BAD_INPUT, main
+
+RECIPE = '{"prune": {"method": "magnitude", "amount": 0.5}, "quantize": {"scheme": "linear", "bits": 4}}'
+
+
+def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_models_lists_the_zoo_as_json(capsys) -> None:
+    status, out, _ = run(capsys, "models", "--json")
+    assert status == 0
+    assert [row["name"] for row in json.loads(out)] == ["simplenet", "mlp", "bn_cnn", "minilm"]
+
+
+def test_info_gives_the_layers_and_the_baseline(capsys) -> None:
+    status, out, _ = run(capsys, "info", "mlp", "--json")
+    assert status == 0
+    assert "fc1.weight" in out
+
+
+def test_apply_writes_a_packed_file_of_the_reported_size(capsys, tmp_path) -> None:
+    out_file, dense = tmp_path / "mlp.packed", tmp_path / "mlp.safetensors"
+    status, out, _ = run(capsys, "apply", "mlp", "--recipe", RECIPE, "--out", str(out_file),
+                         "--dense-out", str(dense), "--json")
+    assert status == 0
+    report = json.loads(out)
+    assert os.path.getsize(out_file) == report["file_bytes"]
+    assert set(load_file(dense)) >= {"fc1.weight", "fc2.weight"}
+
+
+def test_apply_refuses_to_overwrite_without_force(capsys, tmp_path) -> None:
+    target = tmp_path / "exists.packed"
+    target.write_bytes(b"keep me")
+    status, _, err = run(capsys, "apply", "mlp", "--recipe", RECIPE, "--out", str(target))
+    assert status == EXIT_BAD_INPUT
+    assert "--force" in err and err.count("\n") == 1
+    assert target.read_bytes() == b"keep me"
+
+
+def test_unpack_gives_back_the_dense_weights(capsys, tmp_path) -> None:
+    packed, dense = tmp_path / "m.packed", tmp_path / "m.safetensors"
+    run(capsys, "apply", "mlp", "--recipe", RECIPE, "--out", str(packed))
+    status, out, _ = run(capsys, "unpack", str(packed), "--dense-out", str(dense))
+    assert status == 0 and dense.exists()
+    assert "tensors of model 'mlp'" in out
+
+
+def test_eval_after_a_recipe_reports_the_metric_and_baseline(capsys) -> None:
+    status, out, _ = run(capsys, "eval", "mlp", "--recipe", RECIPE, "--json")
+    payload = json.loads(out)
+    assert status == 0
+    assert payload["metric"] == "accuracy" and payload["baseline_value"] == pytest.approx(0.9778, abs=1e-4)
+
+
+def test_sweep_writes_a_csv_with_one_row_per_configuration(capsys, tmp_path) -> None:
+    table = tmp_path / "sweep.csv"
+    status, _, _ = run(capsys, "sweep", "mlp", "--amounts", "0,0.5", "--bits", "32,4", "--csv", str(table))
+    assert status == 0
+    assert len(table.read_text().strip().splitlines()) == 1 + 4
+
+
+def test_agp_prints_each_step_and_compares_with_one_shot(capsys, tmp_path) -> None:
+    packed = tmp_path / "agp.packed"
+    status, out, _ = run(capsys, "agp", "mlp", "--final", "0.8", "--steps", "2", "--out", str(packed), "--json")
+    payload = json.loads(out)
+    assert status == 0
+    assert [round(step["target"], 4) for step in payload["steps"]] == [0.0, 0.7, 0.8]
+    assert payload["gradual"]["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert payload["one_shot"]["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert os.path.getsize(packed) == payload["gradual"]["file_bytes"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("apply", "no-such-model", "--recipe", "{}", "--out", "x.packed"),
+        ("apply", "mlp", "--recipe", '{"prune": {"amount": 2}}', "--out", "x.packed"),
+        ("eval", "mlp", "--recipe", "missing.json"),
+        ("agp", "mlp", "--final", "1.0"),
+        ("agp", "minilm", "--steps", "1"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_and_exit_2(capsys, tmp_path, monkeypatch, argv) -> None:
+    monkeypatch.chdir(tmp_path)
+    status, _, err = run(capsys, *argv)
+    assert status == EXIT_BAD_INPUT
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "x.packed").exists()

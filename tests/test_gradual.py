@@ -1,0 +1,115 @@
+"""Gradual magnitude pruning: the AGP schedule, and pruning interleaved with fine-tuning."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from compression.compress import compress
+from compression.errors import DataError, RecipeError
+from compression.evaluation import evaluate
+from compression.gradual import AgpSchedule, gradual_prune, training_data
+from compression.loading import load_model
+
+QUICK = AgpSchedule(initial=0.0, final=0.6, steps=2, epochs_per_step=1)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return load_model("mlp")
+
+
+# --- the schedule ------------------------------------------------------------------------------
+
+
+def test_the_schedule_starts_at_the_initial_and_ends_at_the_final_sparsity() -> None:
+    schedule = AgpSchedule(initial=0.1, final=0.9, steps=5)
+    assert schedule.sparsity(0) == pytest.approx(0.1)
+    assert schedule.sparsity(5) == pytest.approx(0.9)
+
+
+def test_the_schedule_is_zhu_and_gupta_cubic() -> None:
+    schedule = AgpSchedule(initial=0.2, final=0.8, steps=10)
+    for step in range(11):
+        assert schedule.sparsity(step) == pytest.approx(0.8 + (0.2 - 0.8) * (1 - step / 10) ** 3)
+
+
+def test_the_schedule_rises_fast_then_flattens() -> None:
+    planned = AgpSchedule(initial=0.0, final=0.9, steps=6).planned()
+    increments = [b - a for a, b in zip(planned, planned[1:])]
+    assert all(i > 0 for i in increments)
+    assert increments == sorted(increments, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"final": 1.0}, {"initial": -0.1}, {"initial": 0.5, "final": 0.4}, {"steps": 0}, {"epochs_per_step": -1},
+     {"steps": 2.5}, {"final": True}],
+)
+def test_a_bad_schedule_is_refused_naming_the_field(fields: dict) -> None:
+    with pytest.raises(RecipeError, match="schedule."):
+        AgpSchedule(**{**dataclasses.asdict(AgpSchedule()), **fields})
+
+
+# --- gradual pruning ---------------------------------------------------------------------------
+
+
+def test_every_step_reaches_the_planned_sparsity(mlp) -> None:
+    result = gradual_prune(mlp, QUICK)
+    assert [step.target for step in result.steps] == pytest.approx(QUICK.planned())
+    assert [step.sparsity for step in result.steps] == pytest.approx(QUICK.planned(), abs=1e-3)
+
+
+def test_pruned_weights_stay_zero_through_fine_tuning(mlp) -> None:
+    result = gradual_prune(mlp, QUICK)
+    state = result.module.state_dict()
+    zeros = sum(int((state[name] == 0).sum()) for name in mlp.compressible)
+    total = sum(state[name].numel() for name in mlp.compressible)
+    assert zeros / total == pytest.approx(QUICK.final, abs=1e-3)
+
+
+def test_the_given_model_is_not_changed(mlp) -> None:
+    before = {name: tensor.clone() for name, tensor in mlp.module.state_dict().items()}
+    gradual_prune(mlp, QUICK)
+    after = mlp.module.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+
+
+def test_the_same_seed_gives_the_same_weights(mlp) -> None:
+    first, second = gradual_prune(mlp, QUICK, seed=3), gradual_prune(mlp, QUICK, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(first.module.state_dict().values(), second.module.state_dict().values()))
+
+
+def test_progress_is_reported_after_every_step(mlp) -> None:
+    seen = []
+    gradual_prune(mlp, QUICK, progress=lambda done, total, step: seen.append((done, total, step.step)))
+    assert seen == [(1, 3, 0), (2, 3, 1), (3, 3, 2)]
+
+
+def test_each_step_is_scored_on_the_held_out_split(mlp) -> None:
+    result = gradual_prune(mlp, QUICK)
+    assert result.steps[-1].value == pytest.approx(evaluate(mlp, result.module).value)
+
+
+def test_gradual_pruning_keeps_far_more_accuracy_than_one_shot_at_90_percent() -> None:
+    simplenet = load_model("simplenet")
+    result = gradual_prune(simplenet, AgpSchedule(initial=0.0, final=0.9, steps=6, epochs_per_step=1))
+    one_shot = compress(simplenet, {"prune": {"method": "magnitude", "amount": 0.9, "scope": "global"}})
+    assert result.steps[-1].value > evaluate(simplenet, one_shot.module).value + 0.2
+
+
+def test_the_result_compresses_like_any_model(mlp) -> None:
+    result = gradual_prune(mlp, QUICK)
+    report = compress(result.model, {"quantize": {"scheme": "linear", "bits": 4}}).report
+    assert report.sparsity >= QUICK.final - 1e-3
+
+
+def test_a_model_without_training_data_is_refused_with_what_to_give(mlp) -> None:
+    with pytest.raises(DataError, match="training data"):
+        training_data(dataclasses.replace(mlp, architecture=None))
+
+
+def test_a_model_without_labelled_evaluation_data_is_refused(mlp) -> None:
+    with pytest.raises(DataError, match="labelled"):
+        gradual_prune(dataclasses.replace(mlp, evaluation=None), QUICK)
