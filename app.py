@@ -16,6 +16,7 @@ PAGES = [
     st.Page("pages/model.py", title="Model", icon=":material/inventory_2:", url_path="model"),
     st.Page("pages/pruning.py", title="Pruning", icon=":material/content_cut:", url_path="pruning"),
     st.Page("pages/quantization.py", title="Quantization", icon=":material/tune:", url_path="quantization"),
+    st.Page("pages/gradual.py", title="Gradual pruning", icon=":material/trending_up:", url_path="gradual"),
     st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", url_path="tradeoffs"),
     st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="export"),
 ]

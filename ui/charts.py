@@ -177,6 +177,23 @@ def kernel_grid(grid: np.ndarray, title: str) -> go.Figure:
     return go.Figure(data=[heatmap], layout=layout)
 
 
+def gradual_chart(planned: Sequence[float], steps: Sequence, metric: str) -> go.Figure:
+    """The planned sparsity per step (dashed), the reached sparsity and the metric after each step."""
+    traces = [
+        dict(type="scatter", x=list(range(len(planned))), y=list(planned), mode="lines+markers", name="planned sparsity",
+             line=dict(color=BEFORE_COLOUR.replace("0.45", "0.9"), dash="dash")),
+        dict(type="scatter", x=[s.step for s in steps], y=[s.sparsity for s in steps], mode="lines+markers",
+             name="sparsity reached", line=dict(color=AFTER_COLOUR)),
+        dict(type="scatter", x=[s.step for s in steps], y=[s.value for s in steps], mode="lines+markers",
+             name=f"{metric} after fine-tuning", line=dict(color="rgba(44, 160, 44, 0.9)"), yaxis="y2"),
+    ]
+    layout = _layout("Sparsity and metric per step", "pruning step k", "sparsity", height=380, showlegend=True,
+                     legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+                     yaxis2=dict(title=dict(text=metric), overlaying="y", side="right", range=[0, 1.02]))
+    layout["yaxis"]["range"] = [0, 1.02]
+    return go.Figure(data=traces, layout=layout)
+
+
 def tradeoff_chart(frame: pd.DataFrame, metric: str, current: tuple[float, float] | None) -> go.Figure:
     """Metric against encoded size: one line per bit-width, the Pareto front, the current recipe."""
     traces = []

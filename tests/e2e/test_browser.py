@@ -36,6 +36,7 @@ PAGES = [
     ("pruning", "Pruning", ".st-key-prune_histogram .js-plotly-plot"),
     ("quantization", "Quantization", ".st-key-quantize_histogram .js-plotly-plot"),
     ("tradeoffs", "Trade-offs", ".st-key-sweep_amounts"),
+    ("gradual", "Gradual pruning", ".st-key-agp_chart .js-plotly-plot"),
     ("export", "Export", '[data-testid="stDownloadButton"]'),
     ("", "Compression Lab", '[data-testid="stPageLink"]'),
 ]
@@ -242,4 +243,14 @@ def test_overview_links_to_every_page(page, app_url):
     page.get_by_test_id("stPageLink").filter(has_text="2 · Pruning").click()
     expect(page.get_by_role("heading", level=1, name="Pruning")).to_be_visible()
     expect(page).to_have_url(re.compile(r"/pruning"))
+    assert_no_error_on_page(page)
+
+
+def test_gradual_pruning_runs_and_draws_each_step(page, app_url, screenshot_dir):
+    open_page(page, app_url, "gradual", ".st-key-agp_chart .js-plotly-plot")
+    page.get_by_role("button", name="Run gradual pruning").click()
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(2, timeout=120_000)
+    wait_for_app(page)
+    expect(page.locator(".st-key-agp_chart .legendtext").filter(has_text="sparsity reached")).to_have_count(1)
+    page.screenshot(path=screenshot_dir / "gradual-pruning.png", full_page=True)
     assert_no_error_on_page(page)

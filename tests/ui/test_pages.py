@@ -19,7 +19,8 @@ from streamlit.testing.v1 import AppTest
 import sample_models
 from compression.recipe import Recipe
 
-PAGES = ["pages/overview.py", "pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/tradeoffs.py", "pages/export.py"]
+PAGES = ["pages/overview.py", "pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/gradual.py",
+         "pages/tradeoffs.py", "pages/export.py"]
 LEVELS_TRACE = "quantization levels"
 
 
@@ -461,3 +462,36 @@ def test_export_offers_packed_dense_and_recipe_downloads(app):
     open_page(app, "pages/export.py")
     labels = [button.label for button in app.get("download_button")]
     assert labels == ["Packed model (.packed)", "Dense weights (.safetensors)", "Recipe (.json)"]
+
+
+# --- gradual pruning --------------------------------------------------------------------------
+
+
+def test_gradual_page_draws_the_planned_schedule_before_running(app):
+    open_page(app, "pages/gradual.py")
+    assert_clean(app)
+    app.slider(key="agp_steps").set_value(4).run()
+    planned = trace(figure(app, "agp_chart"), "planned sparsity")
+    assert values(planned["y"]) == pytest.approx([0.0, 0.5203125, 0.7875, 0.8859375, 0.9])
+
+
+def test_gradual_run_fills_the_curves_and_compares_with_one_shot(app):
+    open_page(app, "pages/gradual.py")
+    app.slider(key="agp_steps").set_value(2).run()
+    app.slider(key="agp_final").set_value(0.8).run()
+    app.button(key="agp_run").click().run(timeout=120)
+    assert_clean(app)
+    reached = trace(figure(app, "agp_chart"), "sparsity reached")
+    assert values(reached["y"]) == pytest.approx([0.0, 0.7, 0.8], abs=1e-3)
+    comparison = app.dataframe[-1].value
+    assert list(comparison["method"]) == ["gradual (AGP + fine-tuning)", "one-shot magnitude"]
+    open_page(app, "pages/pruning.py")
+    open_page(app, "pages/gradual.py")
+    assert trace(figure(app, "agp_chart"), "sparsity reached") is not None  # kept across pages
+
+
+def test_gradual_page_explains_why_minilm_cannot_be_fine_tuned(app):
+    open_page(app, "pages/gradual.py")
+    app.sidebar.selectbox[0].set_value("minilm").run(timeout=120)
+    assert not app.exception
+    assert any("training data" in warning.value for warning in app.warning)
