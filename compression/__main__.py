@@ -7,6 +7,7 @@
     python -m compression eval minilm
     python -m compression sweep mlp --amounts 0,0.5,0.9 --bits 8,4 --csv sweep.csv
     python -m compression agp simplenet --final 0.9 --steps 6 --out simplenet-agp.packed
+    python -m compression fuse bn_cnn --out bn_cnn-fused.pt2
 
 On bad input every command exits with status 2 and one line on stderr, writes no partial
 file, and refuses to overwrite an input or an existing file (unless --force for outputs).
@@ -14,17 +15,21 @@ file, and refuses to overwrite an input or an existing file (unless --force for 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import torch
 
 import compression
 import sample_models
 from compression.errors import CompressionError
+from compression.evaluation import model_outputs
 from compression.files import write_atomically
+from compression.fusion import fuse_conv_bn
 from compression.gradual import AgpSchedule, GradualStep, gradual_prune
 from compression.packing import dense_safetensors
 
@@ -271,6 +276,39 @@ def command_agp(args: argparse.Namespace) -> None:
         print(f"wrote {out}")
 
 
+def command_fuse(args: argparse.Namespace) -> None:
+    out = _check_output(args.out, args)
+    model = _load(args)
+    fused = fuse_conv_bn(model)
+    fused_model = fused.as_loaded(model)
+    payload: dict[str, Any] = {
+        "model": model.name,
+        "pairs": [list(pair) for pair in fused.pairs],
+        "values_before": sum(t.numel() for t in model.module.state_dict().values()),
+        "values_after": sum(t.numel() for t in fused.module.state_dict().values()),
+    }
+    if model.evaluation is not None:
+        inputs, batch = model.evaluation.inputs, model.evaluation.batch_size
+        difference = (model_outputs(fused.module, inputs, batch) - model_outputs(model.module, inputs, batch)).abs().max()
+        payload.update(max_output_difference=float(difference), metric=model.evaluation.metric,
+                       value_before=compression.evaluate(model).value, value_after=compression.evaluate(fused_model).value)
+    if out is not None:
+        buffer = io.BytesIO()
+        torch.export.save(torch.export.export(fused.module, model.example_inputs), buffer)
+        write_atomically(out, buffer.getvalue())
+    if args.json:
+        _print_json(payload)
+        return
+    pairs = ", ".join(f"{layer}+{norm}" for layer, norm in fused.pairs) or "none (no layer feeds only a BatchNorm)"
+    print(f"folded: {pairs}")
+    print(f"stored values {payload['values_before']:,} -> {payload['values_after']:,}")
+    if "metric" in payload:
+        print(f"max |output difference| {payload['max_output_difference']:.2e}; {payload['metric']} "
+              f"{payload['value_before']:.4f} -> {payload['value_after']:.4f}")
+    if out is not None:
+        print(f"wrote {out} (a torch.export program: load it with load_model or torch.export.load)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compression", description="Compress PyTorch models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -330,6 +368,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--recipe", help="quantize (or other) settings for the packed result")
     sub.add_argument("--out", help="write the pruned, fine-tuned model as a packed file")
+    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--force", action="store_true", help="replace an existing output file")
+
+    sub = command("fuse", command_fuse, "fold BatchNorm into the conv or linear layer before it")
+    sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")
+    sub.add_argument("--out", help="write the fused model as a torch.export program (.pt2)")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--force", action="store_true", help="replace an existing output file")
     return parser

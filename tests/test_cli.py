@@ -98,3 +98,15 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(capsys, tmp_path, monkeypatc
     assert status == EXIT_BAD_INPUT
     assert err.startswith("error: ") and err.count("\n") == 1
     assert not (tmp_path / "x.packed").exists()
+
+
+def test_fuse_folds_bn_cnn_keeps_its_accuracy_and_writes_a_loadable_program(capsys, tmp_path) -> None:
+    program = tmp_path / "fused.pt2"
+    status, out, _ = run(capsys, "fuse", "bn_cnn", "--out", str(program), "--json")
+    payload = json.loads(out)
+    assert status == 0
+    assert payload["pairs"] == [["conv1", "bn1"], ["conv2", "bn2"], ["conv3", "bn3"], ["conv4", "bn4"]]
+    assert payload["max_output_difference"] < 1e-5
+    assert payload["value_after"] == pytest.approx(payload["value_before"], abs=1e-4)
+    status, out, _ = run(capsys, "info", str(program), "--json")
+    assert status == 0 and "conv1.weight" in out
