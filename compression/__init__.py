@@ -11,6 +11,10 @@ The public API, in the order a session uses it::
     compression.save_packed(result, "mlp.packed")              # size == result.report.file_bytes
     state, index = compression.load_packed("mlp.packed")       # dense weights, bit for bit
     frame = compression.sweep(model, amounts=[0, 0.5, 0.9], bits=[8, 4])
+    curves = compression.sensitivity(model)                     # one layer at a time
+    best = compression.search_sparsity(model, tolerance=0.01)   # largest amount within a drop
+    tuned = compression.gradual_prune(model, compression.AgpSchedule(final=0.9))  # prune + fine-tune
+    fused = compression.fuse_conv_bn(compression.load_model("bn_cnn"))         # BatchNorm folded
 
 No Streamlit here: the dashboard and the CLI are thin layers over these functions.
 """
@@ -28,11 +32,15 @@ from compression.errors import (
     UnsafeFileError,
 )
 from compression.evaluation import Evaluation, evaluate
+from compression.fusion import FusionResult, fuse_conv_bn
+from compression.gradual import AgpSchedule, GradualResult, gradual_prune
 from compression.loading import load_model
 from compression.model import EvaluationData, LoadedModel
 from compression.packing import PackedModel, load_packed
 from compression.packing import save_packed as _save_packed_model
 from compression.recipe import PruneSpec, QuantizeSpec, Recipe
+from compression.search import SearchResult, search_layerwise, search_sparsity
+from compression.sensitivity import allocate_sparsity, sensitivity
 from compression.sweep import sweep
 
 
@@ -43,12 +51,15 @@ def save_packed(result: CompressionResult | PackedModel, path: str | os.PathLike
 
 
 __all__ = [
+    "AgpSchedule",
     "CompressionError",
     "CompressionReport",
     "CompressionResult",
     "DataError",
     "Evaluation",
     "EvaluationData",
+    "FusionResult",
+    "GradualResult",
     "LayerReport",
     "LoadedModel",
     "ModelLoadError",
@@ -58,11 +69,18 @@ __all__ = [
     "QuantizeSpec",
     "Recipe",
     "RecipeError",
+    "SearchResult",
     "UnsafeFileError",
+    "allocate_sparsity",
     "compress",
     "evaluate",
+    "fuse_conv_bn",
+    "gradual_prune",
     "load_model",
     "load_packed",
     "save_packed",
+    "search_layerwise",
+    "search_sparsity",
+    "sensitivity",
     "sweep",
 ]

@@ -8,6 +8,8 @@
     python -m compression sweep mlp --amounts 0,0.5,0.9 --bits 8,4 --csv sweep.csv
     python -m compression agp simplenet --final 0.9 --steps 6 --out simplenet-agp.packed
     python -m compression fuse bn_cnn --out bn_cnn-fused.pt2
+    python -m compression sensitivity mlp --csv sensitivity.csv
+    python -m compression search mlp --tolerance 0.01 [--per-layer]
 
 On bad input every command exits with status 2 and one line on stderr, writes no partial
 file, and refuses to overwrite an input or an existing file (unless --force for outputs).
@@ -32,6 +34,8 @@ from compression.files import write_atomically
 from compression.fusion import fuse_conv_bn
 from compression.gradual import AgpSchedule, GradualStep, gradual_prune
 from compression.packing import dense_safetensors
+from compression.search import search_layerwise, search_sparsity
+from compression.sensitivity import DEFAULT_AMOUNTS, DEFAULT_BITS, sensitivity
 
 EXIT_BAD_INPUT = 2
 
@@ -309,6 +313,45 @@ def command_fuse(args: argparse.Namespace) -> None:
         print(f"wrote {out} (a torch.export program: load it with load_model or torch.export.load)")
 
 
+def _print_progress(done: int, total: int, *_: Any) -> None:
+    print(f"\r{done}/{total} evaluations", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+
+def command_sensitivity(args: argparse.Namespace) -> None:
+    csv_out = _check_output(args.csv, args)
+    model = _load(args)
+    frame = sensitivity(model, amounts=args.amounts, bits=args.bits, scheme=args.scheme, progress=_print_progress)
+    if csv_out is not None:
+        write_atomically(csv_out, frame.drop(columns=["recipe"]).to_csv(index=False).encode("utf-8"))
+    shown = frame.drop(columns=["recipe"])
+    if args.json:
+        print(shown.to_json(orient="records", indent=2))
+        return
+    table = shown.pivot_table(index="layer", columns=["kind", "level"], values="drop", sort=False)
+    print(f"drop in {model.evaluation.metric} when only that layer is pruned (amount) or quantized (bits):")
+    print(table.round(4).to_string())
+
+
+def command_search(args: argparse.Namespace) -> None:
+    model = _load(args)
+    if args.per_layer:
+        curves = sensitivity(model, bits=(32,), progress=_print_progress)
+        result = search_layerwise(model, curves, tolerance=args.tolerance, resolution=args.resolution,
+                                  progress=_print_progress)
+    else:
+        result = search_sparsity(model, tolerance=args.tolerance, resolution=args.resolution, progress=_print_progress)
+    steps = result.steps.drop(columns=["recipe", "thresholds"], errors="ignore")
+    if args.json:
+        _print_json({"amount": result.amount, "threshold": result.threshold, "metric": result.metric,
+                     "value": result.value, "baseline_value": result.baseline_value, "drop": result.drop,
+                     "tolerance": result.tolerance, "recipe": result.recipe,
+                     "steps": json.loads(steps.to_json(orient="records"))})
+        return
+    print(steps.to_string(index=False))
+    print(f"largest sparsity within a drop of {args.tolerance}: {result.amount:.2f} "
+          f"({result.metric} {result.value:.4f}, drop {result.drop:.4f}); recipe {json.dumps(result.recipe)}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compression", description="Compress PyTorch models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -370,6 +413,23 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", help="write the pruned, fine-tuned model as a packed file")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--force", action="store_true", help="replace an existing output file")
+
+    sub = command("sensitivity", command_sensitivity, "metric drop when one layer at a time is pruned or quantized")
+    sub.add_argument("--amounts", type=_parse_floats, default=list(DEFAULT_AMOUNTS), help="e.g. 0,0.5,0.9")
+    sub.add_argument("--bits", type=_parse_ints, default=list(DEFAULT_BITS), help="e.g. 8,4,2 (32 = none)")
+    sub.add_argument("--scheme", default="linear", help="quantization scheme for the bits rows")
+    sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")
+    sub.add_argument("--csv", help="write the table as CSV")
+    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--force", action="store_true", help="replace an existing CSV file")
+
+    sub = command("search", command_search, "the largest sparsity whose metric drop stays within a tolerance")
+    sub.add_argument("--tolerance", type=float, required=True, help="largest allowed drop, e.g. 0.01")
+    sub.add_argument("--per-layer", action="store_true",
+                     help="spread the sparsity over layers by their measured sensitivity")
+    sub.add_argument("--resolution", type=float, default=0.01, help="amount grid step (default 0.01)")
+    sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")
+    sub.add_argument("--json", action="store_true")
 
     sub = command("fuse", command_fuse, "fold BatchNorm into the conv or linear layer before it")
     sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")

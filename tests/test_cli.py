@@ -110,3 +110,19 @@ def test_fuse_folds_bn_cnn_keeps_its_accuracy_and_writes_a_loadable_program(caps
     assert payload["value_after"] == pytest.approx(payload["value_before"], abs=1e-4)
     status, out, _ = run(capsys, "info", str(program), "--json")
     assert status == 0 and "conv1.weight" in out
+
+
+def test_sensitivity_writes_one_row_per_layer_and_level(capsys, tmp_path) -> None:
+    table = tmp_path / "sensitivity.csv"
+    status, out, _ = run(capsys, "sensitivity", "mlp", "--amounts", "0,0.9", "--bits", "4", "--csv", str(table))
+    assert status == 0
+    assert "fc1.weight" in out
+    assert len(table.read_text().strip().splitlines()) == 1 + 3 * 3  # 3 layers × (2 amounts + 1 bit-width)
+
+
+def test_search_returns_an_amount_within_the_tolerance(capsys) -> None:
+    status, out, _ = run(capsys, "search", "mlp", "--tolerance", "0.01", "--json")
+    payload = json.loads(out)
+    assert status == 0
+    assert payload["drop"] <= 0.01 and 0 < payload["amount"] < 1
+    assert payload["recipe"]["prune"]["amount"] == payload["amount"]

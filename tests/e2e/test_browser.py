@@ -195,7 +195,7 @@ def test_app_keeps_working_after_a_refused_upload(page, app_url, tmp_path):
     checkpoint, _ = hostile_checkpoint(tmp_path)
     upload_model(page, app_url, checkpoint)
     expect(page.get_by_test_id("stAlertContentError")).to_be_visible()
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Pruning").click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Pruning", exact=True).click()
     expect(page.get_by_role("heading", level=1, name="Pruning")).to_be_visible()
     page.wait_for_selector(PAGES[1][2])
     wait_for_app(page)
