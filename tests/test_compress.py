@@ -11,6 +11,7 @@ import sample_models
 from compression.compress import compress
 from compression.model import LoadedModel
 from compression.recipe import Recipe
+from tensor_checks import assert_bitwise_equal, bitwise_copy
 
 SCHEME_EXTREMES = [
     {"scheme": "linear", "bits": bits, "granularity": granularity, "symmetric": symmetric, "group_size": 5}
@@ -39,17 +40,6 @@ def small_model(seed: int = 0) -> nn.Sequential:
 
 def inputs(seed: int = 0) -> torch.Tensor:
     return torch.randn(5, 2, 6, 6, generator=torch.Generator().manual_seed(seed))
-
-
-def bitwise_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().clone() for name, tensor in state.items()}
-
-
-def assert_bitwise_equal(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
-    assert set(first) == set(second)
-    for name, tensor in first.items():
-        view = torch.int32 if tensor.dtype == torch.float32 else tensor.dtype
-        assert torch.equal(tensor.view(view), second[name].view(view)), name
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from compression.evaluation import evaluate, model_outputs
 from compression.fusion import FusionResult, fuse_conv_bn
 from compression.loading import load_model
 from compression.model import LoadedModel
+from tensor_checks import assert_bitwise_equal, bitwise_copy
 
 BN_CNN_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("conv4", "bn4"))
 BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -52,17 +53,6 @@ def conv_bn(seed: int = 0) -> nn.Sequential:
 
 def images(seed: int = 0) -> torch.Tensor:
     return torch.randn(5, 2, 6, 6, generator=torch.Generator().manual_seed(seed))
-
-
-def bitwise_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().clone() for name, tensor in state.items()}
-
-
-def assert_bitwise_equal(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
-    assert set(first) == set(second)
-    for name, tensor in first.items():
-        view = torch.int32 if tensor.dtype == torch.float32 else tensor.dtype
-        assert torch.equal(tensor.view(view), second[name].view(view)), name
 
 
 def stored_values(module: nn.Module) -> int:
