@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/pruning.py", title="Pruning", icon=":material/content_cut:", url_path="pruning"),
     st.Page("pages/quantization.py", title="Quantization", icon=":material/tune:", url_path="quantization"),
     st.Page("pages/gradual.py", title="Gradual pruning", icon=":material/trending_up:", url_path="gradual"),
+    st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/troubleshoot:", url_path="sensitivity"),
     st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", url_path="tradeoffs"),
     st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="export"),
 ]

@@ -194,6 +194,81 @@ def gradual_chart(planned: Sequence[float], steps: Sequence, metric: str) -> go.
     return go.Figure(data=traces, layout=layout)
 
 
+def sensitivity_curves(frame: pd.DataFrame, kind: str, metric: str) -> go.Figure:
+    """The metric against the amount (or bits) with only that layer compressed, a line per layer."""
+    rows = frame[frame["kind"] == kind]
+    names = list(dict.fromkeys(rows["layer"]))
+    labels = dict(zip(names, short_names(names)))
+    traces = [
+        dict(type="scatter", x=group["level"], y=group["value"], mode="lines+markers", name=labels[layer],
+             hovertemplate=f"{labels[layer]}: {metric} %{{y:.4f}} at %{{x}}<extra></extra>")
+        for layer, group in rows.groupby("layer", sort=False)
+    ]
+    x_title = "amount pruned (this layer only)" if kind == "prune" else "bits (this layer only; 32 = float)"
+    layout = _layout(f"{metric} with one layer compressed", x_title, metric, height=400, showlegend=True,
+                     legend=dict(font=dict(size=10)))
+    if kind == "quantize":
+        layout["xaxis"].update(type="log", autorange="reversed")
+    return go.Figure(data=traces, layout=layout)
+
+
+def sensitivity_heatmap(frame: pd.DataFrame, kind: str, metric: str) -> go.Figure:
+    """Layer × level grid of the metric drop: dark where compressing that layer hurts."""
+    rows = frame[frame["kind"] == kind]
+    table = rows.pivot_table(index="layer", columns="level", values="drop", sort=False)
+    if kind == "quantize":
+        table = table[sorted(table.columns, reverse=True)]
+    names = list(table.index)
+    heatmap = dict(
+        type="heatmap", z=table.to_numpy(), x=[str(level) for level in table.columns], y=short_names(names),
+        colorscale="Reds", zmin=0, colorbar=dict(title=dict(text="drop")),
+        hovertemplate="%{y} at %{x}: drop %{z:.4f}<extra></extra>",
+    )
+    layout = _layout(f"Drop in {metric.lower()} per layer and level", "amount" if kind == "prune" else "bits", "",
+                     height=max(CHART_HEIGHT, 24 * len(names) + 120), yaxis=dict(autorange="reversed", type="category"))
+    layout["xaxis"]["type"] = "category"
+    return go.Figure(data=[heatmap], layout=layout)
+
+
+def allocation_bars(allocation: dict[str, float], overall: float) -> go.Figure:
+    """Each layer's share of the budget, with the overall sparsity as a dashed line."""
+    names = list(allocation)
+    bars = dict(type="bar", x=[100 * allocation[n] for n in names], y=short_names(names), orientation="h",
+                marker=dict(color=AFTER_COLOUR), customdata=names,
+                hovertemplate="%{customdata}: %{x:.1f}% pruned<extra></extra>")
+    layout = _layout(f"Per-layer amounts for {overall:.0%} overall", "% of the layer's weights pruned", "",
+                     height=_bar_height(len(names)), yaxis=dict(autorange="reversed"),
+                     shapes=[dict(type="line", x0=100 * overall, x1=100 * overall, yref="paper", y0=0, y1=1,
+                                  line=dict(color="black", dash="dash", width=1))])
+    layout["xaxis"]["range"] = [0, 100]
+    return go.Figure(data=[bars], layout=layout)
+
+
+def search_steps(steps: pd.DataFrame, tolerance: float, metric: str) -> go.Figure:
+    """Each amount the search tried, numbered in order: its drop against the tolerance (dashed).
+
+    The y-axis spans four tolerances: drops far beyond it (pruning everything) would flatten
+    the interesting part, so they are drawn at the top as triangles; the hover gives the value.
+    """
+    top = max(4 * tolerance, 0.01)
+    beyond = steps["drop"] > top
+    points = dict(
+        type="scatter", x=steps["amount"], y=steps["drop"].clip(upper=top), mode="markers+text",
+        text=[str(int(step)) for step in steps["step"]], textposition="top center",
+        marker=dict(size=11, color=["rgba(44, 160, 44, 0.9)" if ok else "rgba(214, 39, 40, 0.9)" for ok in steps["accepted"]],
+                    symbol=["triangle-up" if far else "circle" for far in beyond]),
+        customdata=np.stack([steps["threshold"], steps["drop"]], axis=1),
+        hovertemplate="step %{text}: amount %{x:.2f}, θ %{customdata[0]:.4g}, drop %{customdata[1]:.4f}<extra></extra>",
+    )
+    layout = _layout(f"Search steps (green: within {tolerance:.3f}, red: beyond; ▲ off the scale)",
+                     "overall amount pruned", f"drop in {metric.lower()}", height=360,
+                     shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=tolerance, y1=tolerance,
+                                  line=dict(color="black", dash="dash", width=1))])
+    layout["xaxis"]["range"] = [-0.03, 1.03]
+    layout["yaxis"]["range"] = [-0.05 * top, top * 1.12]
+    return go.Figure(data=[points], layout=layout)
+
+
 def tradeoff_chart(frame: pd.DataFrame, metric: str, current: tuple[float, float] | None) -> go.Figure:
     """Metric against encoded size: one line per bit-width, the Pareto front, the current recipe."""
     traces = []

@@ -215,7 +215,12 @@ def recipe_json_pretty() -> str:
 
 def reset_recipe() -> None:
     """Drop every section and every recipe widget's value, so pages redraw from scratch."""
-    st.session_state[_RECIPE_KEY] = {}
+    use_recipe({})
+
+
+def use_recipe(recipe_dict: dict[str, Any]) -> None:
+    """Make ``recipe_dict`` the session's recipe; the recipe widgets start again from it."""
+    st.session_state[_RECIPE_KEY] = compression.Recipe.from_dict(recipe_dict).to_dict()
     for key in [key for key in st.session_state if isinstance(key, str) and key.startswith(("prune_", "quantize_"))]:
         del st.session_state[key]
     sync_url()

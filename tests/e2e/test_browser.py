@@ -37,6 +37,7 @@ PAGES = [
     ("quantization", "Quantization", ".st-key-quantize_histogram .js-plotly-plot"),
     ("tradeoffs", "Trade-offs", ".st-key-sweep_amounts"),
     ("gradual", "Gradual pruning", ".st-key-agp_chart .js-plotly-plot"),
+    ("sensitivity", "Sensitivity", ".st-key-sensitivity_run"),
     ("export", "Export", '[data-testid="stDownloadButton"]'),
     ("", "Compression Lab", '[data-testid="stPageLink"]'),
 ]
@@ -253,4 +254,18 @@ def test_gradual_pruning_runs_and_draws_each_step(page, app_url, screenshot_dir)
     wait_for_app(page)
     expect(page.locator(".st-key-agp_chart .legendtext").filter(has_text="sparsity reached")).to_have_count(1)
     page.screenshot(path=screenshot_dir / "gradual-pruning.png", full_page=True)
+    assert_no_error_on_page(page)
+
+
+def test_sensitivity_measures_spreads_a_budget_and_searches(page, app_url, screenshot_dir):
+    open_page(page, app_url, "sensitivity?model=mlp", ".st-key-sensitivity_run")
+    page.get_by_role("button", name="Measure sensitivity").click()
+    expect(page.locator(".st-key-sensitivity_heatmap .js-plotly-plot")).to_be_visible(timeout=120_000)
+    wait_for_app(page)
+    move_slider(page, "sensitivity_budget", "ArrowRight", 5)
+    expect(page.locator(".st-key-sensitivity_allocation .gtitle")).to_have_text(re.compile("for 55% overall"))
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.get_by_text("Largest sparsity within a drop of 0.010")).to_be_visible(timeout=120_000)
+    wait_for_app(page)
+    page.screenshot(path=screenshot_dir / "sensitivity.png", full_page=True)
     assert_no_error_on_page(page)

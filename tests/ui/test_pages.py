@@ -20,6 +20,7 @@ import sample_models
 from compression.recipe import Recipe
 
 PAGES = ["pages/overview.py", "pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/gradual.py",
+         "pages/sensitivity.py",
          "pages/tradeoffs.py", "pages/export.py"]
 LEVELS_TRACE = "quantization levels"
 
@@ -495,3 +496,45 @@ def test_gradual_page_explains_why_minilm_cannot_be_fine_tuned(app):
     app.sidebar.selectbox[0].set_value("minilm").run(timeout=120)
     assert not app.exception
     assert any("training data" in warning.value for warning in app.warning)
+
+
+# --- sensitivity ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def measured(app):
+    """The sensitivity page of mlp after a measurement (mlp: 3 layers, quick)."""
+    open_page(app, "pages/model.py")
+    app.radio(key="model_zoo").set_value("mlp").run()
+    open_page(app, "pages/sensitivity.py")
+    app.button(key="sensitivity_run").click().run(timeout=180)
+    assert_clean(app)
+    return app
+
+
+def test_sensitivity_draws_a_curve_per_layer_and_a_layer_by_level_grid(measured):
+    curves = figure(measured, "sensitivity_curves")
+    assert len(curves["data"]) == 3
+    grid = figure(measured, "sensitivity_heatmap")["data"][0]
+    assert len(grid["y"]) == 3
+
+
+def test_budget_allocation_averages_to_the_budget_and_becomes_the_recipe(measured):
+    measured.slider(key="sensitivity_budget").set_value(0.6).run()
+    bars = figure(measured, "sensitivity_allocation")["data"][0]
+    amounts = values(bars["x"]) / 100
+    sizes = np.array([256 * 64, 128 * 256, 10 * 128])
+    assert float((amounts * sizes).sum() / sizes.sum()) == pytest.approx(0.6, abs=1e-3)
+    measured.button(key="sensitivity_use_allocation").click().run()
+    recipe = url_recipe(measured)
+    assert recipe["prune"]["scope"] == "layer" and len(recipe["overrides"]) == 3
+
+
+def test_search_stays_within_the_tolerance_and_shows_its_steps(measured):
+    measured.slider(key="sensitivity_tolerance").set_value(0.01).run()
+    measured.button(key="sensitivity_search").click().run(timeout=120)
+    assert_clean(measured)
+    assert any("Largest sparsity within a drop of 0.010" in s.value for s in measured.success)
+    steps = figure(measured, "sensitivity_search_steps")["data"][0]
+    accepted_drops = [d for d, c in zip(values(steps["y"]), steps["marker"]["color"]) if "44, 160, 44" in c]
+    assert accepted_drops and max(accepted_drops) <= 0.01
