@@ -60,9 +60,11 @@ if st.button("Run gradual pruning", type="primary", key="agp_run"):
 
     result = gradual_prune(model, schedule, progress=report)
     one_shot = compression.compress(model, {"prune": {"method": "magnitude", "amount": final, "scope": "global"}})
+    packed = compression.compress(result.model, {}).report
     runs[run_key] = {
         "steps": result.steps,
-        "gradual_bytes": compression.compress(result.model, {}).report.file_bytes,
+        "gradual_bytes": packed.file_bytes,
+        "gradual_encoded_bytes": packed.encoded_bytes,
         "one_shot_value": compression.evaluate(model, one_shot.module).value,
         "one_shot_bytes": one_shot.report.file_bytes,
     }

@@ -15,7 +15,8 @@ st.markdown(
     "the metric against the packed size. A point is on the **Pareto front** when no other point is both "
     "smaller and at least as good: those are the only recipes worth choosing. Pruning here is magnitude "
     "pruning with the scope of your current recipe (global by default); 32 bits means no quantization. "
-    "The star is your current recipe from the Pruning and Quantization pages."
+    "The star is your current recipe from the Pruning and Quantization pages; diamonds and squares are "
+    "this session's gradual-pruning runs and tolerance searches on the same model, for comparison."
 )
 st.latex(r"\text{Pareto}(p) \iff \nexists\, q:\ \text{size}(q) \le \text{size}(p) \wedge "
          r"\text{metric}(q) \ge \text{metric}(p),\ \text{one strictly}")
@@ -61,6 +62,23 @@ if st.button("Run sweep", type="primary", disabled=not (amounts and bits and sch
         st.error(f"The sweep stopped: {error}")
     progress.empty()
 
+def other_methods(choice: state.ModelChoice) -> list[dict]:
+    """This session's gradual-pruning runs and tolerance searches on the model, as chart points
+    beside the one-shot sweep (same axes: encoded bytes and the held-out metric)."""
+    points = []
+    for (model_choice, schedule), run in st.session_state.get("agp_runs", {}).items():
+        if model_choice == choice and "gradual_encoded_bytes" in run:
+            points.append({"label": "gradual (AGP + fine-tuning)", "encoded_bytes": run["gradual_encoded_bytes"],
+                           "value": run["steps"][-1].value, "detail": f"final sparsity {schedule.final:.2f}, {schedule.steps} steps"})
+    for (model_choice, tolerance, per_layer), found in st.session_state.get("searches", {}).items():
+        if model_choice == choice:
+            accepted = found.steps[found.steps["accepted"] & (found.steps["amount"] == found.amount)].iloc[-1]
+            points.append({"label": "searched within a tolerance", "encoded_bytes": int(accepted["encoded_bytes"]),
+                           "value": found.value, "detail": f"tolerance {tolerance:.3f}, amount {found.amount:.2f}"
+                           + (" per layer" if per_layer else "")})
+    return points
+
+
 frame = sweeps.get(grid_key)
 if frame is None:
     st.info("Choose the ranges and press **Run sweep**. Results stay here when you switch pages.")
@@ -72,7 +90,7 @@ if result is not None:
     scores = state.evaluation(choice.model_id, choice.data_id, controls.report_recipe_json(result))
     current = (result.report.encoded_bytes, scores["value"])
 metric = controls.metric_label(frame["metric"].iloc[0])
-st.plotly_chart(charts.tradeoff_chart(frame, metric, current), width="stretch", key="sweep_chart")
+st.plotly_chart(charts.tradeoff_chart(frame, metric, current, other_methods(choice)), width="stretch", key="sweep_chart")
 shown = frame.drop(columns=["recipe", "metric"]).rename(columns={"value": metric})
 st.dataframe(shown, hide_index=True, width="stretch")
 st.download_button("Download CSV", frame.to_csv(index=False), file_name=f"{choice.label}-sweep.csv", mime="text/csv")

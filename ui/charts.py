@@ -269,8 +269,18 @@ def search_steps(steps: pd.DataFrame, tolerance: float, metric: str) -> go.Figur
     return go.Figure(data=[points], layout=layout)
 
 
-def tradeoff_chart(frame: pd.DataFrame, metric: str, current: tuple[float, float] | None) -> go.Figure:
-    """Metric against encoded size: one line per bit-width, the Pareto front, the current recipe."""
+def _grouped(points: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for point in points:
+        groups.setdefault(point["label"], []).append(point)
+    return groups
+
+
+def tradeoff_chart(
+    frame: pd.DataFrame, metric: str, current: tuple[float, float] | None, others: Sequence[dict[str, Any]] = ()
+) -> go.Figure:
+    """Metric against encoded size: one line per bit-width, the Pareto front, the current recipe,
+    and ``others``: results of other methods (label, encoded_bytes, value), one marker each."""
     traces = []
     for (scheme, bits), group in frame.groupby(["scheme", "bits"], sort=True):
         group = group.sort_values("encoded_bytes")
@@ -286,6 +296,13 @@ def tradeoff_chart(frame: pd.DataFrame, metric: str, current: tuple[float, float
         type="scatter", x=front["encoded_bytes"] / 1024, y=front["value"], mode="lines", name="Pareto front",
         line=dict(color="black", width=3, dash="dot"), hoverinfo="skip",
     ))
+    for symbol, (label, group) in zip(("diamond", "square", "cross", "triangle-up"), _grouped(others).items()):
+        traces.append(dict(
+            type="scatter", x=[p["encoded_bytes"] / 1024 for p in group], y=[p["value"] for p in group],
+            mode="markers", name=label, marker=dict(symbol=symbol, size=13, line=dict(color="black", width=1)),
+            text=[p.get("detail", "") for p in group],
+            hovertemplate=f"{label}: %{{text}}<br>%{{x:,.1f}} KiB, {metric} %{{y:.4f}}<extra></extra>",
+        ))
     if current is not None:
         traces.append(dict(
             type="scatter", x=[current[0] / 1024], y=[current[1]], mode="markers", name="current recipe",

@@ -538,3 +538,18 @@ def test_search_stays_within_the_tolerance_and_shows_its_steps(measured):
     steps = figure(measured, "sensitivity_search_steps")["data"][0]
     accepted_drops = [d for d, c in zip(values(steps["y"]), steps["marker"]["color"]) if "44, 160, 44" in c]
     assert accepted_drops and max(accepted_drops) <= 0.01
+
+
+def test_gradual_and_searched_results_join_the_one_shot_sweep_on_the_tradeoff_chart(tradeoffs):
+    open_page(tradeoffs, "pages/gradual.py")
+    tradeoffs.slider(key="agp_steps").set_value(2).run()
+    tradeoffs.button(key="agp_run").click().run(timeout=120)
+    open_page(tradeoffs, "pages/sensitivity.py")
+    tradeoffs.button(key="sensitivity_run").click().run(timeout=180)
+    tradeoffs.button(key="sensitivity_search").click().run(timeout=120)
+    open_page(tradeoffs, "pages/tradeoffs.py")
+    [run] = [b for b in tradeoffs.button if b.label == "Run sweep"]
+    run.click().run(timeout=120)
+    assert_clean(tradeoffs)
+    names = [t.get("name") for t in figure(tradeoffs, "sweep_chart")["data"]]
+    assert "gradual (AGP + fine-tuning)" in names and "searched within a tolerance" in names
