@@ -22,8 +22,10 @@ steps = [
     ("pages/model.py", "1 · Model", "Choose a sample model or upload your own, with evaluation data."),
     ("pages/pruning.py", "2 · Pruning", "Magnitude, random, structured channels or N:M; by amount or threshold θ."),
     ("pages/quantization.py", "3 · Quantization", "Linear, power-of-two, k-means or low-precision floats, 1-16 bits."),
-    ("pages/tradeoffs.py", "4 · Trade-offs", "Sweep amounts × bits: metric against packed size, with the Pareto front."),
-    ("pages/export.py", "5 · Export", "Download the packed model, its dense weights and the recipe; copy the CLI command."),
+    ("pages/gradual.py", "4 · Gradual pruning", "Prune step by step with fine-tuning (Zhu & Gupta's schedule), against one-shot."),
+    ("pages/sensitivity.py", "5 · Sensitivity", "Which layers mind; spread a sparsity budget by it; search within a tolerance."),
+    ("pages/tradeoffs.py", "6 · Trade-offs", "Sweep amounts × bits: metric against packed size, with the Pareto front."),
+    ("pages/export.py", "7 · Export", "Download the packed model, its dense weights and the recipe; copy the CLI command."),
 ]
 for page, label, what in steps:
     link, text = st.columns([1, 4], vertical_alignment="center")

@@ -239,7 +239,8 @@ def test_model_path_opens_the_model_page_and_keeps_its_path(page, app_url):
 
 def test_overview_links_to_every_page(page, app_url):
     open_page(page, app_url, "", PAGES[-1][2])
-    for label in ["1 · Model", "2 · Pruning", "3 · Quantization", "4 · Trade-offs", "5 · Export"]:
+    for label in ["1 · Model", "2 · Pruning", "3 · Quantization", "4 · Gradual pruning", "5 · Sensitivity",
+                  "6 · Trade-offs", "7 · Export"]:
         expect(page.get_by_test_id("stPageLink").filter(has_text=label)).to_be_visible()
     page.get_by_test_id("stPageLink").filter(has_text="2 · Pruning").click()
     expect(page.get_by_role("heading", level=1, name="Pruning")).to_be_visible()
