@@ -18,12 +18,14 @@ PAGES = [
     st.Page("pages/quantization.py", title="Quantization", icon=":material/tune:", url_path="quantization"),
     st.Page("pages/gradual.py", title="Gradual pruning", icon=":material/trending_up:", url_path="gradual"),
     st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/troubleshoot:", url_path="sensitivity"),
+    st.Page("pages/distillation.py", title="Distillation", icon=":material/school:", url_path="distillation"),
     st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", url_path="tradeoffs"),
     st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="export"),
 ]
 
 navigation = st.navigation(PAGES)
 state.init_session()
+state.sync_url()  # a page switch clears the query parameters: put the model and recipe back
 warning = state.url_warning()
 if warning:
     st.warning(warning)

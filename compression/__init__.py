@@ -15,6 +15,8 @@ The public API, in the order a session uses it::
     best = compression.search_sparsity(model, tolerance=0.01)   # largest amount within a drop
     tuned = compression.gradual_prune(model, compression.AgpSchedule(final=0.9))  # prune + fine-tune
     fused = compression.fuse_conv_bn(compression.load_model("bn_cnn"))         # BatchNorm folded
+    smaller = compression.remove_channels(model, amount=0.5)   # channels physically removed
+    student, plain = compression.compare_distillation(model, compression.DistillConfig(width=16))
 
 No Streamlit here: the dashboard and the CLI are thin layers over these functions.
 """
@@ -31,6 +33,8 @@ from compression.errors import (
     RecipeError,
     UnsafeFileError,
 )
+from compression.channels import ChannelResult, remove_channels
+from compression.distillation import DistillConfig, DistillResult, compare_distillation, distill
 from compression.evaluation import Evaluation, evaluate
 from compression.fusion import FusionResult, fuse_conv_bn
 from compression.gradual import AgpSchedule, GradualResult, gradual_prune
@@ -52,10 +56,13 @@ def save_packed(result: CompressionResult | PackedModel, path: str | os.PathLike
 
 __all__ = [
     "AgpSchedule",
+    "ChannelResult",
     "CompressionError",
     "CompressionReport",
     "CompressionResult",
     "DataError",
+    "DistillConfig",
+    "DistillResult",
     "Evaluation",
     "EvaluationData",
     "FusionResult",
@@ -72,12 +79,15 @@ __all__ = [
     "SearchResult",
     "UnsafeFileError",
     "allocate_sparsity",
+    "compare_distillation",
     "compress",
+    "distill",
     "evaluate",
     "fuse_conv_bn",
     "gradual_prune",
     "load_model",
     "load_packed",
+    "remove_channels",
     "save_packed",
     "search_layerwise",
     "search_sparsity",

@@ -9,6 +9,7 @@
     python -m compression agp simplenet --final 0.9 --steps 6 --out simplenet-agp.packed
     python -m compression fuse bn_cnn --out bn_cnn-fused.pt2
     python -m compression sensitivity mlp --csv sensitivity.csv
+    python -m compression distill mlp --width 16 --temperature 4 --alpha 0.7
     python -m compression search mlp --tolerance 0.01 [--per-layer]
 
 On bad input every command exits with status 2 and one line on stderr, writes no partial
@@ -29,6 +30,7 @@ import torch
 import compression
 import sample_models
 from compression.errors import CompressionError
+from compression.distillation import DistillConfig, EpochRecord, compare_distillation
 from compression.evaluation import model_outputs
 from compression.files import write_atomically
 from compression.fusion import fuse_conv_bn
@@ -352,6 +354,35 @@ def command_search(args: argparse.Namespace) -> None:
           f"({result.metric} {result.value:.4f}, drop {result.drop:.4f}); recipe {json.dumps(result.recipe)}")
 
 
+def command_distill(args: argparse.Namespace) -> None:
+    out = _check_output(args.out, args)
+    config = DistillConfig(temperature=args.temperature, alpha=args.alpha, epochs=args.epochs,
+                           learning_rate=args.learning_rate, seed=args.seed, width=args.width)
+    teacher = _load(args)
+
+    def progress(done: int, total: int, record: EpochRecord) -> None:
+        if not args.json:
+            run = "distilled" if done <= config.epochs else "labels only"
+            print(f"{run:<11} epoch {record.epoch:>3}  loss {record.loss:.4f}  accuracy {record.value:.4f}", flush=True)
+
+    with_teacher, without = compare_distillation(teacher, config, progress=progress)
+    if out is not None:
+        compression.save_packed(compression.compress(with_teacher.model, {}), out)
+    rows = {
+        "teacher": {"parameters": with_teacher.teacher_parameters, "value": compression.evaluate(teacher).value,
+                    "file_bytes": compression.compress(teacher, {}).report.file_bytes},
+        "distilled": {"parameters": with_teacher.parameters, "value": with_teacher.value, "file_bytes": with_teacher.file_bytes},
+        "labels_only": {"parameters": without.parameters, "value": without.value, "file_bytes": without.file_bytes},
+    }
+    if args.json:
+        _print_json({"model": teacher.name, "config": vars(config), **rows})
+        return
+    for name, row in rows.items():
+        print(f"{name:<12} {row['parameters']:>8,} parameters  accuracy {row['value']:.4f}  file {row['file_bytes']:,} B")
+    if out is not None:
+        print(f"wrote {out} (the distilled student)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compression", description="Compress PyTorch models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -430,6 +461,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--resolution", type=float, default=0.01, help="amount grid step (default 0.01)")
     sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")
     sub.add_argument("--json", action="store_true")
+
+    sub = command("distill", command_distill, "train a small student on the model's soft targets, and one on labels only")
+    defaults = DistillConfig()
+    sub.add_argument("--width", type=int, default=defaults.width, help="the student's hidden units")
+    sub.add_argument("--temperature", type=float, default=defaults.temperature)
+    sub.add_argument("--alpha", type=float, default=defaults.alpha, help="weight of the soft targets (0: labels only)")
+    sub.add_argument("--epochs", type=int, default=defaults.epochs)
+    sub.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    sub.add_argument("--seed", type=int, default=defaults.seed)
+    sub.add_argument("--out", help="write the distilled student as a packed file")
+    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--force", action="store_true", help="replace an existing output file")
 
     sub = command("fuse", command_fuse, "fold BatchNorm into the conv or linear layer before it")
     sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")

@@ -24,8 +24,9 @@ steps = [
     ("pages/quantization.py", "3 · Quantization", "Linear, power-of-two, k-means or low-precision floats, 1-16 bits."),
     ("pages/gradual.py", "4 · Gradual pruning", "Prune step by step with fine-tuning (Zhu & Gupta's schedule), against one-shot."),
     ("pages/sensitivity.py", "5 · Sensitivity", "Which layers mind; spread a sparsity budget by it; search within a tolerance."),
-    ("pages/tradeoffs.py", "6 · Trade-offs", "Sweep amounts × bits: metric against packed size, with the Pareto front."),
-    ("pages/export.py", "7 · Export", "Download the packed model, its dense weights and the recipe; copy the CLI command."),
+    ("pages/distillation.py", "6 · Distillation", "Train a small student on the teacher's soft targets, against labels alone."),
+    ("pages/tradeoffs.py", "7 · Trade-offs", "Sweep amounts × bits: metric against packed size, with the Pareto front."),
+    ("pages/export.py", "8 · Export", "Download the packed model, its dense weights and the recipe; copy the CLI command."),
 ]
 for page, label, what in steps:
     link, text = st.columns([1, 4], vertical_alignment="center")

@@ -16,7 +16,7 @@ st.markdown(
     "smaller and at least as good: those are the only recipes worth choosing. Pruning here is magnitude "
     "pruning with the scope of your current recipe (global by default); 32 bits means no quantization. "
     "The star is your current recipe from the Pruning and Quantization pages; diamonds and squares are "
-    "this session's gradual-pruning runs and tolerance searches on the same model, for comparison."
+    "this session's gradual-pruning runs, tolerance searches and distilled students of the same model."
 )
 st.latex(r"\text{Pareto}(p) \iff \nexists\, q:\ \text{size}(q) \le \text{size}(p) \wedge "
          r"\text{metric}(q) \ge \text{metric}(p),\ \text{one strictly}")
@@ -76,6 +76,11 @@ def other_methods(choice: state.ModelChoice) -> list[dict]:
             points.append({"label": "searched within a tolerance", "encoded_bytes": int(accepted["encoded_bytes"]),
                            "value": found.value, "detail": f"tolerance {tolerance:.3f}, amount {found.amount:.2f}"
                            + (" per layer" if per_layer else "")})
+    for (model_choice, config), run in st.session_state.get("distill_runs", {}).items():
+        if model_choice == choice:
+            for name, label in (("with", "student, distilled"), ("without", "student, labels only")):
+                points.append({"label": label, "encoded_bytes": run["encoded"][name], "value": run[name].value,
+                               "detail": f"width {config.width}, T {config.temperature}, α {config.alpha if name == 'with' else 0}"})
     return points
 
 

@@ -126,3 +126,11 @@ def test_search_returns_an_amount_within_the_tolerance(capsys) -> None:
     assert status == 0
     assert payload["drop"] <= 0.01 and 0 < payload["amount"] < 1
     assert payload["recipe"]["prune"]["amount"] == payload["amount"]
+
+
+def test_distill_trains_a_distilled_and_a_plain_student_smaller_than_the_teacher(capsys) -> None:
+    status, out, _ = run(capsys, "distill", "mlp", "--width", "8", "--epochs", "2", "--json")
+    payload = json.loads(out)
+    assert status == 0
+    assert payload["distilled"]["parameters"] == payload["labels_only"]["parameters"] < payload["teacher"]["parameters"]
+    assert payload["config"]["alpha"] == 0.7

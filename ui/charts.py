@@ -269,6 +269,21 @@ def search_steps(steps: pd.DataFrame, tolerance: float, metric: str) -> go.Figur
     return go.Figure(data=[points], layout=layout)
 
 
+def distillation_chart(with_teacher: Sequence, without: Sequence, metric: str) -> go.Figure:
+    """Held-out metric and training loss per epoch, distilled student against labels only."""
+    traces = []
+    for records, label, colour in ((with_teacher, "distilled", AFTER_COLOUR), (without, "labels only", "rgba(214, 39, 40, 0.85)")):
+        epochs = [r.epoch for r in records]
+        traces.append(dict(type="scatter", x=epochs, y=[r.value for r in records], mode="lines+markers",
+                           name=f"{metric}, {label}", line=dict(color=colour)))
+        traces.append(dict(type="scatter", x=epochs, y=[r.loss for r in records], mode="lines", yaxis="y2",
+                           name=f"training loss, {label}", line=dict(color=colour, dash="dot")))
+    layout = _layout("Students per epoch", "epoch", metric, height=380, showlegend=True,
+                     legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+                     yaxis2=dict(title=dict(text="training loss (dotted)"), overlaying="y", side="right"))
+    return go.Figure(data=traces, layout=layout)
+
+
 def _grouped(points: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for point in points:
@@ -296,7 +311,7 @@ def tradeoff_chart(
         type="scatter", x=front["encoded_bytes"] / 1024, y=front["value"], mode="lines", name="Pareto front",
         line=dict(color="black", width=3, dash="dot"), hoverinfo="skip",
     ))
-    for symbol, (label, group) in zip(("diamond", "square", "cross", "triangle-up"), _grouped(others).items()):
+    for symbol, (label, group) in zip(("diamond", "square", "cross", "triangle-up", "x", "pentagon"), _grouped(others).items()):
         traces.append(dict(
             type="scatter", x=[p["encoded_bytes"] / 1024 for p in group], y=[p["value"] for p in group],
             mode="markers", name=label, marker=dict(symbol=symbol, size=13, line=dict(color="black", width=1)),

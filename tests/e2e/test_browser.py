@@ -38,6 +38,7 @@ PAGES = [
     ("tradeoffs", "Trade-offs", ".st-key-sweep_amounts"),
     ("gradual", "Gradual pruning", ".st-key-agp_chart .js-plotly-plot"),
     ("sensitivity", "Sensitivity", ".st-key-sensitivity_run"),
+    ("distillation", "Distillation", ".st-key-distill_run"),
     ("export", "Export", '[data-testid="stDownloadButton"]'),
     ("", "Compression Lab", '[data-testid="stPageLink"]'),
 ]
@@ -240,11 +241,11 @@ def test_model_path_opens_the_model_page_and_keeps_its_path(page, app_url):
 def test_overview_links_to_every_page(page, app_url):
     open_page(page, app_url, "", PAGES[-1][2])
     for label in ["1 · Model", "2 · Pruning", "3 · Quantization", "4 · Gradual pruning", "5 · Sensitivity",
-                  "6 · Trade-offs", "7 · Export"]:
+                  "6 · Distillation", "7 · Trade-offs", "8 · Export"]:
         expect(page.get_by_test_id("stPageLink").filter(has_text=label)).to_be_visible()
     page.get_by_test_id("stPageLink").filter(has_text="2 · Pruning").click()
     expect(page.get_by_role("heading", level=1, name="Pruning")).to_be_visible()
-    expect(page).to_have_url(re.compile(r"/pruning"))
+    expect(page).to_have_url(re.compile(r"/pruning\?model=simplenet"))  # the model stays in the URL
     assert_no_error_on_page(page)
 
 

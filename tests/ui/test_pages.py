@@ -20,7 +20,7 @@ import sample_models
 from compression.recipe import Recipe
 
 PAGES = ["pages/overview.py", "pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/gradual.py",
-         "pages/sensitivity.py",
+         "pages/sensitivity.py", "pages/distillation.py",
          "pages/tradeoffs.py", "pages/export.py"]
 LEVELS_TRACE = "quantization levels"
 
@@ -553,3 +553,21 @@ def test_gradual_and_searched_results_join_the_one_shot_sweep_on_the_tradeoff_ch
     assert_clean(tradeoffs)
     names = [t.get("name") for t in figure(tradeoffs, "sweep_chart")["data"]]
     assert "gradual (AGP + fine-tuning)" in names and "searched within a tolerance" in names
+
+
+# --- distillation -----------------------------------------------------------------------------
+
+
+def test_distillation_trains_both_students_and_tabulates_them_beside_the_teacher(app):
+    open_page(app, "pages/model.py")
+    app.radio(key="model_zoo").set_value("mlp").run()
+    open_page(app, "pages/distillation.py")
+    app.select_slider(key="distill_width").set_value(8)
+    app.slider(key="distill_epochs").set_value(2).run()
+    app.button(key="distill_run").click().run(timeout=120)
+    assert_clean(app)
+    curves = figure(app, "distill_chart")
+    assert {t["name"] for t in curves["data"]} >= {"Accuracy, distilled", "Accuracy, labels only"}
+    table = app.dataframe[-1].value
+    assert list(table["model"].str.split(",").str[0]) == ["teacher (mlp)", "student", "student"]
+    assert table["parameters"].iloc[1] < table["parameters"].iloc[0]
