@@ -8,6 +8,7 @@
     python -m compression sweep mlp --amounts 0,0.5,0.9 --bits 8,4 --csv sweep.csv
     python -m compression agp simplenet --final 0.9 --steps 6 --out simplenet-agp.packed
     python -m compression fuse bn_cnn --out bn_cnn-fused.pt2
+    python -m compression export mlp --recipe recipe.json --format onnx --int8 dynamic --out mlp.onnx
     python -m compression sensitivity mlp --csv sensitivity.csv
     python -m compression distill mlp --width 16 --temperature 4 --alpha 0.7
     python -m compression search mlp --tolerance 0.01 [--per-layer]
@@ -22,6 +23,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -35,6 +37,13 @@ from compression.evaluation import model_outputs
 from compression.files import write_atomically
 from compression.fusion import fuse_conv_bn
 from compression.gradual import AgpSchedule, GradualStep, gradual_prune
+from compression.onnx_export import (
+    calibration_inputs_for,
+    evaluate_onnx,
+    export_onnx,
+    quantize_onnx_dynamic,
+    quantize_onnx_static,
+)
 from compression.packing import dense_safetensors
 from compression.search import search_layerwise, search_sparsity
 from compression.sensitivity import DEFAULT_AMOUNTS, DEFAULT_BITS, sensitivity
@@ -383,6 +392,50 @@ def command_distill(args: argparse.Namespace) -> None:
         print(f"wrote {out} (the distilled student)")
 
 
+def _tflite_bytes(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> bytes:
+    """The module as a .tflite flatbuffer, through litert-torch's documented convert/export.
+
+    litert-torch is optional (it brings jax and ai-edge-litert, far more than the rest of the
+    lab), so it is imported here; without it the command says how to get it.
+    """
+    try:
+        import litert_torch
+    except ImportError:
+        raise CommandError(
+            "TFLite export needs the optional package litert-torch (pip install litert-torch; it brings "
+            "jax and ai-edge-litert), which this installation leaves out; --format onnx works here."
+        ) from None
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.tflite"
+        litert_torch.convert(module.eval(), example_inputs).export(str(path))
+        return path.read_bytes()
+
+
+def command_export(args: argparse.Namespace) -> None:
+    out = _check_output(args.out, args)
+    model = _load(args)
+    module = compression.compress(model, _read_recipe(args.recipe)).module if args.recipe else model.module
+    if args.format == "tflite":
+        write_atomically(out, _tflite_bytes(module, model.example_inputs))
+        print(f"wrote {out} (TFLite, float32 weights as compressed)")
+        return
+    program = export_onnx(model, module)
+    if args.int8 == "dynamic":
+        program = quantize_onnx_dynamic(program)
+    elif args.int8 in ("qdq", "qoperator"):
+        program = quantize_onnx_static(program, calibration_inputs_for(model), format=args.int8)
+    write_atomically(out, program)
+    payload: dict[str, Any] = {"model": model.name, "format": "onnx", "int8": args.int8, "file_bytes": len(program)}
+    if model.evaluation is not None:
+        evaluation = evaluate_onnx(model, program)
+        payload.update(metric=evaluation.metric, value=evaluation.value, baseline_value=evaluation.baseline_value)
+    if args.json:
+        _print_json(payload)
+        return
+    scored = f"; onnxruntime {payload['metric']} {payload['value']:.4f} (torch baseline {payload['baseline_value']:.4f})" if "metric" in payload else ""
+    print(f"wrote {out}: {len(program):,} B{scored}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compression", description="Compress PyTorch models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -471,6 +524,16 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     sub.add_argument("--seed", type=int, default=defaults.seed)
     sub.add_argument("--out", help="write the distilled student as a packed file")
+    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--force", action="store_true", help="replace an existing output file")
+
+    sub = command("export", command_export, "export a (compressed) model to ONNX, optionally int8, and score it with onnxruntime")
+    sub.add_argument("--recipe", help="recipe JSON file (or inline JSON) to apply first")
+    sub.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
+    sub.add_argument("--int8", choices=["none", "dynamic", "qdq", "qoperator"], default="none",
+                     help="onnxruntime int8: dynamic, or static (calibrated on training rows) as QDQ or QOperator")
+    sub.add_argument("--out", required=True, help="file to write (.onnx)")
+    sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--force", action="store_true", help="replace an existing output file")
 

@@ -134,3 +134,20 @@ def test_distill_trains_a_distilled_and_a_plain_student_smaller_than_the_teacher
     assert status == 0
     assert payload["distilled"]["parameters"] == payload["labels_only"]["parameters"] < payload["teacher"]["parameters"]
     assert payload["config"]["alpha"] == 0.7
+
+
+def test_export_writes_an_int8_onnx_file_scored_by_onnxruntime(capsys, tmp_path) -> None:
+    target = tmp_path / "mlp.onnx"
+    status, out, _ = run(capsys, "export", "mlp", "--recipe", RECIPE, "--int8", "dynamic", "--out", str(target), "--json")
+    payload = json.loads(out)
+    assert status == 0
+    assert os.path.getsize(target) == payload["file_bytes"]
+    assert payload["value"] > 0.9
+
+
+def test_tflite_export_without_litert_torch_says_how_to_get_it(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "litert_torch", None)  # as if not installed
+    status, _, err = run(capsys, "export", "mlp", "--format", "tflite", "--out", str(tmp_path / "m.tflite"))
+    assert status == EXIT_BAD_INPUT
+    assert "pip install litert-torch" in err
+    assert not (tmp_path / "m.tflite").exists()
