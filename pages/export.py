@@ -4,6 +4,14 @@ import shlex
 
 import streamlit as st
 
+import compression
+from compression.onnx_export import (
+    calibration_inputs_for,
+    evaluate_onnx,
+    export_onnx,
+    quantize_onnx_dynamic,
+    quantize_onnx_static,
+)
 from compression.packing import dense_safetensors
 from ui import controls, state
 
@@ -44,3 +52,41 @@ st.code(shlex.join(command), language="bash")
 st.caption("Or save the recipe above and pass --recipe recipe.json. The packed file's size equals the report's file_bytes.")
 st.subheader("Recipe")
 st.code(recipe_text, language="json")
+
+st.subheader("Run it elsewhere: ONNX")
+st.markdown(
+    "The compressed model as an ONNX graph, run and scored here by **onnxruntime** on the same held-out data. "
+    "**int8** stores weights as 8-bit integers for onnxruntime's integer kernels: *dynamic* quantizes "
+    "activations on the fly; *static* calibrates their ranges once on training rows (QDQ: quantize/dequantize "
+    "pairs around float ops; QOperator: integer operators). Whether that runs faster depends on the CPU: "
+    "`python bench/latency.py` measures it on this machine."
+)
+int8 = st.segmented_control("int8", ["none", "dynamic", "qdq", "qoperator"], default="none", key="export_int8",
+                            format_func={"none": "float32", "dynamic": "int8 dynamic", "qdq": "int8 static (QDQ)",
+                                         "qoperator": "int8 static (QOperator)"}.get) or "none"
+exports = st.session_state.setdefault("onnx_exports", {})  # (model, recipe, int8) → bytes and score
+export_key = (choice, state.recipe_json(), int8)
+if st.button("Export to ONNX and score it", key="export_onnx"):
+    try:
+        with st.spinner("Exporting and running with onnxruntime…"):
+            program = export_onnx(model, result.module)
+            if int8 == "dynamic":
+                program = quantize_onnx_dynamic(program)
+            elif int8 != "none":
+                program = quantize_onnx_static(program, calibration_inputs_for(model), format=int8)
+            scores = evaluate_onnx(model, program) if model.evaluation is not None else None
+        exports[export_key] = (program, scores)
+    except compression.CompressionError as error:
+        st.error(f"ONNX export failed: {error}")
+if export_key in exports:
+    program, scores = exports[export_key]
+    columns = st.columns(3)
+    columns[0].metric("ONNX file", controls.format_bytes(len(program)))
+    if scores is not None:
+        columns[1].metric(f"{controls.metric_label(scores.metric)} in onnxruntime", f"{scores.value:.4f}",
+                          delta=f"{scores.value - scores.baseline_value:+.4f}", delta_description="vs. uncompressed torch")
+    columns[2].download_button("Download .onnx", program, file_name=f"{stem}{'' if int8 == 'none' else '-int8-' + int8}.onnx",
+                               mime="application/octet-stream")
+    st.code(shlex.join(["python", "-m", "compression", "export", source, "--recipe",
+                        json.dumps(result.report.recipe, separators=(",", ":")), "--int8", int8, "--out", f"{stem}.onnx"]),
+            language="bash")

@@ -571,3 +571,12 @@ def test_distillation_trains_both_students_and_tabulates_them_beside_the_teacher
     table = app.dataframe[-1].value
     assert list(table["model"].str.split(",").str[0]) == ["teacher (mlp)", "student", "student"]
     assert table["parameters"].iloc[1] < table["parameters"].iloc[0]
+
+
+def test_export_to_int8_onnx_is_scored_by_onnxruntime_and_offered_for_download(app):
+    open_link(app, "mlp", {"prune": {"method": "magnitude", "amount": 0.5}})
+    open_page(app, "pages/export.py")
+    app.button(key="export_onnx").click().run(timeout=120)
+    assert_clean(app)
+    assert metric_value(app, "Accuracy in onnxruntime").startswith("0.9")
+    assert "export mlp" in app.code[-1].value
