@@ -40,7 +40,7 @@ import math
 import numbers
 import operator
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -114,13 +114,8 @@ class ChannelResult:
         """``original`` with the smaller module: same evaluation data and example inputs,
         compressible layers listed anew, and an empty cache."""
         channels = sum(len(indices) for indices in self.removed.values())
-        removed = f"{channels} channels removed from {sum(map(bool, self.removed.values()))} layers"
-        return replace(
-            original,
-            module=self.module,
-            layer_types=module_layer_types(self.module),
-            description=f"{original.description}; {removed}" if original.description else removed,
-            cache={},  # the base outputs memoised there are the unpruned module's
+        return original.with_module(
+            self.module, f"{channels} channels removed from {sum(map(bool, self.removed.values()))} layers"
         )
 
 

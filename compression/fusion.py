@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import fx, nn
@@ -27,7 +27,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from compression.errors import CompressionError
-from compression.model import LoadedModel, module_layer_types
+from compression.model import LoadedModel
 
 # Exact types: a subclass (QAT convolutions, for one) may compute something else in forward.
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -46,14 +46,7 @@ class FusionResult:
     def as_loaded(self, original: LoadedModel) -> LoadedModel:
         """``original`` with the folded module: same evaluation data and example inputs,
         compressible layers listed anew (folded convolutions gain a bias), and an empty cache."""
-        folded = f"{len(self.pairs)} BatchNorm layers folded into the layer before"
-        return replace(
-            original,
-            module=self.module,
-            layer_types=module_layer_types(self.module),
-            description=f"{original.description}; {folded}" if original.description else folded,
-            cache={},  # the base outputs memoised there are the unfolded module's
-        )
+        return original.with_module(self.module, f"{len(self.pairs)} BatchNorm layers folded into the layer before")
 
 
 def fuse_conv_bn(model: LoadedModel | nn.Module) -> FusionResult:

@@ -1,7 +1,7 @@
 """The loaded-model object: what every supported format becomes before the engine sees it."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -58,6 +58,18 @@ class LoadedModel:
     @property
     def compressible(self) -> tuple[str, ...]:
         return tuple(self.layer_types)
+
+    def with_module(self, module: nn.Module, note: str) -> LoadedModel:
+        """This model's data and inputs around another module (fused, pruned, fine-tuned):
+        compressible layers listed anew, ``note`` added to the description, and an empty
+        cache (the base outputs memoised there are the old module's)."""
+        return replace(
+            self,
+            module=module,
+            layer_types=module_layer_types(module),
+            description=f"{self.description}; {note}" if self.description else note,
+            cache={},
+        )
 
 
 def module_layer_types(module: nn.Module) -> dict[str, str]:

@@ -3,7 +3,6 @@ import pandas as pd
 import streamlit as st
 
 import compression
-import sample_models
 from compression.distillation import DistillConfig, EpochRecord, compare_distillation, student_for
 from ui import charts, controls, state
 
@@ -19,10 +18,7 @@ st.latex(r"\mathcal{L} = \alpha\, T^2\, \mathrm{KL}\!\left(\mathrm{softmax}(z_t/
          r" + (1-\alpha)\, \mathrm{CE}(z_s, y)")
 
 choice, teacher = controls.load_current_model()
-if teacher.architecture not in sample_models.DIGITS_MODELS or teacher.evaluation is None:
-    st.warning(f"Distillation trains on labelled training data, which ships for the digits sample models "
-               f"(simplenet, mlp, bn_cnn); {choice.label} has none here. Pick one of those in the sidebar.")
-    st.stop()
+controls.require_training_data(choice, teacher, "Distillation trains on labelled training data")
 
 columns = st.columns(4)
 width = columns[0].select_slider("Student width (hidden units)", [4, 8, 16, 32, 64, 128], value=16, key="distill_width")

@@ -3,7 +3,6 @@ import pandas as pd
 import streamlit as st
 
 import compression
-import sample_models
 from compression.gradual import AgpSchedule, GradualStep, gradual_prune, training_data
 from ui import charts, controls, state
 
@@ -19,10 +18,7 @@ st.markdown(
 st.latex(r"s_k = s_f + (s_i - s_f)\left(1 - \frac{k}{n}\right)^3, \qquad k = 0, 1, \dots, n")
 
 choice, model = controls.load_current_model()
-if model.architecture not in sample_models.DIGITS_MODELS or model.evaluation is None:
-    st.warning(f"Gradual pruning fine-tunes on training data, which ships for the digits sample models "
-               f"(simplenet, mlp, bn_cnn); {choice.label} has none here. Pick one of those in the sidebar.")
-    st.stop()
+controls.require_training_data(choice, model, "Gradual pruning fine-tunes on training data")
 
 columns = st.columns(4)
 initial = columns[0].slider("Initial sparsity (s_i)", 0.0, 0.9, 0.0, 0.05, key="agp_initial")

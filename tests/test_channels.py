@@ -9,10 +9,10 @@ from torch import nn
 from compression.channels import ChannelResult, remove_channels
 from compression.compress import compress
 from compression.errors import CompressionError
-from compression.evaluation import evaluate, model_outputs
+from compression.evaluation import evaluate
 from compression.loading import load_model
 from compression.model import LoadedModel
-from tensor_checks import assert_bitwise_equal, bitwise_copy
+from tensor_checks import assert_bitwise_equal, bitwise_copy, outputs, with_statistics
 
 # The layers each digits model cannot lose channels from: the classifier, and bn_cnn's two
 # convolutions whose outputs meet in the residual add.
@@ -50,22 +50,6 @@ def masked(
         "overrides": {f"{layer}.weight": {"prune": None} for layer in kept_whole},
     }
     return compress(model, recipe).module
-
-
-def outputs(module: nn.Module, model: LoadedModel) -> torch.Tensor:
-    return model_outputs(module, model.evaluation.inputs, model.evaluation.batch_size)
-
-
-def with_statistics(norm: nn.Module, seed: int) -> nn.Module:
-    """A BatchNorm whose running statistics and affine map are far from the identity."""
-    generator = torch.Generator().manual_seed(seed)
-    size = norm.num_features
-    with torch.no_grad():
-        norm.running_mean.copy_(torch.randn(size, generator=generator))
-        norm.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
-        norm.weight.copy_(torch.randn(size, generator=generator))
-        norm.bias.copy_(torch.randn(size, generator=generator))
-    return norm
 
 
 def images(channels: int = 2, size: int = 8, batch: int = 5) -> torch.Tensor:

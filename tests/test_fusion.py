@@ -10,11 +10,11 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from compression.compress import compress
 from compression.errors import CompressionError
-from compression.evaluation import evaluate, model_outputs
+from compression.evaluation import evaluate
 from compression.fusion import FusionResult, fuse_conv_bn
 from compression.loading import load_model
 from compression.model import LoadedModel
-from tensor_checks import assert_bitwise_equal, bitwise_copy
+from tensor_checks import assert_bitwise_equal, bitwise_copy, outputs, with_statistics
 
 BN_CNN_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("conv4", "bn4"))
 BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -28,22 +28,6 @@ def bn_cnn() -> LoadedModel:
 @pytest.fixture(scope="module")
 def fused(bn_cnn: LoadedModel) -> FusionResult:
     return fuse_conv_bn(bn_cnn)
-
-
-def outputs(module: nn.Module, model: LoadedModel) -> torch.Tensor:
-    return model_outputs(module, model.evaluation.inputs, model.evaluation.batch_size)
-
-
-def with_statistics(norm: nn.Module, seed: int) -> nn.Module:
-    """A BatchNorm whose running statistics and affine map are far from the identity."""
-    generator = torch.Generator().manual_seed(seed)
-    size = norm.num_features
-    with torch.no_grad():
-        norm.running_mean.copy_(torch.randn(size, generator=generator))
-        norm.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
-        norm.weight.copy_(torch.randn(size, generator=generator))
-        norm.bias.copy_(torch.randn(size, generator=generator))
-    return norm
 
 
 def conv_bn(seed: int = 0) -> nn.Sequential:

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import streamlit as st
 
 import compression
+import sample_models
 from compression.stats import Histogram
 from ui import state
 
@@ -134,6 +135,14 @@ def load_current_model() -> tuple[state.ModelChoice, compression.LoadedModel]:
         st.error(f"{choice.label} could not be loaded: {error}")
         st.stop()
         raise  # st.stop() raises; this line only tells type checkers so
+
+
+def require_training_data(choice: state.ModelChoice, model: compression.LoadedModel, why: str) -> None:
+    """Stop the page with a clear warning unless the model is a digits sample (training data ships)."""
+    if model.architecture not in sample_models.DIGITS_MODELS or model.evaluation is None:
+        st.warning(f"{why}, which ships for the digits sample models ({', '.join(sample_models.DIGITS_MODELS)}); "
+                   f"{choice.label} has none here. Pick one of those in the sidebar.")
+        st.stop()
 
 
 def compress_current(choice: state.ModelChoice) -> compression.CompressionResult | None:
