@@ -50,7 +50,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from compression.errors import CompressionError
 from compression.fusion import _BATCHNORM_TYPES, _CONV_TYPES, _TRACE_ERRORS, _references
-from compression.model import LoadedModel, module_layer_types
+from compression.model import LoadedModel, module_layer_types, named_module
 from compression.pruning import _as_rows, compute_masks
 from compression.recipe import PRUNE_SCOPES, STRUCTURED_NORMS, PruneSpec
 
@@ -237,12 +237,7 @@ def _check_arguments(amount: Any, norm: Any, scope: Any) -> None:
 def _source(
     model: LoadedModel | nn.Module, example_inputs: tuple[torch.Tensor, ...] | torch.Tensor | None
 ) -> tuple[str, nn.Module, tuple[torch.Tensor, ...]]:
-    if isinstance(model, LoadedModel):
-        name, module, inputs = model.name, model.module, model.example_inputs
-    elif isinstance(model, nn.Module):
-        name, module, inputs = type(model).__name__, model, ()
-    else:
-        raise TypeError(f"model must be a LoadedModel or a torch.nn.Module; got {type(model).__name__}.")
+    name, module, inputs = named_module(model)
     if example_inputs is not None:
         inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     return name, module, inputs

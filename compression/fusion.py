@@ -27,7 +27,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from compression.errors import CompressionError
-from compression.model import LoadedModel
+from compression.model import LoadedModel, named_module
 
 # Exact types: a subclass (QAT convolutions, for one) may compute something else in forward.
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -59,12 +59,7 @@ def fuse_conv_bn(model: LoadedModel | nn.Module) -> FusionResult:
     model's example inputs, to see that the BatchNorm normalises the Linear's output features.
     The folded module is a ``torch.fx.GraphModule``; without any pair it is a plain copy.
     """
-    if isinstance(model, LoadedModel):
-        name, module, example_inputs = model.name, model.module, model.example_inputs
-    elif isinstance(model, nn.Module):
-        name, module, example_inputs = type(model).__name__, model, ()
-    else:
-        raise TypeError(f"model must be a LoadedModel or a torch.nn.Module; got {type(model).__name__}.")
+    name, module, example_inputs = named_module(model)
     module = copy.deepcopy(module).eval()  # the traced module shares its submodules with this copy
     traced = _traced(module, name)
     candidates = _candidate_pairs(traced)

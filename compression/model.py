@@ -98,3 +98,12 @@ def _layer_kind(layer: nn.Module) -> str | None:
     if type(layer).__name__ == "Conv1D" and type(layer).__module__.startswith("transformers."):
         return "Conv1D"  # GPT-2's linear layer, weight stored (in, out)
     return None
+
+
+def named_module(model: LoadedModel | nn.Module) -> tuple[str, nn.Module, tuple[torch.Tensor, ...]]:
+    """Name, module and example inputs of a loaded model, or of a bare module (no inputs known)."""
+    if isinstance(model, LoadedModel):
+        return model.name, model.module, model.example_inputs
+    if isinstance(model, nn.Module):
+        return type(model).__name__, model, ()
+    raise TypeError(f"model must be a LoadedModel or a torch.nn.Module; got {type(model).__name__}.")
