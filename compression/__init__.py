@@ -36,6 +36,7 @@ from compression.errors import (
 from compression.channels import ChannelResult, remove_channels
 from compression.distillation import DistillConfig, DistillResult, compare_distillation, distill
 from compression.evaluation import Evaluation, evaluate
+from compression.latency import latency_table
 from compression.fusion import FusionResult, fuse_conv_bn
 from compression.gradual import AgpSchedule, GradualResult, gradual_prune
 from compression.loading import load_model
@@ -85,6 +86,7 @@ __all__ = [
     "evaluate",
     "fuse_conv_bn",
     "gradual_prune",
+    "latency_table",
     "load_model",
     "load_packed",
     "remove_channels",

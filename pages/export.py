@@ -3,9 +3,12 @@ import json
 import shlex
 
 import streamlit as st
+import torch
 
 import compression
+from compression.latency import latency_table
 from compression.onnx_export import (
+    OnnxRuntimeModule,
     calibration_inputs_for,
     evaluate_onnx,
     export_onnx,
@@ -90,3 +93,26 @@ if export_key in exports:
     st.code(shlex.join(["python", "-m", "compression", "export", source, "--recipe",
                         json.dumps(result.report.recipe, separators=(",", ":")), "--int8", int8, "--out", f"{stem}.onnx"]),
             language="bash")
+
+st.subheader("Latency, measured on this machine")
+st.markdown(
+    "Median wall-clock time of one batch (after warm-up), for the uncompressed model, this recipe's "
+    "model in torch, and its ONNX export in onnxruntime when you have made one above. Zeros from "
+    "unstructured pruning and fake-quantized weights still run through torch's dense float kernels, so "
+    "expect no speed-up from them there; onnxruntime and int8 may help, depending on the CPU and layer sizes."
+)
+timings = st.session_state.setdefault("latency_tables", {})
+if st.button("Measure latency", key="export_latency"):
+    variants = {"torch, uncompressed": model.module, "torch, this recipe": result.module}
+    if export_key in exports:
+        variants[f"onnxruntime, this recipe ({'float32' if int8 == 'none' else 'int8 ' + int8})"] = \
+            OnnxRuntimeModule(exports[export_key][0])
+    with st.spinner("Timing batches of 1 and 64…"):
+        timings[export_key] = latency_table(model, variants)
+if export_key in timings:
+    table = timings[export_key].rename(columns={"ms_per_batch": "ms per batch", "speed_up": "speed-up vs uncompressed"})
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"ms per batch": st.column_config.NumberColumn(format="%.3f"),
+                                "speed-up vs uncompressed": st.column_config.NumberColumn(format="%.2fx")})
+    st.caption(f"{torch.get_num_threads()} torch threads; onnxruntime uses one per core. Timings move with the "
+               "machine's load: compare rows of one measurement. `python bench/latency.py` gives the full table.")
