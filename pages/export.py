@@ -1,4 +1,5 @@
 """Export page: the packed model, its dense weights, the recipe, and the CLI that redoes it."""
+import io
 import json
 import shlex
 
@@ -6,6 +7,7 @@ import streamlit as st
 import torch
 
 import compression
+from compression.channels import remove_channels
 from compression.latency import latency_table
 from compression.onnx_export import (
     OnnxRuntimeModule,
@@ -55,6 +57,37 @@ st.code(shlex.join(command), language="bash")
 st.caption("Or save the recipe above and pass --recipe recipe.json. The packed file's size equals the report's file_bytes.")
 st.subheader("Recipe")
 st.code(recipe_text, language="json")
+
+prune_section = result.report.recipe.get("prune") or {}
+if prune_section.get("method") == "structured" and "amount" in prune_section:
+    st.subheader("A smaller dense model")
+    st.markdown(
+        "Structured pruning zeroes whole output channels; here they are **removed**: each pruned layer keeps "
+        "only its surviving channels and the next layer only the matching inputs, so the model is smaller and "
+        "runs dense. Its outputs equal the masked model's (a removed channel's constant bias is folded into "
+        "the next layer). Layers whose channels meet a residual add or the model's output stay whole."
+    )
+    try:
+        smaller = remove_channels(model, prune_section["amount"], norm=prune_section.get("norm", "l1"),
+                                  scope=prune_section.get("scope", "layer"))
+    except compression.CompressionError as error:
+        st.warning(f"Channels cannot be removed from this model: {error}")
+    else:
+        columns = st.columns(3)
+        columns[0].metric("Parameters", f"{smaller.parameters_after:,}",
+                          delta=f"{smaller.parameters_after - smaller.parameters_before:+,}", delta_color="off")
+        smaller_model = smaller.as_loaded(model)
+        if model.evaluation is not None:
+            columns[1].metric(controls.metric_label(model.evaluation.metric),
+                              f"{compression.evaluate(smaller_model).value:.4f}")
+        if smaller.skipped:
+            st.caption("Kept whole, so the metric is that of this recipe with these layers unpruned: "
+                       + "; ".join(f"{name}: {why}" for name, why in smaller.skipped.items()))
+        if st.button("Prepare the smaller model (.pt2)", key="export_smaller"):
+            buffer = io.BytesIO()
+            torch.export.save(torch.export.export(smaller.module, model.example_inputs), buffer)
+            st.download_button("Download the smaller model (.pt2)", buffer.getvalue(), file_name=f"{stem}-smaller.pt2",
+                               mime="application/octet-stream", key="export_smaller_download")
 
 st.subheader("Run it elsewhere: ONNX")
 st.markdown(

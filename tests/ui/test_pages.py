@@ -16,6 +16,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+import compression
 import sample_models
 from compression.recipe import Recipe
 
@@ -574,7 +575,7 @@ def test_distillation_trains_both_students_and_tabulates_them_beside_the_teacher
 
 
 def test_export_to_int8_onnx_is_scored_by_onnxruntime_and_offered_for_download(app):
-    open_link(app, "mlp", {"prune": {"method": "magnitude", "amount": 0.5}})
+    open_link(app, "mlp", json.dumps({"prune": {"method": "magnitude", "amount": 0.5}}))
     open_page(app, "pages/export.py")
     app.button(key="export_onnx").click().run(timeout=120)
     assert_clean(app)
@@ -583,7 +584,7 @@ def test_export_to_int8_onnx_is_scored_by_onnxruntime_and_offered_for_download(a
 
 
 def test_latency_is_measured_for_the_base_the_recipe_and_its_onnx_export(app):
-    open_link(app, "mlp", {"prune": {"method": "magnitude", "amount": 0.5}})
+    open_link(app, "mlp", json.dumps({"prune": {"method": "magnitude", "amount": 0.5}}))
     open_page(app, "pages/export.py")
     app.button(key="export_onnx").click().run(timeout=120)
     app.button(key="export_latency").click().run(timeout=120)
@@ -592,3 +593,17 @@ def test_latency_is_measured_for_the_base_the_recipe_and_its_onnx_export(app):
     assert list(table["variant"].unique()) == ["torch, uncompressed", "torch, this recipe",
                                                 "onnxruntime, this recipe (float32)"]
     assert sorted(table["batch"].unique()) == [1, 64]
+
+
+def test_structured_pruning_offers_a_smaller_dense_model_with_the_masked_accuracy(app):
+    recipe = {"prune": {"method": "structured", "amount": 0.5, "scope": "layer"}}
+    open_link(app, "simplenet", json.dumps(recipe))
+    open_page(app, "pages/export.py")
+    assert_clean(app)
+    assert metric_value(app, "Parameters") == "3,000"
+    simplenet = compression.load_model("simplenet")
+    kept_whole_unpruned = compression.remove_channels(simplenet, 0.5).masked_recipe  # fc1 (the output) stays whole
+    masked = compression.evaluate(simplenet, compression.compress(simplenet, kept_whole_unpruned).module).value
+    assert [m.value for m in app.metric if m.label == "Accuracy"][-1] == f"{masked:.4f}"
+    app.button(key="export_smaller").click().run(timeout=120)
+    assert_clean(app)
