@@ -68,10 +68,11 @@ if st.button("Train both students", type="primary", key="distill_run"):
 
 if run_key in runs:
     done = runs[run_key]
-    teacher_value = compression.evaluate(teacher).value
+    teacher_value = state.evaluation(choice.model_id, choice.data_id, None)["value"]  # cached per model
     st.dataframe(pd.DataFrame([
         {"model": f"teacher ({choice.label})", "parameters": teacher_parameters, metric: teacher_value,
-         "packed file (bytes)": compression.compress(teacher, {}).report.file_bytes},
+         "packed file (bytes)": state.compressed(choice.model_id, choice.data_id,
+                                                 compression.Recipe().to_json()).report.file_bytes},
         {"model": f"student, distilled (T={temperature}, α={alpha})", "parameters": done["with"].parameters,
          metric: done["with"].value, "packed file (bytes)": done["with"].file_bytes},
         {"model": "student, labels only (α = 0)", "parameters": done["without"].parameters,

@@ -7,7 +7,6 @@ import streamlit as st
 import torch
 
 import compression
-from compression.channels import remove_channels
 from compression.latency import latency_table
 from compression.onnx_export import (
     OnnxRuntimeModule,
@@ -68,18 +67,16 @@ if prune_section.get("method") == "structured" and "amount" in prune_section:
         "the next layer). Layers whose channels meet a residual add or the model's output stay whole."
     )
     try:
-        smaller = remove_channels(model, prune_section["amount"], norm=prune_section.get("norm", "l1"),
-                                  scope=prune_section.get("scope", "layer"))
+        smaller, smaller_value = state.smaller_model(choice.model_id, choice.data_id, prune_section["amount"],
+                                                     prune_section.get("norm", "l1"), prune_section.get("scope", "layer"))
     except compression.CompressionError as error:
         st.warning(f"Channels cannot be removed from this model: {error}")
     else:
         columns = st.columns(3)
         columns[0].metric("Parameters", f"{smaller.parameters_after:,}",
                           delta=f"{smaller.parameters_after - smaller.parameters_before:+,}", delta_color="off")
-        smaller_model = smaller.as_loaded(model)
-        if model.evaluation is not None:
-            columns[1].metric(controls.metric_label(model.evaluation.metric),
-                              f"{compression.evaluate(smaller_model).value:.4f}")
+        if smaller_value is not None:
+            columns[1].metric(controls.metric_label(model.evaluation.metric), f"{smaller_value:.4f}")
         if smaller.skipped:
             st.caption("Kept whole, so the metric is that of this recipe with these layers unpruned: "
                        + "; ".join(f"{name}: {why}" for name, why in smaller.skipped.items()))

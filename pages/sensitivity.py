@@ -20,9 +20,7 @@ st.latex(r"\text{drop}_\ell(a) = m(\text{model}) - m(\text{model with layer } \e
          r"\qquad \sum_\ell n_\ell\, a_\ell = a \sum_\ell n_\ell,\ \ \text{drop}_\ell(a_\ell) \text{ equal}")
 
 choice, model = controls.load_current_model()
-if model.evaluation is None:
-    st.warning("This model has no evaluation data: upload an .npz on the Model page to measure sensitivity.")
-    st.stop()
+controls.require_evaluation(model, "measure sensitivity")
 metric = controls.metric_label(model.evaluation.metric)
 samples = state.live_samples(model)
 if samples is not None:

@@ -22,9 +22,7 @@ st.latex(r"\text{Pareto}(p) \iff \nexists\, q:\ \text{size}(q) \le \text{size}(p
          r"\text{metric}(q) \ge \text{metric}(p),\ \text{one strictly}")
 
 choice, model = controls.load_current_model()
-if model.evaluation is None:
-    st.warning("This model has no evaluation data: upload an .npz on the Model page to sweep it.")
-    st.stop()
+controls.require_evaluation(model, "sweep it")
 
 # Widget values vanish when the page is left; the chosen ranges live under their own key.
 ranges = st.session_state.setdefault(

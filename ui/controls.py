@@ -12,6 +12,8 @@ import streamlit as st
 
 import compression
 import sample_models
+from compression.gradual import training_data
+from compression.model import ACCURACY
 from compression.stats import Histogram
 from ui import state
 
@@ -138,10 +140,23 @@ def load_current_model() -> tuple[state.ModelChoice, compression.LoadedModel]:
 
 
 def require_training_data(choice: state.ModelChoice, model: compression.LoadedModel, why: str) -> None:
-    """Stop the page with a clear warning unless the model is a digits sample (training data ships)."""
-    if model.architecture not in sample_models.DIGITS_MODELS or model.evaluation is None:
-        st.warning(f"{why}, which ships for the digits sample models ({', '.join(sample_models.DIGITS_MODELS)}); "
-                   f"{choice.label} has none here. Pick one of those in the sidebar.")
+    """Stop the page with a clear warning unless the engine has training rows and labelled
+    held-out data for the model (the digits samples): training and scoring need both."""
+    try:
+        training_data(model)
+        labelled = model.evaluation is not None and model.evaluation.metric == ACCURACY
+    except compression.CompressionError:
+        labelled = False
+    if not labelled:
+        st.warning(f"{why}, which ships for the digits sample models ({', '.join(sample_models.DIGITS_MODELS)}) "
+                   f"with their labelled test split; {choice.label} has none here. Pick one of those in the sidebar.")
+        st.stop()
+
+
+def require_evaluation(model: compression.LoadedModel, purpose: str) -> None:
+    """Stop the page with a clear warning where the model has no evaluation data to score with."""
+    if model.evaluation is None:
+        st.warning(f"This model has no evaluation data: upload an .npz on the Model page to {purpose}.")
         st.stop()
 
 

@@ -106,6 +106,18 @@ def compressed(model_id: str, data_id: str | None, recipe_json: str) -> compress
     return compression.compress(base_model(model_id, data_id), recipe_json)
 
 
+@st.cache_resource(max_entries=6, show_spinner=False)
+def smaller_model(
+    model_id: str, data_id: str | None, amount: float, norm: str, scope: str
+) -> tuple[compression.ChannelResult, float | None]:
+    """Structured pruning with the channels removed, and its metric (None without data): an
+    fx trace, shape propagation and an evaluation, done once per setting rather than per rerun."""
+    model = base_model(model_id, data_id)
+    result = compression.remove_channels(model, amount, norm=norm, scope=scope)
+    value = compression.evaluate(result.as_loaded(model)).value if model.evaluation is not None else None
+    return result, value
+
+
 def pruning_preview(choice: ModelChoice) -> PruningPreview | None:
     """The exact preview of the session's recipe where it is magnitude pruning alone, else None."""
     recipe_now = compression.Recipe.from_dict(recipe())
