@@ -49,7 +49,8 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from compression.errors import CompressionError
-from compression.fusion import _BATCHNORM_TYPES, _CONV_TYPES, _TRACE_ERRORS, _references
+from compression.fusion import _BATCHNORM_TYPES, _CONV_TYPES, _references
+from compression.tracing import traced as fx_traced
 from compression.model import LoadedModel, module_layer_types, named_module
 from compression.pruning import _as_rows, compute_masks
 from compression.recipe import PRUNE_SCOPES, STRUCTURED_NORMS, PruneSpec
@@ -189,7 +190,7 @@ def remove_channels(
     _check_arguments(amount, norm, scope)
     name, source, inputs = _source(model, example_inputs)
     module = copy.deepcopy(source).eval()  # the traced module shares its submodules with this copy
-    traced = _traced(module, name)
+    traced = fx_traced(module, name, "channel removal")
     if inputs:
         _propagate_shapes(traced, inputs, name)
 
@@ -241,24 +242,6 @@ def _source(
     if example_inputs is not None:
         inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     return name, module, inputs
-
-
-def _traced(module: nn.Module, name: str) -> fx.GraphModule:
-    if isinstance(module, torch.jit.ScriptModule):
-        raise CompressionError(
-            f"{name} is a TorchScript module, which torch.fx cannot trace; channel removal needs "
-            "an fx-traceable torch.nn.Module. Load the weights into the model's Python class."
-        )
-    try:
-        return fx.symbolic_trace(module)
-    except _TRACE_ERRORS as error:
-        raise CompressionError(
-            f"{name} ({type(module).__name__}) cannot be traced by torch.fx.symbolic_trace "
-            f"({type(error).__name__}: {error}); channel removal follows channels through the "
-            "traced graph and needs an fx-traceable module. Python control flow on tensor values "
-            "(if x.sum() > 0) is the usual cause: express it with tensor ops (torch.where), or use "
-            "the structured masks of compress instead."
-        ) from error
 
 
 def _propagate_shapes(traced: fx.GraphModule, inputs: tuple[torch.Tensor, ...], name: str) -> None:

@@ -26,16 +26,13 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from compression.errors import CompressionError
 from compression.model import LoadedModel, named_module
+from compression.tracing import traced as fx_traced
 
 # Exact types: a subclass (QAT convolutions, for one) may compute something else in forward.
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 # What tracing arbitrary forward code raises; torch.fx's TraceError is a ValueError.
-_TRACE_ERRORS = (ValueError, TypeError, RuntimeError, AttributeError, NotImplementedError, AssertionError, KeyError)
-
-
 @dataclass(frozen=True, eq=False)
 class FusionResult:
     """The folded copy of a model: ``module`` to run, ``pairs`` of (layer, batchnorm) names folded."""
@@ -61,7 +58,7 @@ def fuse_conv_bn(model: LoadedModel | nn.Module) -> FusionResult:
     """
     name, module, example_inputs = named_module(model)
     module = copy.deepcopy(module).eval()  # the traced module shares its submodules with this copy
-    traced = _traced(module, name)
+    traced = fx_traced(module, name, "Conv+BatchNorm fusion")
     candidates = _candidate_pairs(traced)
     if example_inputs and candidates:
         with torch.no_grad():
@@ -74,24 +71,6 @@ def fuse_conv_bn(model: LoadedModel | nn.Module) -> FusionResult:
     traced.graph.lint()
     traced.recompile()
     return FusionResult(traced.eval(), tuple((layer.target, norm.target) for layer, norm in pairs))
-
-
-def _traced(module: nn.Module, name: str) -> fx.GraphModule:
-    if isinstance(module, torch.jit.ScriptModule):
-        raise CompressionError(
-            f"{name} is a TorchScript module, which torch.fx cannot trace; Conv+BatchNorm fusion "
-            "needs an fx-traceable torch.nn.Module. Load the weights into the model's Python "
-            "class, or fold in TorchScript itself with torch.jit.freeze."
-        )
-    try:
-        return fx.symbolic_trace(module)
-    except _TRACE_ERRORS as error:
-        raise CompressionError(
-            f"{name} ({type(module).__name__}) cannot be traced by torch.fx.symbolic_trace "
-            f"({type(error).__name__}: {error}); Conv+BatchNorm fusion needs an fx-traceable "
-            "module. Python control flow on tensor values (if x.sum() > 0) is the usual cause: "
-            "express it with tensor ops (torch.where), or fuse a model without it."
-        ) from error
 
 
 def _candidate_pairs(traced: fx.GraphModule) -> list[tuple[fx.Node, fx.Node]]:

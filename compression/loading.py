@@ -40,6 +40,7 @@ from compression.evaluation_data import (
 from compression.model import ACCURACY, COSINE, EvaluationData, LoadedModel, module_layer_types
 from compression.safety import (
     DEFAULT_MAX_FILE_BYTES,
+    ONNX,
     SAFETENSORS,
     TORCH_EXPORT,
     TORCH_SAVE,
@@ -105,6 +106,8 @@ def _read(
         return _read_torchscript(path)
     if report.kind == TORCH_EXPORT:
         return _read_export(path)
+    if report.kind == ONNX:
+        return _read_onnx(path, max_file_bytes)
     if report.kind == SAFETENSORS:
         state_dict, source_format = _read_safetensors(path), "safetensors"
     else:
@@ -137,10 +140,7 @@ def _zoo_model(
         vocab_size = module.transformer.config.vocab_size
         spec = InputSpec(tuple(t[:2] for t in inputs), TEXT_BATCH_SIZE, COSINE, vocab_size)
     else:
-        split = sample_models.digits_split(architecture)
-        description = f"{len(split.y_test)} held-out digits (scikit-learn's test split) with labels"
-        evaluation = EvaluationData((split.x_test,), split.y_test, ACCURACY, description)
-        spec = InputSpec((split.x_test[:2],))
+        evaluation, spec = _digits_evaluation(architecture)
     if source_format == "zoo":
         description = f"zoo model {architecture} with its trained weights"
     else:
@@ -151,6 +151,14 @@ def _zoo_model(
         evaluation=evaluation, description=description, architecture=architecture,
     )
     return model, spec
+
+
+def _digits_evaluation(architecture: str) -> tuple[EvaluationData, InputSpec]:
+    """The held-out digits of a digits architecture, shaped as it takes them, with labels."""
+    split = sample_models.digits_split(architecture)
+    description = f"{len(split.y_test)} held-out digits (scikit-learn's test split) with labels"
+    evaluation = EvaluationData((split.x_test,), split.y_test, ACCURACY, description)
+    return evaluation, InputSpec((split.x_test[:2],))
 
 
 @functools.cache
@@ -317,6 +325,22 @@ def _static_batch_size(program: torch.export.ExportedProgram) -> int | None:
         size = value.shape[0] if value.ndim else None
         return size if isinstance(size, int) else None
     return None
+
+
+def _read_onnx(path: Path, max_file_bytes: int) -> tuple[LoadedModel, InputSpec]:
+    """An ONNX model; one whose weights are a digits sample architecture's (names and shapes, as
+    ``export_onnx`` writes them) is scored on the held-out digits instead of random inputs."""
+    from compression.onnx_import import read_onnx  # onnx and onnxruntime only when an .onnx is read
+
+    model, spec = read_onnx(path, max_file_bytes=max_file_bytes)
+    shapes = _shapes(model.module.state_dict())
+    for architecture in sample_models.ZOO_NAMES:
+        if architecture != "minilm" and shapes == _expected_shapes(architecture):
+            evaluation, digits_spec = _digits_evaluation(architecture)
+            if digits_spec.example[0].shape[1:] == spec.example[0].shape[1:]:
+                description = f"{model.description}; weights of the sample {architecture}, scored on its digits"
+                return replace(model, evaluation=evaluation, description=description), spec
+    return model, spec
 
 
 # --- Hugging Face folders ------------------------------------------------------------------

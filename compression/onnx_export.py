@@ -76,6 +76,10 @@ def export_onnx(model: LoadedModel, module: nn.Module | None = None, *, dynamic_
     ``compression_lab.note`` metadata entry. The output is the tensor ``evaluate`` scores.
     """
     module = model.module if module is None else module
+    from compression.onnx_import import OnnxGraphModule, onnx_with_weights  # it builds on this module
+
+    if isinstance(module, OnnxGraphModule):  # an imported graph: written back with its weights
+        return onnx_with_weights(module)
     if isinstance(module, torch.jit.ScriptModule):
         raise ModelLoadError(
             f"{model.name!r} is a TorchScript module, which the dynamo ONNX exporter cannot trace; "
@@ -312,10 +316,11 @@ class OnnxRuntimeModule(nn.Module):
             )
         rows = int(inputs[0].shape[0]) if inputs[0].ndim else None
         if self.static_batch is not None and rows != self.static_batch:
-            return model_outputs(self._run, inputs, self.static_batch)
-        return self._run(*inputs)
+            return model_outputs(self.run, inputs, self.static_batch)
+        return self.run(*inputs)
 
-    def _run(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def run(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """One session run on exactly these inputs, one per session input, in order."""
         feeds = {
             name: np.ascontiguousarray(tensor.detach().cpu().numpy()) for name, tensor in zip(self.input_names, inputs)
         }

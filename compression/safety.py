@@ -40,6 +40,7 @@ TORCH_SAVE = "torch_save"  # zip written by torch.save (a state_dict or checkpoi
 TORCH_SAVE_LEGACY = "torch_save_legacy"  # pre-1.6 torch.save: a sequence of pickles
 TORCHSCRIPT = "torchscript"
 TORCH_EXPORT = "torch_export"  # torch.export.save: a .pt2 archive
+ONNX = "onnx"  # protobuf ModelProto: parsed, never executed
 
 DEFAULT_MAX_FILE_BYTES = 2 * 1024**3
 MAX_ARCHIVE_MEMBERS = 100_000
@@ -49,6 +50,7 @@ MAX_EMBEDDED_BYTES = 512 * 1024**2  # one pickle, JSON or nested archive read in
 MAX_SAFETENSORS_HEADER_BYTES = 100 * 1024**2  # safetensors' own limit
 
 _ZIP_MAGIC = b"PK\x03\x04"
+_ONNX_FIRST_FIELD = b"\x08"  # ModelProto field 1 (ir_version, a varint): protobuf writes fields in order
 _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 # The first pickle of a legacy torch.save file: protocol 2, then LONG1 of torch's magic number.
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
@@ -56,8 +58,8 @@ _LEGACY_PICKLES = 5  # magic number, protocol, sys info, the object, storage key
 
 WHAT_TO_UPLOAD = (
     "Upload instead a state_dict saved with torch.save(model.state_dict(), path), a "
-    ".safetensors file, a torch.export program (.pt2, torch.export.save) or a TorchScript "
-    "file (torch.jit.save)."
+    ".safetensors file, a torch.export program (.pt2, torch.export.save), a TorchScript "
+    "file (torch.jit.save) or an ONNX model (.onnx)."
 )
 
 
@@ -110,10 +112,12 @@ def inspect_file(
     if named_safetensors or _looks_like_safetensors(head, size):
         header = read_safetensors_header(path)
         return FileReport(SAFETENSORS, safetensors_parameter_count(header), size)
+    if path.suffix.lower() == ".onnx" or head[:1] == _ONNX_FIRST_FIELD:
+        return FileReport(ONNX, None, size)  # compression.onnx_import parses and checks it
     raise ModelLoadError(
         f"{path.name} is not a recognised model file (it starts with {head[:8]!r}). "
         "Supported: a state_dict (.pt/.pth from torch.save), .safetensors, a torch.export "
-        "program (.pt2) or a TorchScript file."
+        "program (.pt2), a TorchScript file or an ONNX model (.onnx)."
     )
 
 

@@ -6,7 +6,7 @@ import compression
 import sample_models
 from ui import controls, state
 
-UPLOAD_TYPES = ["pt", "pth", "safetensors", "pt2", "json", "txt", "model", "bin"]
+UPLOAD_TYPES = ["pt", "pth", "safetensors", "pt2", "onnx", "json", "txt", "model", "bin"]
 
 state.require_navigation()
 st.title("Model")

@@ -201,9 +201,9 @@ def test_zip_named_safetensors_is_reported(tmp_path: Path, net: nn.Module) -> No
 
 
 def test_unrecognised_content_lists_supported_formats(tmp_path: Path) -> None:
-    path = tmp_path / "model.onnx"
+    path = tmp_path / "model.h5"
     path.write_text("not a model at all")
-    supported = r"not a recognised model file.*\.safetensors.*\.pt2.*TorchScript"
+    supported = r"not a recognised model file.*\.safetensors.*\.pt2.*TorchScript.*ONNX"
     with pytest.raises(ModelLoadError, match=supported):
         inspect_file(path)
 

@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 import compression
 import sample_models
+from compression.onnx_export import export_onnx
 from compression.recipe import Recipe
 
 PAGES = ["pages/overview.py", "pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/gradual.py",
@@ -174,6 +175,23 @@ def test_uploaded_state_dict_is_offered_in_the_sidebar(app):
     open_page(app, "pages/model.py")
     upload_model(app, "mlp.pt", saved_state_dict("mlp"))
     assert "mlp.pt" in app.sidebar.selectbox[0].options
+
+
+
+def test_uploaded_onnx_model_is_scored_and_its_compressed_weights_exported_back(app):
+    onnx_bytes = export_onnx(compression.load_model("mlp"))
+    open_page(app, "pages/model.py")
+    upload_model(app, "mlp.onnx", onnx_bytes)
+    assert_clean(app)
+    assert [s.value for s in app.subheader] == ["mlp.onnx"]
+    assert "onnxruntime" in app.caption[0].value
+    assert list(app.dataframe[0].value["layer"]) == ["fc1.weight", "fc2.weight", "fc3.weight"]
+    assert metric_value(app, "Baseline accuracy") == "0.9778"
+    app.session_state["recipe"] = {"prune": {"method": "magnitude", "amount": 0.5}}
+    open_page(app, "pages/export.py")
+    app.button(key="export_onnx").click().run(timeout=120)
+    assert_clean(app)
+    assert metric_value(app, "Accuracy in onnxruntime").startswith("0.9")
 
 
 class _RunsAShellCommand:

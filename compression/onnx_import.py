@@ -1,0 +1,223 @@
+"""ONNX models as modules: import an .onnx file, compress its weights, run it with onnxruntime.
+
+The engine needs named weights and a forward call, not torch code. So an imported graph's
+float initializers become this module's parameters (``fc1.weight`` keeps its name) and the
+graph is rewritten to take them as inputs: onnxruntime always runs the weights the module
+holds now, and a compressed copy runs its compressed weights through the same session.
+Weights that MatMul/Gemm read stored ``(in, out)`` are held transposed, ``(out, in)`` as in
+``torch.nn.Linear``, so structured and N:M pruning find output channels in rows as they do
+for torch layers. ``onnx_with_weights`` writes the graph back with the module's weights.
+
+An ONNX file is protobuf: parsed, never executed; files that keep tensors elsewhere
+(external data) are refused by ``onnx_export._checked``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from compression.errors import DataError, ModelLoadError
+from compression.evaluation import model_outputs
+from compression.evaluation_data import DEFAULT_BATCH_SIZE, InputSpec, random_evaluation
+from compression.model import LoadedModel
+from compression.onnx_export import OnnxRuntimeModule, _checked, _serialized
+from compression.safety import DEFAULT_MAX_FILE_BYTES
+
+ONNX_FORMAT = "onnx"
+# Float element types that become parameters; the rest (shapes, indices) stay constants.
+_WEIGHT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)
+_SYMBOLIC_LENGTH = 8  # rows of a free non-batch dimension in the example input
+
+
+@dataclass(frozen=True)
+class WeightBinding:
+    """Which initializer a parameter stands for, and whether it is held transposed."""
+
+    parameter: str
+    initializer: str
+    transposed: bool
+
+
+class _SharedRunner:
+    """The onnxruntime session, shared by every copy of the module.
+
+    Weights are fed on each run, so a deep copy with other weights (what ``compress`` makes)
+    needs no session of its own; sessions cannot be copied anyway.
+    """
+
+    def __init__(self, runner: OnnxRuntimeModule) -> None:
+        self.runner = runner
+
+    def __deepcopy__(self, memo: dict) -> _SharedRunner:
+        return self
+
+
+class OnnxGraphModule(nn.Module):
+    """An ONNX graph run by onnxruntime with this module's parameters as its weights."""
+
+    def __init__(self, proto: onnx.ModelProto, *, threads: int | None = None) -> None:
+        super().__init__()
+        uses = _weight_uses(proto.graph)
+        self.bindings: tuple[WeightBinding, ...] = ()
+        self.layer_types: dict[str, str] = {}
+        bindings = []
+        for initializer in proto.graph.initializer:
+            if initializer.data_type not in _WEIGHT_TYPES or not initializer.dims:
+                continue
+            layer_type, transposed = uses.get(initializer.name, (None, False))
+            values = torch.from_numpy(numpy_helper.to_array(initializer).copy())
+            parameter = nn.Parameter(values.t() if transposed else values, requires_grad=False)
+            path = _register(self, initializer.name, parameter)
+            bindings.append(WeightBinding(path, initializer.name, transposed))
+            if layer_type is not None:
+                self.layer_types[path] = layer_type
+        self.bindings = tuple(bindings)
+        self.original = proto.SerializeToString()
+        graph_inputs = [value.name for value in proto.graph.input]
+        self.user_inputs = tuple(name for name in graph_inputs if name not in {b.initializer for b in bindings})
+        self._runner = _SharedRunner(OnnxRuntimeModule(_weights_as_inputs(proto, bindings), threads=threads))
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if len(inputs) != len(self.user_inputs):
+            raise DataError(
+                f"the ONNX model takes {len(self.user_inputs)} input(s) ({', '.join(self.user_inputs)}); "
+                f"got {len(inputs)}."
+            )
+        batch = self._runner.runner.static_batch
+        if batch is not None and inputs[0].ndim and inputs[0].shape[0] != batch:
+            return model_outputs(self._run, inputs, batch)
+        return self._run(*inputs)
+
+    def _run(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self._runner.runner.run(*inputs, *self._weights())
+
+    def _weights(self) -> list[torch.Tensor]:
+        parameters = dict(self.named_parameters())
+        weights = []
+        for binding in self.bindings:
+            value = parameters[binding.parameter].detach()
+            weights.append(value.t().contiguous() if binding.transposed else value)
+        return weights
+
+
+def read_onnx(path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[LoadedModel, InputSpec]:
+    """An .onnx file as a LoadedModel evaluated on seeded random inputs (a data file replaces them)."""
+    proto = _checked(path.read_bytes(), path.name, max_file_bytes)
+    module = OnnxGraphModule(proto)
+    example, static_batch = _example_inputs(proto.graph, set(module.user_inputs))
+    spec = InputSpec(example, static_batch or DEFAULT_BATCH_SIZE)
+    try:
+        evaluation = random_evaluation(module, spec)
+    except DataError as error:
+        raise ModelLoadError(f"{path.name}: onnxruntime could not run the model on example inputs ({error}).") from None
+    producer = f" from {proto.producer_name}" if proto.producer_name else ""
+    model = LoadedModel(
+        name=path.name, format=ONNX_FORMAT, module=module, layer_types=dict(module.layer_types),
+        example_inputs=example, evaluation=evaluation,
+        description=f"ONNX graph{producer} ({len(proto.graph.node)} nodes) run by onnxruntime",
+    )
+    return model, spec
+
+
+def onnx_with_weights(module: OnnxGraphModule) -> bytes:
+    """The imported ONNX model with the module's current (e.g. compressed) weights."""
+    proto = onnx.load_model_from_string(module.original)
+    by_name = {initializer.name: initializer for initializer in proto.graph.initializer}
+    for binding, value in zip(module.bindings, module._weights()):
+        original = by_name[binding.initializer]
+        array = value.cpu().numpy().astype(onnx.helper.tensor_dtype_to_np_dtype(original.data_type))
+        original.CopyFrom(numpy_helper.from_array(array, binding.initializer))
+    return _serialized(proto, "ONNX model with compressed weights")
+
+
+# --- the graph -----------------------------------------------------------------------------
+
+
+def _weight_uses(graph: onnx.GraphProto) -> dict[str, tuple[str | None, bool]]:
+    """``{initializer: (layer type or None, held transposed)}`` for weights of Conv/Gemm/MatMul.
+
+    A weight used in two layouts (rare: tied weights read as Gemm and as MatMul) is kept as
+    stored and not listed as a layer.
+    """
+    ranks = {init.name: len(init.dims) for init in graph.initializer}
+    found: dict[str, set[tuple[str, bool]]] = {}
+    for node in graph.node:
+        if len(node.input) < 2 or node.input[1] not in ranks:
+            continue
+        weight, rank = node.input[1], ranks[node.input[1]]
+        attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
+        if node.op_type == "Conv" and 3 <= rank <= 5:
+            found.setdefault(weight, set()).add((f"Conv{rank - 2}d", False))
+        elif node.op_type == "Gemm" and rank == 2:
+            found.setdefault(weight, set()).add(("Linear", not attributes.get("transB", 0)))
+        elif node.op_type == "MatMul" and rank == 2:
+            found.setdefault(weight, set()).add(("Linear", True))
+    return {name: next(iter(uses)) if len(uses) == 1 else (None, False) for name, uses in found.items()}
+
+
+def _weights_as_inputs(proto: onnx.ModelProto, bindings: list[WeightBinding]) -> bytes:
+    """The graph taking the bound initializers as inputs, after its own and in binding order."""
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(proto)
+    graph = rewritten.graph
+    bound = {binding.initializer: binding for binding in bindings}
+    weights = [init for init in graph.initializer if init.name in bound]
+    kept = [init for init in graph.initializer if init.name not in bound]
+    users = [value for value in graph.input if value.name not in bound]  # drops declared defaults
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.input[:]
+    graph.input.extend(users)
+    graph.input.extend(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)) for init in weights)
+    return rewritten.SerializeToString()
+
+
+def _example_inputs(graph: onnx.GraphProto, user_inputs: set[str]) -> tuple[tuple[torch.Tensor, ...], int | None]:
+    """Two rows shaped like each graph input (free dimensions get a small size), and a fixed batch."""
+    examples, static_batch = [], None
+    for position, value in enumerate(v for v in graph.input if v.name in user_inputs):
+        tensor_type = value.type.tensor_type
+        if not value.type.HasField("tensor_type"):
+            raise ModelLoadError(f"graph input {value.name!r} is not a tensor; only tensor inputs are supported.")
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor_type.shape.dim]
+        if position == 0 and dims and dims[0] is not None:
+            static_batch = dims[0]
+        shape = [size if size is not None else (2 if axis == 0 else _SYMBOLIC_LENGTH) for axis, size in enumerate(dims)]
+        dtype = torch.from_numpy(np.zeros(0, onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))).dtype
+        # Integers as ones: token ids and attention masks both stay valid (random ids need a vocabulary).
+        examples.append(torch.zeros(shape, dtype=dtype) if dtype.is_floating_point else torch.ones(shape, dtype=dtype))
+    return tuple(examples), static_batch
+
+
+def _register(root: nn.Module, name: str, parameter: nn.Parameter) -> str:
+    """Register ``parameter`` under the initializer's dotted name, made valid; returns the path.
+
+    Segments keep letters, digits and underscores; a segment that clashes with an attribute
+    (``forward``, an existing parameter) gets a trailing underscore.
+    """
+    segments = [re.sub(r"\W", "_", segment) or "_" for segment in name.split(".")]
+    module, path = root, []
+    for segment in segments[:-1]:
+        child = module._modules.get(segment)
+        if child is None:
+            segment = _free_name(module, segment)
+            child = nn.Module()
+            module.add_module(segment, child)
+        module = child
+        path.append(segment)
+    leaf = _free_name(module, segments[-1])
+    module.register_parameter(leaf, parameter)
+    return ".".join([*path, leaf])
+
+
+def _free_name(module: nn.Module, name: str) -> str:
+    while hasattr(module, name):
+        name += "_"
+    return name
