@@ -8,6 +8,7 @@
     python -m compression sweep mlp --amounts 0,0.5,0.9 --bits 8,4 --csv sweep.csv
     python -m compression agp simplenet --final 0.9 --steps 6 --out simplenet-agp.packed
     python -m compression fuse bn_cnn --out bn_cnn-fused.pt2
+    python -m compression shrink simplenet --amount 0.5 --out simplenet-shrunk.pt2
     python -m compression export mlp --recipe recipe.json --format onnx --int8 dynamic --out mlp.onnx
     python -m compression sensitivity mlp --csv sensitivity.csv
     python -m compression distill mlp --width 16 --temperature 4 --alpha 0.7
@@ -19,15 +20,11 @@ file, and refuses to overwrite an input or an existing file (unless --force for 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
-
-import torch
 
 import compression
 import sample_models
@@ -45,8 +42,11 @@ from compression.onnx_export import (
     quantize_onnx_static,
 )
 from compression.packing import dense_safetensors
+from compression.program import program_bytes
+from compression.recipe import PRUNE_SCOPES, STRUCTURED_NORMS
 from compression.search import search_layerwise, search_sparsity
 from compression.sensitivity import DEFAULT_AMOUNTS, DEFAULT_BITS, sensitivity
+from compression.tflite_export import export_tflite
 
 EXIT_BAD_INPUT = 2
 
@@ -308,9 +308,7 @@ def command_fuse(args: argparse.Namespace) -> None:
         payload.update(max_output_difference=float(difference), metric=model.evaluation.metric,
                        value_before=compression.evaluate(model).value, value_after=compression.evaluate(fused_model).value)
     if out is not None:
-        buffer = io.BytesIO()
-        torch.export.save(torch.export.export(fused.module, model.example_inputs), buffer)
-        write_atomically(out, buffer.getvalue())
+        write_atomically(out, program_bytes(fused.module, model))
     if args.json:
         _print_json(payload)
         return
@@ -322,6 +320,52 @@ def command_fuse(args: argparse.Namespace) -> None:
               f"{payload['value_before']:.4f} -> {payload['value_after']:.4f}")
     if out is not None:
         print(f"wrote {out} (a torch.export program: load it with load_model or torch.export.load)")
+
+
+def command_shrink(args: argparse.Namespace) -> None:
+    out = _check_output(args.out, args)
+    model = _load(args)
+    result = compression.remove_channels(model, args.amount, norm=args.norm, scope=args.scope)
+    program = program_bytes(result.module, model)
+    payload: dict[str, Any] = {
+        "model": model.name,
+        "amount": args.amount,
+        "norm": args.norm,
+        "scope": args.scope,
+        "removed": result.removed,
+        "channels": {layer: len(indices) + result.module.get_submodule(layer).weight.shape[0]
+                     for layer, indices in result.removed.items()},
+        "skipped": result.skipped,
+        "parameters_before": result.parameters_before,
+        "parameters_after": result.parameters_after,
+        "masked_recipe": result.masked_recipe,
+    }
+    if model.evaluation is not None:
+        # Scored against the base model's data and outputs: a fidelity metric compares with the
+        # original, not with the smaller model itself.
+        masked = compression.compress(model, result.masked_recipe).module
+        smaller, masked_score = compression.evaluate(model, result.module), compression.evaluate(model, masked)
+        inputs, batch = model.evaluation.inputs, model.evaluation.batch_size
+        difference = (model_outputs(result.module, inputs, batch) - model_outputs(masked, inputs, batch)).abs().max()
+        payload.update(metric=smaller.metric, value=smaller.value, masked_value=masked_score.value,
+                       baseline_value=smaller.baseline_value, max_output_difference=float(difference))
+    write_atomically(out, program)
+    payload.update(file=str(out), file_bytes=len(program))
+    if args.json:
+        _print_json(payload)
+        return
+    print(f"{model.name}: structured channel removal at amount {args.amount} (norm {args.norm}, scope {args.scope})")
+    for layer, indices in result.removed.items():
+        print(f"removed {layer}: {len(indices)} of {payload['channels'][layer]} output channels")
+    for layer, reason in result.skipped.items():
+        print(f"kept whole {layer}: {reason}")
+    share = result.parameters_after / result.parameters_before if result.parameters_before else 1.0
+    print(f"parameters {result.parameters_before:,} -> {result.parameters_after:,} ({share:.1%})")
+    if "metric" in payload:
+        print(f"{payload['metric']}: smaller {payload['value']:.4f}, masked {payload['masked_value']:.4f}, "
+              f"baseline {payload['baseline_value']:.4f}; max |output difference| smaller vs masked "
+              f"{payload['max_output_difference']:.2e}")
+    print(f"wrote {out}: {len(program):,} B (a torch.export program: load it with load_model or torch.export.load)")
 
 
 def _print_progress(done: int, total: int, *_: Any) -> None:
@@ -392,31 +436,12 @@ def command_distill(args: argparse.Namespace) -> None:
         print(f"wrote {out} (the distilled student)")
 
 
-def _tflite_bytes(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> bytes:
-    """The module as a .tflite flatbuffer, through litert-torch's documented convert/export.
-
-    litert-torch is optional (it brings jax and ai-edge-litert, far more than the rest of the
-    lab), so it is imported here; without it the command says how to get it.
-    """
-    try:
-        import litert_torch
-    except ImportError:
-        raise CommandError(
-            "TFLite export needs the optional package litert-torch (pip install litert-torch; it brings "
-            "jax and ai-edge-litert), which this installation leaves out; --format onnx works here."
-        ) from None
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.tflite"
-        litert_torch.convert(module.eval(), example_inputs).export(str(path))
-        return path.read_bytes()
-
-
 def command_export(args: argparse.Namespace) -> None:
     out = _check_output(args.out, args)
     model = _load(args)
     module = compression.compress(model, _read_recipe(args.recipe)).module if args.recipe else model.module
     if args.format == "tflite":
-        write_atomically(out, _tflite_bytes(module, model.example_inputs))
+        write_atomically(out, export_tflite(model, module))
         print(f"wrote {out} (TFLite, float32 weights as compressed)")
         return
     program = export_onnx(model, module)
@@ -532,7 +557,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
     sub.add_argument("--int8", choices=["none", "dynamic", "qdq", "qoperator"], default="none",
                      help="onnxruntime int8: dynamic, or static (calibrated on training rows) as QDQ or QOperator")
-    sub.add_argument("--out", required=True, help="file to write (.onnx)")
+    sub.add_argument("--out", required=True, help="file to write (.onnx or .tflite)")
     sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--force", action="store_true", help="replace an existing output file")
@@ -540,6 +565,19 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("fuse", command_fuse, "fold BatchNorm into the conv or linear layer before it")
     sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")
     sub.add_argument("--out", help="write the fused model as a torch.export program (.pt2)")
+    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--force", action="store_true", help="replace an existing output file")
+
+    sub = command("shrink", command_shrink,
+                  "remove the output channels structured pruning would mask: a smaller dense model (.pt2)")
+    sub.add_argument("--amount", type=float, required=True,
+                     help="fraction of each layer's output channels to remove, in [0, 1)")
+    sub.add_argument("--norm", choices=STRUCTURED_NORMS, default="l1",
+                     help="channel score: mean |w| (l1) or RMS (l2)")
+    sub.add_argument("--scope", choices=PRUNE_SCOPES, default="layer",
+                     help="layer: the amount of each layer; global: one cut over all layers")
+    sub.add_argument("--out", required=True, help="write the smaller model as a torch.export program (.pt2)")
+    sub.add_argument("--data", help="evaluation data: .npz with x (and optional labels y)")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--force", action="store_true", help="replace an existing output file")
     return parser

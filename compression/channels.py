@@ -199,6 +199,14 @@ def remove_channels(
     reaches: dict[str, _Reach] = {}
     skipped: dict[str, str] = {}
     layers = [key.removesuffix("weight").removesuffix(".") for key in module_layer_types(module)]
+    if not layers:
+        # A torch.export program keeps its layers as graph operations: no module to shrink, while
+        # the masked recipe would still mask every weight its graph multiplies.
+        raise CompressionError(
+            f"{name} has no Linear or Conv1d/2d/3d modules for channel removal to follow (a torch.export "
+            "program keeps its layers as graph operations); load a zoo name, a state dict or a "
+            "Hugging Face folder, or use the structured masks of compress."
+        )
     for layer in layers:
         reach = _follow_layer(graph, module.get_submodule(layer), layer)
         if isinstance(reach, str):

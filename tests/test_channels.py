@@ -322,6 +322,13 @@ def test_a_torchscript_module_is_refused() -> None:
         remove_channels(torch.jit.script(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))), 0.5)
 
 
+def test_a_program_whose_layers_are_graph_operations_is_refused_not_masked_whole() -> None:
+    module = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    program = torch.export.export(module, (torch.randn(2, 4),)).module()
+    with pytest.raises(CompressionError, match="no Linear or Conv1d/2d/3d modules"):
+        remove_channels(program, 0.5)
+
+
 def test_something_other_than_a_model_is_refused() -> None:
     with pytest.raises(TypeError, match="LoadedModel or a torch.nn.Module; got dict"):
         remove_channels({}, 0.5)

@@ -5,9 +5,12 @@ import json
 import os
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
+import compression
 from compression.__main__ import EXIT_BAD_INPUT, main
+from compression.evaluation import model_outputs
 
 RECIPE = '{"prune": {"method": "magnitude", "amount": 0.5}, "quantize": {"scheme": "linear", "bits": 4}}'
 
@@ -149,5 +152,52 @@ def test_tflite_export_without_litert_torch_says_how_to_get_it(capsys, tmp_path,
     monkeypatch.setitem(__import__("sys").modules, "litert_torch", None)  # as if not installed
     status, _, err = run(capsys, "export", "mlp", "--format", "tflite", "--out", str(tmp_path / "m.tflite"))
     assert status == EXIT_BAD_INPUT
-    assert "pip install litert-torch" in err
+    assert "requirements-tflite.txt" in err and "litert-torch" in err
     assert not (tmp_path / "m.tflite").exists()
+
+
+def test_shrink_writes_a_smaller_program_with_the_outputs_of_remove_channels(capsys, tmp_path) -> None:
+    program = tmp_path / "simplenet-shrunk.pt2"
+    status, out, _ = run(capsys, "shrink", "simplenet", "--amount", "0.5", "--out", str(program), "--json")
+    payload = json.loads(out)
+    assert status == 0
+    assert payload["parameters_after"] < payload["parameters_before"]
+    assert list(payload["skipped"]) == ["fc1"]  # the classifier's outputs are the model's
+    assert payload["value"] == payload["masked_value"]
+    assert os.path.getsize(program) == payload["file_bytes"]
+
+    original = compression.load_model("simplenet")
+    expected = compression.remove_channels(original, 0.5).module
+    loaded = compression.load_model(str(program))
+    inputs = tuple(tensor[:64] for tensor in original.evaluation.inputs)
+    batch = loaded.evaluation.batch_size  # the program's static batch
+    assert sum(parameter.numel() for parameter in loaded.module.parameters()) == payload["parameters_after"]
+    torch.testing.assert_close(model_outputs(loaded.module, inputs, batch), model_outputs(expected, inputs, batch),
+                               rtol=0, atol=1e-5)
+
+
+def test_shrink_refuses_an_amount_outside_zero_to_one_in_one_line(capsys, tmp_path) -> None:
+    target = tmp_path / "shrunk.pt2"
+    status, _, err = run(capsys, "shrink", "mlp", "--amount", "1", "--out", str(target))
+    assert status == EXIT_BAD_INPUT
+    assert err.startswith("error: amount must be a number in [0, 1)") and err.count("\n") == 1
+    assert not target.exists()
+
+
+def test_shrink_refuses_to_overwrite_without_force(capsys, tmp_path) -> None:
+    target = tmp_path / "exists.pt2"
+    target.write_bytes(b"keep me")
+    status, _, err = run(capsys, "shrink", "mlp", "--amount", "0.5", "--out", str(target))
+    assert status == EXIT_BAD_INPUT
+    assert "--force" in err and err.count("\n") == 1
+    assert target.read_bytes() == b"keep me"
+
+
+def test_shrink_refuses_a_program_whose_layers_are_graph_operations(capsys, tmp_path) -> None:
+    source, target = tmp_path / "program.pt2", tmp_path / "shrunk.pt2"
+    module = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).eval()
+    torch.export.save(torch.export.export(module, (torch.randn(2, 4),)), source)
+    status, _, err = run(capsys, "shrink", str(source), "--amount", "0.5", "--out", str(target))
+    assert status == EXIT_BAD_INPUT
+    assert "no Linear or Conv1d/2d/3d modules" in err and err.count("\n") == 1
+    assert not target.exists()

@@ -24,6 +24,8 @@ import torch  # noqa: E402
 from playwright.sync_api import Page, expect  # noqa: E402
 
 import sample_models  # noqa: E402
+from compression.distillation import student_for  # noqa: E402
+from compression.loading import load_model  # noqa: E402
 
 IDLE = '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]'
 HISTOGRAM_PATHS_JS = """() => [...document.querySelectorAll('.st-key-prune_histogram .scatterlayer .trace path')]
@@ -43,6 +45,21 @@ PAGES = [
     ("", "Compression Lab", '[data-testid="stPageLink"]'),
 ]
 LINK_RECIPE = {"prune": {"method": "magnitude", "amount": 0.4, "scope": "layer"}}
+# A st.dataframe draws on a canvas; its cells are also in an accessible table inside it (text
+# that is not rendered, so read with textContent), one object per row keyed by column header.
+DATAFRAME_RECORDS_JS = """(frame) => {
+    const [header, ...body] = [...frame.querySelectorAll('table[role=grid] tr[role=row]')]
+        .map(row => [...row.querySelectorAll('th, td')].map(cell => cell.textContent));
+    return body.map(cells => Object.fromEntries(header.map((name, column) => [name, cells[column]])));
+}"""
+PLOTLY_TRACES_JS = "(plot) => plot.data.map(trace => ({name: trace.name, x: [...trace.x], y: [...trace.y]}))"
+# Records the widget keys of the distillation page's live charts (one per epoch) as they are drawn.
+WATCH_LIVE_CHARTS_JS = """() => {
+    window.liveCharts = new Set();
+    new MutationObserver(() => document.querySelectorAll('[class*="st-key-distill_chart_"]').forEach(
+        element => element.classList.forEach(name => name.startsWith('st-key-distill_chart_') && window.liveCharts.add(name))
+    )).observe(document.body, {subtree: true, childList: true});
+}"""
 
 @pytest.fixture(scope="module")
 def chromium_path() -> str:
@@ -88,6 +105,11 @@ def move_slider(page: Page, key: str, key_name: str, presses: int) -> None:
     page.locator(f".st-key-{key} input[type=range]").focus()
     for _ in range(presses):
         page.keyboard.press(key_name)
+
+
+def dataframe_records(frame) -> list[dict[str, str]]:
+    """The rows of the st.dataframe at locator ``frame``, each a dict from column header to cell text."""
+    return frame.evaluate(DATAFRAME_RECORDS_JS)
 
 
 def assert_no_error_on_page(page: Page) -> None:
@@ -272,4 +294,41 @@ def test_sensitivity_measures_spreads_a_budget_and_searches(page, app_url, scree
     expect(page.get_by_text("Largest sparsity within a drop of 0.010")).to_be_visible(timeout=120_000)
     wait_for_app(page)
     page.screenshot(path=screenshot_dir / "sensitivity.png", full_page=True)
+    assert_no_error_on_page(page)
+
+
+def test_distillation_trains_both_students_with_live_curves_and_compares_them(page, app_url, screenshot_dir):
+    width, epochs = 8, 3
+    student_parameters = sum(p.numel() for p in student_for(load_model("mlp"), width).parameters())
+    open_page(page, app_url, "distillation?model=mlp", ".st-key-distill_run")
+    move_slider(page, "distill_width", "ArrowLeft", 1)  # 16 -> 8 hidden units
+    move_slider(page, "distill_epochs", "Home", 1)
+    move_slider(page, "distill_epochs", "ArrowRight", epochs - 1)
+    expect(page.locator(".st-key-distill_width input[type=range]")).to_have_attribute("aria-valuetext", str(width))
+    expect(page.locator(".st-key-distill_epochs input[type=range]")).to_have_value(str(epochs))
+    expect(page.get_by_text(f"Student: {student_parameters:,} parameters")).to_be_visible()
+    wait_for_app(page)
+
+    page.evaluate(WATCH_LIVE_CHARTS_JS)
+    page.get_by_role("button", name="Train both students").click()
+    results = page.get_by_test_id("stDataFrame")
+    expect(results.locator("tbody tr[role=row]")).to_have_count(3, timeout=120_000)
+    wait_for_app(page)
+    assert page.evaluate("() => window.liveCharts.size") >= 1  # drawn while the students trained
+
+    rows = {row["model"].split(" (")[0]: row for row in dataframe_records(results)}
+    distilled, labels_only = float(rows["student, distilled"]["Accuracy"]), float(rows["student, labels only"]["Accuracy"])
+    assert 0 <= distilled <= 1 and 0 <= labels_only <= 1
+    assert int(rows["student, distilled"]["parameters"]) == int(rows["student, labels only"]["parameters"]) == student_parameters
+
+    traces = {trace["name"]: trace for trace in page.locator(".st-key-distill_chart .js-plotly-plot").evaluate(PLOTLY_TRACES_JS)}
+    assert set(traces) == {"Accuracy, distilled", "training loss, distilled",
+                           "Accuracy, labels only", "training loss, labels only"}
+    assert all(trace["x"] == list(range(1, epochs + 1)) and len(trace["y"]) == epochs for trace in traces.values())
+    assert traces["Accuracy, distilled"]["y"][-1] == pytest.approx(distilled)  # the table gives the last epoch's
+    assert traces["Accuracy, labels only"]["y"][-1] == pytest.approx(labels_only)
+    assert all(loss > 0 for name, trace in traces.items() if name.startswith("training loss") for loss in trace["y"])
+
+    page.set_viewport_size({"width": 1400, "height": 1200})  # the chart and the table in one picture
+    page.screenshot(path=screenshot_dir / "distillation.png")
     assert_no_error_on_page(page)
