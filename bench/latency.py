@@ -9,11 +9,14 @@ forward pass of:
 - torch fp32: the base module (the reference every ratio is taken against);
 - torch 90% sparse: ``compress`` with 90% global magnitude pruning, run by the same dense
   kernels (zeros are multiplied like any other value);
-- torch channels removed: ``compression.channels.remove_channels(model, 0.5)``, a smaller dense
-  model, only where that module and function exist;
+- torch 50% channels removed: ``compression.channels.remove_channels(model, 0.5)``, a smaller dense
+  model (left out, with a note saying why, for a model it cannot be applied to);
 - ORT fp32: the ``export_onnx`` model in onnxruntime (CPUExecutionProvider);
 - ORT int8 dynamic: ``quantize_onnx_dynamic`` (int8 weights, activations quantized per call);
 - ORT int8 static QDQ: ``quantize_onnx_static`` calibrated on the training split.
+
+The variants are built by ``compression.latency.standard_variants`` (the dashboard's Export page
+times the same set), the notes' reasons come from its techniques.
 
 Every variant of a (model, batch) is warmed up, then timed in ``--samples`` rounds (fewer,
 at least 5, where one round takes longer than ``--budget-s`` allows: MiniLM at batch 64);
@@ -32,7 +35,6 @@ The last line summarises the ratios.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import statistics
@@ -50,29 +52,27 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from compression.compress import compress  # noqa: E402
-from compression.evaluation import evaluate  # noqa: E402
-from compression.loading import load_model  # noqa: E402
-from compression.onnx_export import (  # noqa: E402
-    OnnxRuntimeModule,
-    calibration_inputs_for,
-    evaluate_onnx,
-    export_onnx,
-    quantize_onnx_dynamic,
-    quantize_onnx_static,
+from compression.latency import (  # noqa: E402
+    NO_SPEEDUP,
+    ORT_FP32,
+    TORCH_FP32,
+    StandardVariants,
+    Technique,
+    cpu_info,
+    standard_variants,
+    variant_scores,
 )
+from compression.loading import load_model  # noqa: E402
+from compression.onnx_export import OnnxRuntimeModule  # noqa: E402
 
 DIGITS = ("simplenet", "mlp", "bn_cnn")
 BATCHES = (1, 64)
 SPARSITY = 0.9
-CHANNEL_AMOUNT = 0.5
+SPARSE_RECIPE = {"prune": {"method": "magnitude", "amount": SPARSITY, "scope": "global"}}
 MIN_SAMPLES = 5
 WARMUP_S = 1.0
-NO_SPEEDUP = 1.1  # a ratio below this is reported as no speed-up
 MINILM_SCORED_ROWS = 128
 MINILM_CALIBRATION_ROWS = 128
-TORCH_FP32 = "torch fp32"
-ORT_FP32 = "ORT fp32"
 
 
 @dataclass
@@ -94,26 +94,6 @@ class Variant:
         return statistics.median(self.cpu_samples)
 
 
-# --------------------------------------------------------------------------- machine
-
-
-def cpu_description() -> tuple[str, list[str]]:
-    """The CPU model and which int8 dot-product extensions (VNNI) its flags list."""
-    name, flags = "unknown CPU", set()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and name == "unknown CPU":
-                    name = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    vnni = [label for flag, label in (("avx512_vnni", "AVX512-VNNI"), ("avx_vnni", "AVX-VNNI")) if flag in flags]
-    return name, vnni
-
-
 # --------------------------------------------------------------------------- variants
 
 
@@ -125,70 +105,45 @@ def torch_variant(label: str, module: torch.nn.Module, inputs: tuple[torch.Tenso
     return Variant(label, lambda: module(*inputs), state_bytes(module), score)
 
 
-def onnx_variant(label: str, onnx_bytes: bytes, inputs: tuple[torch.Tensor, ...], threads: int, score: float) -> Variant:
-    runner = OnnxRuntimeModule(onnx_bytes, threads=threads)
+def onnx_variant(label: str, runner: OnnxRuntimeModule, size_bytes: int, inputs: tuple[torch.Tensor, ...],
+                 score: float) -> Variant:
+    # The session itself, fed arrays made once: the time of onnxruntime's run, not of the conversion.
     feeds = {name: np.ascontiguousarray(t.numpy()) for name, t in zip(runner.input_names, inputs)}
     outputs = [runner.output_name]
-    return Variant(label, lambda: runner.session.run(outputs, feeds), len(onnx_bytes), score)
-
-
-def channel_remover() -> Callable | None:
-    """``compression.channels.remove_channels`` where it exists; None otherwise."""
-    if importlib.util.find_spec("compression.channels") is None:
-        return None
-    from compression import channels
-
-    return getattr(channels, "remove_channels", None)
+    return Variant(label, lambda: runner.session.run(outputs, feeds), size_bytes, score)
 
 
 @dataclass
 class Prepared:
-    """One model's modules and ONNX files, built once for every batch size."""
+    """One model's variants (``standard_variants``) and their scores, built once for every batch size."""
 
     name: str
     inputs: tuple[torch.Tensor, ...]  # evaluation rows to slice batches from
-    modules: dict[str, torch.nn.Module]
-    onnx: dict[str, bytes]
+    built: StandardVariants
     scores: dict[str, float]
     metric: str
     notes: list[str]
 
 
-def prepare(name: str, remove_channels: Callable | None, threads: int) -> Prepared:
+def prepare(name: str, threads: int) -> Prepared:
     model = load_model(name)
-    samples = MINILM_SCORED_ROWS if name == "minilm" else None
-    notes = []
-    modules = {TORCH_FP32: model.module}
-    modules[f"torch {SPARSITY:.0%} sparse"] = compress(
-        model, {"prune": {"method": "magnitude", "amount": SPARSITY, "scope": "global"}}
-    ).module
-    if remove_channels is not None:
-        try:
-            result = remove_channels(model, CHANNEL_AMOUNT)
-        except Exception as error:  # noqa: BLE001 - another engineer's module: report, never stop the bench
-            reason = str(error).split("; ")[0]
-            notes.append(f"note: {name}: no channels-cut row: remove_channels({CHANNEL_AMOUNT}) refused it ({reason})")
-        else:
-            modules[f"torch {CHANNEL_AMOUNT:.0%} channels cut"] = result.module
-    fp32 = export_onnx(model)
-    calibration = calibration_inputs_for(model)
-    if name == "minilm":
-        calibration = tuple(t[:MINILM_CALIBRATION_ROWS] for t in calibration)
-    onnx_files = {
-        ORT_FP32: fp32,
-        "ORT int8 dynamic": quantize_onnx_dynamic(fp32),
-        "ORT int8 static QDQ": quantize_onnx_static(fp32, calibration, format="qdq"),
-    }
-    scores = {label: evaluate(model, module, samples=samples).value for label, module in modules.items()}
-    for label, data in onnx_files.items():
-        scores[label] = evaluate_onnx(model, data, samples=samples, threads=threads).value
-    return Prepared(name, model.evaluation.inputs, modules, onnx_files, scores, model.evaluation.metric, notes)
+    minilm = name == "minilm"
+    built = standard_variants(model, SPARSE_RECIPE, recipe_label=f"torch {SPARSITY:.0%} sparse", threads=threads,
+                              calibration_rows=MINILM_CALIBRATION_ROWS if minilm else None)
+    notes = [f"note: {name}: no {label!r} row: {reason.split('; ')[0]}" for label, reason in built.skipped.items()]
+    scores = variant_scores(model, built.modules, samples=MINILM_SCORED_ROWS if minilm else None)
+    return Prepared(name, model.evaluation.inputs, built, scores, model.evaluation.metric, notes)
 
 
-def variants(prepared: Prepared, batch: int, threads: int) -> list[Variant]:
+def variants(prepared: Prepared, batch: int) -> list[Variant]:
     inputs = tuple(t[:batch] for t in prepared.inputs)
-    built = [torch_variant(label, m, inputs, prepared.scores[label]) for label, m in prepared.modules.items()]
-    built += [onnx_variant(label, data, inputs, threads, prepared.scores[label]) for label, data in prepared.onnx.items()]
+    built = []
+    for label, module in prepared.built.modules.items():
+        if isinstance(module, OnnxRuntimeModule):
+            size = len(prepared.built.onnx_files[label])
+            built.append(onnx_variant(label, module, size, inputs, prepared.scores[label]))
+        else:
+            built.append(torch_variant(label, module, inputs, prepared.scores[label]))
     return built
 
 
@@ -267,11 +222,12 @@ def main() -> None:
 
     warnings.filterwarnings("ignore", message="quant_pre_process failed")  # MiniLM: retried without it
     torch.set_num_threads(args.threads)
-    cpu, vnni = cpu_description()
-    remove_channels = channel_remover()
+    cpu = cpu_info()
     names = DIGITS + (("minilm",) if args.minilm else ())
-    print(f"measured on this machine: {cpu}, {len(os.sched_getaffinity(0))} usable cores; "
-          f"int8 dot-product extensions: {', '.join(vnni) if vnni else 'no AVX512-VNNI, no AVX-VNNI'}")
+    extensions = {None: "unknown (no /proc/cpuinfo flags)", (): "no AVX512-VNNI, no AVX-VNNI"}.get(
+        cpu.int8_dot, ", ".join(cpu.int8_dot or ()))
+    print(f"measured on this machine: {cpu.name}, {len(os.sched_getaffinity(0))} usable cores; "
+          f"int8 dot-product extensions: {extensions}")
     print(f"threads: torch.set_num_threads({args.threads}); onnxruntime intra_op_num_threads={args.threads}, "
           f"inter_op_num_threads=1, CPUExecutionProvider; torch {torch.__version__}; "
           f"{args.samples} samples of ~{args.sample_ms:g} ms after {args.warmup} warm-up calls; "
@@ -284,26 +240,30 @@ def main() -> None:
     def basis(variant: Variant) -> float:
         return variant.median_cpu_ms if on_cpu else variant.median_ms
 
-    header = (f"{'model':10} {'batch':>5}  {'variant':22} {'ms/batch':>9} {'cpu ms':>8} {'vs torch':>9} {'vs ORT':>7} "
+    header = (f"{'model':10} {'batch':>5}  {'variant':26} {'ms/batch':>9} {'cpu ms':>8} {'vs torch':>9} {'vs ORT':>7} "
               f"{'size KB':>9} {'score':>7} {'runs':>4}")
-    rows: list[tuple[str, int, Variant, float, float | None]] = []
+    rows: list[tuple[str, int, Variant, float]] = []
+    measured: dict[tuple[str, int, str], float] = {}  # (model, batch, variant) → the ratios' basis
+    techniques: dict[str, Technique] = {}
     notes: list[str] = []
     lines = []
     for name in names:
         start = time.perf_counter()
-        prepared = prepare(name, remove_channels, args.threads)
+        prepared = prepare(name, args.threads)
+        techniques.update(prepared.built.techniques)
         notes += prepared.notes
         for batch in BATCHES:
-            candidates = variants(prepared, batch, args.threads)
+            candidates = variants(prepared, batch)
             with torch.inference_mode():
                 samples = time_variants(candidates, args.samples, args.sample_ms, args.warmup, args.budget_s)
+            measured.update({(name, batch, v.label): basis(v) for v in candidates})
             reference = basis(candidates[0])
-            ort = next(basis(v) for v in candidates if v.label == ORT_FP32)
+            ort = measured.get((name, batch, ORT_FP32))
             for variant in candidates:
                 ratio = reference / basis(variant)
-                vs_ort = ort / basis(variant) if "int8" in variant.label else None
-                rows.append((name, batch, variant, ratio, vs_ort))
-                lines.append(f"{name:10} {batch:>5}  {variant.label:22} {variant.median_ms:>9.3f} "
+                vs_ort = ort / basis(variant) if "int8" in variant.label and ort is not None else None
+                rows.append((name, batch, variant, ratio))
+                lines.append(f"{name:10} {batch:>5}  {variant.label:26} {variant.median_ms:>9.3f} "
                              f"{variant.median_cpu_ms:>8.3f} {ratio:>8.2f}x "
                              f"{f'{vs_ort:.2f}x' if vs_ort is not None else '':>7} {variant.size_bytes / 1024:>9.1f} "
                              f"{variant.score:>7.4f} {samples:>4}")
@@ -321,31 +281,14 @@ def main() -> None:
           "ORT fp32 / this variant, the int8 step alone; size: state_dict or ONNX file; score: accuracy, or cosine "
           f"to the base embeddings for MiniLM on its first {MINILM_SCORED_ROWS} sentences)")
 
-    labels = list(dict.fromkeys(variant.label for _, _, variant, _, _ in rows if variant.label != TORCH_FP32))
-    int8_reason = (
-        f"this CPU has {' and '.join(vnni)}, so the int8 arithmetic is cheap; on layers this small, quantizing "
-        "activations at each call and the quantize/dequantize steps cost what int8 saves"
-        if vnni else
-        "this CPU has no VNNI: int8 dot products go through 16-bit multiply-adds (VPMADDUBSW), about the speed of fp32 FMA"
-    )
-    for label in labels:
-        vs_torch = [(f"{n} b{b}", r) for n, b, v, r, _ in rows if v.label == label]
-        if "sparse" in label:
-            note = ratio_note(label, vs_torch, TORCH_FP32, "unstructured zeros are multiplied by the same dense kernels")
-        elif "int8" in label:
-            vs_ort = [(f"{n} b{b}", o) for n, b, v, _, o in rows if v.label == label]
-            reason = int8_reason
-            if "dynamic" in label:
-                reason += "; dynamic int8 convolutions run as ConvInteger plus float rescaling, unfused"
-            note = ratio_note(label, vs_ort, ORT_FP32, reason)
-        elif label == ORT_FP32:
-            note = ratio_note(label, vs_torch, TORCH_FP32, "onnxruntime's fp32 kernels are no faster than torch's here")
-        else:
-            note = ratio_note(label, vs_torch, TORCH_FP32, "the layers it cut are too small for fewer channels to save time")
+    labels = list(dict.fromkeys(variant.label for _, _, variant, _ in rows if variant.label != TORCH_FP32))
+    for label in labels:  # each technique against its reference: int8 against ORT fp32, the rest against torch fp32
+        technique = techniques[label]
+        ratios = [(f"{n} b{b}", measured[(n, b, technique.reference)] / measured[(n, b, label)])
+                  for n, b, v, _ in rows if v.label == label and (n, b, technique.reference) in measured]
+        note = ratio_note(label, ratios, technique.reference, technique.why_not_faster) if ratios else None
         if note:
             notes.append(note)
-    if remove_channels is None:
-        notes.append("(no torch channels-removed row: compression.channels.remove_channels does not exist here)")
     load, cores = os.getloadavg()[0], len(os.sched_getaffinity(0))
     if load > cores - args.threads + 0.5:
         notes.append(f"note: the machine was busy (load average {load:.2f} on {cores} cores): compare the ratios of "
@@ -354,7 +297,7 @@ def main() -> None:
 
     summary = []
     for label in labels:
-        ratios = [r for _, _, v, r, _ in rows if v.label == label]
+        ratios = [r for _, _, v, r in rows if v.label == label]
         summary.append(f"{label} {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]")
     print(f"summary, speed-up vs torch fp32 (median [range] over {len(names)} models x batch {'/'.join(map(str, BATCHES))}, "
           f"{args.threads} thread{'s' if args.threads > 1 else ''}, load average {os.getloadavg()[0]:.2f} at the end): "

@@ -1,15 +1,23 @@
 """Export page: the packed model, its dense weights, the recipe, and the CLI that redoes it."""
 import io
 import json
+import os
 import shlex
 
 import streamlit as st
 import torch
 
 import compression
-from compression.latency import latency_table
+from compression.latency import (
+    TORCH_FP32,
+    cpu_info,
+    latency_table,
+    standard_variants,
+    torch_threads,
+    variant_scores,
+    verdicts,
+)
 from compression.onnx_export import (
-    OnnxRuntimeModule,
     calibration_inputs_for,
     evaluate_onnx,
     export_onnx,
@@ -126,23 +134,48 @@ if export_key in exports:
 
 st.subheader("Latency, measured on this machine")
 st.markdown(
-    "Median wall-clock time of one batch (after warm-up), for the uncompressed model, this recipe's "
-    "model in torch, and its ONNX export in onnxruntime when you have made one above. Zeros from "
-    "unstructured pruning and fake-quantized weights still run through torch's dense float kernels, so "
-    "expect no speed-up from them there; onnxruntime and int8 may help, depending on the CPU and layer sizes."
+    "Median time of one batch of 1 and of 64 rows, after warm-up, the variants timed in turns. "
+    "Each row changes one thing: **torch fp32** is the uncompressed model; **torch, this recipe** the recipe's "
+    "model, same shapes; **channels removed** a smaller dense model (structured pruning at the recipe's amount, "
+    "else 50%); **ORT** the uncompressed model exported to ONNX and run by onnxruntime, in float32 and in int8 "
+    "(int8 is compared with ORT fp32). The verdicts below say which of these run faster here."
 )
-timings = st.session_state.setdefault("latency_tables", {})
+timings = st.session_state.setdefault("latency_reports", {})  # (model, recipe) → the last measurement
+latency_key = (choice, state.recipe_json())
+threads = st.columns([1, 4])[0].number_input(
+    "Threads", min_value=1, max_value=os.cpu_count() or 1, value=1, step=1, key="export_latency_threads",
+    help="torch and onnxruntime intra-op threads while timing. With one, all the work runs on one thread and is "
+         "timed by that thread's CPU time, which other programs' load does not inflate; with more, by the wall "
+         "clock, and torch waits at each layer for any core that another program holds.",
+)
 if st.button("Measure latency", key="export_latency"):
-    variants = {"torch, uncompressed": model.module, "torch, this recipe": result.module}
-    if export_key in exports:
-        variants[f"onnxruntime, this recipe ({'float32' if int8 == 'none' else 'int8 ' + int8})"] = \
-            OnnxRuntimeModule(exports[export_key][0])
-    with st.spinner("Timing batches of 1 and 64…"):
-        timings[export_key] = latency_table(model, variants)
-if export_key in timings:
-    table = timings[export_key].rename(columns={"ms_per_batch": "ms per batch", "speed_up": "speed-up vs uncompressed"})
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"ms per batch": st.column_config.NumberColumn(format="%.3f"),
-                                "speed-up vs uncompressed": st.column_config.NumberColumn(format="%.2fx")})
-    st.caption(f"{torch.get_num_threads()} torch threads; onnxruntime uses one per core. Timings move with the "
-               "machine's load: compare rows of one measurement. `python bench/latency.py` gives the full table.")
+    with st.spinner("Building the variants: channel removal, ONNX export, int8 quantization…"):
+        built = standard_variants(model, result.report.recipe, recipe_module=result.module, threads=threads,
+                                  calibration_rows=state.live_samples(model))
+    bar = st.progress(0.0, text="Timing…")
+    with torch_threads(threads):
+        table = latency_table(model, built.modules, cpu_time=threads == 1,
+                              progress=lambda done, total, what: bar.progress(done / total, text=f"Timing {what}"))
+    bar.empty()
+    with st.spinner("Scoring each variant…"):
+        scores = variant_scores(model, built.modules, samples=state.live_samples(model))
+    timings[latency_key] = (table, scores, verdicts(table, built.techniques), built.skipped, threads)
+if latency_key in timings:
+    table, scores, found, skipped, measured_threads = timings[latency_key]
+    shown = table.rename(columns={"ms_per_batch": "ms per batch", "speed_up": f"speed-up vs {TORCH_FP32}"})
+    columns = {"ms per batch": st.column_config.NumberColumn(format="%.3f"),
+               f"speed-up vs {TORCH_FP32}": st.column_config.NumberColumn(format="%.2fx")}
+    if scores:
+        metric = controls.metric_label(model.evaluation.metric)
+        shown[metric] = shown["variant"].map(scores)
+        columns[metric] = st.column_config.NumberColumn(format="%.4f")
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=columns, height=35 * (len(shown) + 1) + 3)
+    cpu = cpu_info()
+    st.caption(f"Measured on this machine: {cpu.name} ({cpu.vnni_note}), {measured_threads} thread"
+               f"{'s' if measured_threads > 1 else ''} (torch and onnxruntime), "
+               + ("timed by the thread's CPU time. " if measured_threads == 1 else "timed by the wall clock. ")
+               + "Timings move with the machine's load: compare rows of one measurement.")
+    for verdict in found:
+        (st.success if verdict.faster else st.info)(verdict.text)
+    for label, reason in skipped.items():
+        st.caption(f"No row for {label}: {reason}")

@@ -601,18 +601,6 @@ def test_export_to_int8_onnx_is_scored_by_onnxruntime_and_offered_for_download(a
     assert "export mlp" in app.code[-1].value
 
 
-def test_latency_is_measured_for_the_base_the_recipe_and_its_onnx_export(app):
-    open_link(app, "mlp", json.dumps({"prune": {"method": "magnitude", "amount": 0.5}}))
-    open_page(app, "pages/export.py")
-    app.button(key="export_onnx").click().run(timeout=120)
-    app.button(key="export_latency").click().run(timeout=120)
-    assert_clean(app)
-    table = app.dataframe[-1].value
-    assert list(table["variant"].unique()) == ["torch, uncompressed", "torch, this recipe",
-                                                "onnxruntime, this recipe (float32)"]
-    assert sorted(table["batch"].unique()) == [1, 64]
-
-
 def test_structured_pruning_offers_a_smaller_dense_model_with_the_masked_accuracy(app):
     recipe = {"prune": {"method": "structured", "amount": 0.5, "scope": "layer"}}
     open_link(app, "simplenet", json.dumps(recipe))
