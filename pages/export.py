@@ -1,11 +1,9 @@
 """Export page: the packed model, its dense weights, the recipe, and the CLI that redoes it."""
-import io
 import json
 import os
 import shlex
 
 import streamlit as st
-import torch
 
 import compression
 from compression.latency import (
@@ -25,6 +23,8 @@ from compression.onnx_export import (
     quantize_onnx_static,
 )
 from compression.packing import dense_safetensors
+from compression.program import program_bytes
+from compression.tflite_export import INSTALL_HINT, export_tflite, tflite_available
 from ui import controls, state
 
 state.require_navigation()
@@ -89,10 +89,13 @@ if prune_section.get("method") == "structured" and "amount" in prune_section:
             st.caption("Kept whole, so the metric is that of this recipe with these layers unpruned: "
                        + "; ".join(f"{name}: {why}" for name, why in smaller.skipped.items()))
         if st.button("Prepare the smaller model (.pt2)", key="export_smaller"):
-            buffer = io.BytesIO()
-            torch.export.save(torch.export.export(smaller.module, model.example_inputs), buffer)
-            st.download_button("Download the smaller model (.pt2)", buffer.getvalue(), file_name=f"{stem}-smaller.pt2",
-                               mime="application/octet-stream", key="export_smaller_download")
+            try:
+                program = program_bytes(smaller.module, model)
+            except compression.CompressionError as error:
+                st.error(f"The smaller model could not be exported: {error}")
+            else:
+                st.download_button("Download the smaller model (.pt2)", program, file_name=f"{stem}-smaller.pt2",
+                                   mime="application/octet-stream", key="export_smaller_download")
 
 st.subheader("Run it elsewhere: ONNX")
 st.markdown(
@@ -100,7 +103,7 @@ st.markdown(
     "**int8** stores weights as 8-bit integers for onnxruntime's integer kernels: *dynamic* quantizes "
     "activations on the fly; *static* calibrates their ranges once on training rows (QDQ: quantize/dequantize "
     "pairs around float ops; QOperator: integer operators). Whether that runs faster depends on the CPU: "
-    "`python bench/latency.py` measures it on this machine."
+    "the latency table below measures it on this machine."
 )
 int8 = st.segmented_control("int8", ["none", "dynamic", "qdq", "qoperator"], default="none", key="export_int8",
                             format_func={"none": "float32", "dynamic": "int8 dynamic", "qdq": "int8 static (QDQ)",
@@ -131,6 +134,29 @@ if export_key in exports:
     st.code(shlex.join(["python", "-m", "compression", "export", source, "--recipe",
                         json.dumps(result.report.recipe, separators=(",", ":")), "--int8", int8, "--out", f"{stem}.onnx"]),
             language="bash")
+
+st.subheader("Run it on a phone: TFLite")
+st.markdown(
+    "The compressed model converted by **litert-torch** to a `.tflite` flatbuffer for LiteRT (TensorFlow Lite) "
+    "on Android, iOS and microcontrollers; the weights are the recipe's values in float32. The file takes "
+    "batches of exactly the example's size (litert-torch cannot lower a dynamic batch)."
+)
+if not tflite_available():
+    st.info(f"TFLite export needs an optional package: `{INSTALL_HINT}`.")
+else:
+    tflite_files = st.session_state.setdefault("tflite_exports", {})  # (model, recipe) → bytes
+    tflite_key = (choice, state.recipe_json())
+    if st.button("Convert to TFLite", key="export_tflite"):
+        try:
+            with st.spinner("Converting with litert-torch (10-20 s for the sample models)…"):
+                tflite_files[tflite_key] = export_tflite(model, result.module)
+        except compression.CompressionError as error:
+            st.error(f"TFLite export failed: {error}")
+    if tflite_key in tflite_files:
+        columns = st.columns(3)
+        columns[0].metric("TFLite file", controls.format_bytes(len(tflite_files[tflite_key])))
+        columns[1].download_button("Download .tflite", tflite_files[tflite_key], file_name=f"{stem}.tflite",
+                                   mime="application/octet-stream")
 
 st.subheader("Latency, measured on this machine")
 st.markdown(

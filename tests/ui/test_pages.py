@@ -601,6 +601,15 @@ def test_export_to_int8_onnx_is_scored_by_onnxruntime_and_offered_for_download(a
     assert "export mlp" in app.code[-1].value
 
 
+def test_tflite_conversion_offers_the_compressed_model_as_a_tflite_file(app):
+    pytest.importorskip("litert_torch")
+    open_link(app, "mlp", json.dumps({"prune": {"method": "magnitude", "amount": 0.5}}))
+    open_page(app, "pages/export.py")
+    app.button(key="export_tflite").click().run(timeout=180)
+    assert_clean(app)
+    assert metric_value(app, "TFLite file").endswith("KiB")
+
+
 def test_structured_pruning_offers_a_smaller_dense_model_with_the_masked_accuracy(app):
     recipe = {"prune": {"method": "structured", "amount": 0.5, "scope": "layer"}}
     open_link(app, "simplenet", json.dumps(recipe))
