@@ -457,7 +457,7 @@ def command_export(args: argparse.Namespace) -> None:
     if args.json:
         _print_json(payload)
         return
-    scored = f"; onnxruntime {payload['metric']} {payload['value']:.4f} (torch baseline {payload['baseline_value']:.4f})" if "metric" in payload else ""
+    scored = f"; onnxruntime {payload['metric']} {payload['value']:.4f} (uncompressed model {payload['baseline_value']:.4f})" if "metric" in payload else ""
     print(f"wrote {out}: {len(program):,} B{scored}")
 
 
