@@ -164,11 +164,32 @@ def _nominal_fp32_bytes(state: Mapping[str, torch.Tensor]) -> int:
     return sum(t.numel() * 4 if t.is_floating_point() else t.numel() * t.element_size() for t in state.values())
 
 
-def _targets(loaded: LoadedModel, state: Mapping[str, torch.Tensor], recipe: Recipe) -> list[str]:
+def _tied_names(state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Each state-dict name whose tensor is an earlier name's (tied weights), mapped to that name.
+
+    >>> shared = torch.zeros(2)
+    >>> _tied_names({"a": shared, "b": torch.zeros(2), "c": shared})
+    {'c': 'a'}
+    """
+    first: dict[tuple, str] = {}
+    tied = {}
+    for name, tensor in state.items():
+        if tensor.numel() == 0:
+            continue
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
+        tied[name] = first.setdefault(key, name)
+    return {name: primary for name, primary in tied.items() if name != primary}
+
+
+def _targets(loaded: LoadedModel, state: Mapping[str, torch.Tensor], recipe: Recipe, tied: Mapping[str, str]) -> list[str]:
+    # A tied tensor is compressed once, under its first name; its other names follow it.
     names = [
         name
         for name, tensor in state.items()
-        if recipe.selects(name, name in loaded.layer_types) and tensor.is_floating_point() and tensor.numel() > 0
+        if name not in tied
+        and recipe.selects(name, name in loaded.layer_types)
+        and tensor.is_floating_point()
+        and tensor.numel() > 0
     ]
     for pattern in recipe.include:
         if not any(fnmatch.fnmatchcase(name, pattern) for name in state):
@@ -269,7 +290,8 @@ def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] 
     recipe = as_recipe(recipe)
     loaded = _as_loaded(model)
     state = loaded.module.state_dict()
-    targets = _targets(loaded, state, recipe)
+    tied = _tied_names(state)
+    targets = _targets(loaded, state, recipe, tied)
     prune_specs = {name: spec for name in targets if (spec := recipe.specs_for(name)[0]) is not None}
     masks = compute_masks({name: state[name] for name in prune_specs}, prune_specs)
 
@@ -293,7 +315,12 @@ def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] 
         )
         del mask, quantized  # the codes are packed by now: not alive while the next tensor is worked on
 
-    raw = {name: tensor for name, tensor in state.items() if name not in encoded}
+    # The other names of a compressed tied tensor hold its compressed values, as in the module.
+    raw = {
+        name: replacements[tied[name]].to(tensor.dtype) if tied.get(name) in replacements else tensor
+        for name, tensor in state.items()
+        if name not in encoded
+    }
     packed = PackedModel(encoded=encoded, raw=raw, recipe_json=recipe.to_json(), model_name=loaded.name)
     report = _report(loaded, recipe, state, layers, packed, replacements, ranges, spreads)
     return CompressionResult(module=_rebuilt_module(loaded.module, replacements), report=report, packed=packed)

@@ -175,15 +175,17 @@ class PackedModel:
         return out
 
     def metadata(self) -> dict[str, str]:
+        # Keys sorted, but the recipe kept as its canonical JSON has it: the order of its
+        # override patterns decides which one wins, and sorting them would change the recipe.
         index = {
+            "encoded": _sorted_keys({name: encoded.entry for name, encoded in self.encoded.items()}),
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
             "model": self.model_name,
-            "recipe": json.loads(self.recipe_json),
-            "encoded": {name: encoded.entry for name, encoded in self.encoded.items()},
             "raw": sorted(self.raw),
+            "recipe": json.loads(self.recipe_json),
+            "version": FORMAT_VERSION,
         }
-        return {_METADATA_KEY: json.dumps(index, sort_keys=True)}
+        return {_METADATA_KEY: json.dumps(index)}
 
     @property
     def encoded_bytes(self) -> int:
@@ -221,6 +223,14 @@ class PackedModel:
         # serde_json's compact output, which Python's json matches byte for byte with these options.
         header_length = len(json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
         return 8 + -(-header_length // 8) * 8 + offset
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
 
 
 @functools.lru_cache(maxsize=None)

@@ -44,11 +44,16 @@ def _magnitude_scores(weight: torch.Tensor, spec: PruneSpec) -> torch.Tensor:
 
 
 def _channel_scores(weight: torch.Tensor, spec: PruneSpec) -> torch.Tensor:
-    """Mean |w| (l1) or RMS (l2) per output channel: normalised so layers compare globally."""
+    """Mean |w| (l1) or RMS (l2) per output channel: normalised so layers compare globally.
+
+    Summed in float64: in float32 the squares of |w| > 1.8e19 overflow to inf, every such
+    channel would tie at inf and not even amount 1 would prune it. The result fits float32.
+    """
     rows = _as_rows(weight)
     if spec.norm == "l1":
-        return rows.abs().mean(dim=1)
-    return rows.square().mean(dim=1).sqrt()
+        return rows.abs().mean(dim=1, dtype=torch.float64).float()
+    rms = torch.linalg.vector_norm(rows, dim=1, dtype=torch.float64) / math.sqrt(max(rows.shape[1], 1))
+    return rms.float()
 
 
 def _random_scores(weight: torch.Tensor, spec: PruneSpec, generator: torch.Generator) -> torch.Tensor:

@@ -289,8 +289,18 @@ class Recipe:
         return out
 
     def to_json(self, indent: int | None = None) -> str:
-        """Canonical JSON: equal recipes give equal strings (the cache key)."""
-        return json.dumps(self.to_dict(), sort_keys=True, indent=indent)
+        """Canonical JSON: equal recipes give equal strings (the cache key).
+
+        Keys are sorted, except the override patterns: the last matching one wins, so their
+        order is part of the recipe.
+
+        >>> Recipe.from_dict({"overrides": {"fc*": {"prune": None}, "*": {"quantize": None}}}).to_json()
+        '{"overrides": {"fc*": {"prune": null}, "*": {"quantize": null}}}'
+        """
+        out = _sorted_keys(self.to_dict())
+        if self.overrides:
+            out["overrides"] = {o.pattern: _sorted_keys(o.to_dict()) for o in self.overrides}
+        return json.dumps(out, indent=indent)
 
     def _merge(self, override: LayerOverride, section: str) -> PruneSpec | QuantizeSpec | None:
         base = self.prune if section == "prune" else self.quantize
@@ -301,7 +311,10 @@ class Recipe:
         if fields is None:
             return None
         cls = PruneSpec if section == "prune" else QuantizeSpec
-        merged = dataclasses.asdict(base) if base is not None else {}
+        # Over the section as its canonical JSON has it, not over every dataclass field: a field
+        # the recipe-wide method ignores (magnitude's norm, pow2's symmetric) is left out of that
+        # JSON, so inheriting it here would make the saved recipe compress differently.
+        merged = base.to_dict() if base is not None else {}
         if section == "prune" and "amount" in fields:
             merged.pop("threshold", None)  # an override's amount replaces a recipe-wide threshold
         if section == "prune" and "threshold" in fields:
@@ -341,6 +354,15 @@ class Recipe:
             or (o.sets_quantize and o.quantize_fields is not None)
             for o in self.overrides
         )
+
+
+def _sorted_keys(value: Any) -> Any:
+    """``value`` with every mapping's keys in sorted order, as ``json.dumps(sort_keys=True)`` has them."""
+    if isinstance(value, Mapping):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
 
 
 def _patterns(name: str, value: Any) -> tuple[str, ...]:
