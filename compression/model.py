@@ -1,6 +1,7 @@
 """The loaded-model object: what every supported format becomes before the engine sees it."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -107,3 +108,33 @@ def named_module(model: LoadedModel | nn.Module) -> tuple[str, nn.Module, tuple[
     if isinstance(model, nn.Module):
         return type(model).__name__, model, ()
     raise TypeError(f"model must be a LoadedModel or a torch.nn.Module; got {type(model).__name__}.")
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """The first 16 hex digits of the SHA-256 of ``module``'s state dict: each entry's name,
+    dtype, shape and bytes, in order.
+
+    Equal fingerprints mean the same values bit for bit. Why: a result can name exactly which
+    weights it came from (reproducibility), and the dashboard's base models are cached and
+    shared by every session, so the same fingerprint before and after any number of sessions
+    have compressed one proves that none of them wrote into it.
+
+    >>> layer = nn.Linear(2, 2)
+    >>> twin = nn.Linear(2, 2)
+    >>> _ = twin.load_state_dict(layer.state_dict())
+    >>> weights_fingerprint(layer) == weights_fingerprint(twin)
+    True
+    >>> with torch.no_grad():
+    ...     _ = twin.bias.add_(1.0)
+    >>> weights_fingerprint(layer) == weights_fingerprint(twin)
+    False
+    """
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        values = tensor.detach().cpu().contiguous().reshape(-1)
+        # A length-prefixed header per entry: no two different state dicts give the same stream.
+        header = f"{name}\0{values.dtype}\0{tuple(tensor.shape)}\0{values.numel() * values.element_size()}\n".encode()
+        digest.update(len(header).to_bytes(8, "little") + header)
+        if values.numel():
+            digest.update(memoryview(values.view(torch.uint8).numpy()))  # no copy of contiguous weights
+    return digest.hexdigest()[:16]

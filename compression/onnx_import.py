@@ -27,7 +27,7 @@ from compression.errors import DataError, ModelLoadError
 from compression.evaluation import model_outputs
 from compression.evaluation_data import DEFAULT_BATCH_SIZE, InputSpec, random_evaluation
 from compression.model import LoadedModel
-from compression.onnx_export import OnnxRuntimeModule, _checked, _serialized
+from compression.onnx_export import OnnxRuntimeModule, _checked, _external_tensors, _serialized
 from compression.safety import DEFAULT_MAX_FILE_BYTES
 
 ONNX_FORMAT = "onnx"
@@ -110,6 +110,13 @@ class OnnxGraphModule(nn.Module):
 def read_onnx(path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[LoadedModel, InputSpec]:
     """An .onnx file as a LoadedModel evaluated on seeded random inputs (a data file replaces them)."""
     proto = _checked(path.read_bytes(), path.name, max_file_bytes)
+    external = _function_external_tensors(proto)
+    if external:
+        raise ModelLoadError(
+            f"{path.name} keeps tensors of its functions in external files ({', '.join(external[:3])}); "
+            "only self-contained ONNX files are read. Save it with onnx.save(model, path, "
+            "save_as_external_data=False)."
+        )
     module = OnnxGraphModule(proto)
     example, static_batch = _example_inputs(proto.graph, set(module.user_inputs))
     spec = InputSpec(example, static_batch or DEFAULT_BATCH_SIZE)
@@ -138,6 +145,20 @@ def onnx_with_weights(module: OnnxGraphModule) -> bytes:
 
 
 # --- the graph -----------------------------------------------------------------------------
+
+
+def _function_external_tensors(proto: onnx.ModelProto) -> list[str]:
+    """Tensors that the model's local functions keep in external files (the main graph is
+    checked by ``onnx_export._checked``); onnxruntime would look for them beside the file."""
+    names = []
+    for function in proto.functions:
+        for node in function.node:
+            for attribute in node.attribute:
+                tensors = ([attribute.t] if attribute.HasField("t") else []) + list(attribute.tensors)
+                names += [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+                subgraphs = ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs)
+                names += [name for graph in subgraphs for name in _external_tensors(graph)]
+    return names
 
 
 def _weight_uses(graph: onnx.GraphProto) -> dict[str, tuple[str | None, bool]]:

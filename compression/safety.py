@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import torch
 
 from compression.errors import DataError, ModelLoadError, UnsafeFileError
@@ -122,19 +123,76 @@ def inspect_file(
 
 
 def inspect_npz(path: str | os.PathLike, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
-    """Check a .npz archive's size and directory (zip bombs) before numpy opens it.
+    """Check a .npz archive before numpy opens it: size, directory (zip bombs) and each
+    member's .npy header, whose shape must fit the bytes the member holds.
 
-    Raises ``DataError`` for empty, oversized or corrupt files, ``UnsafeFileError`` for bombs.
+    Raises ``DataError`` for empty, oversized, corrupt or non-.npz files and object arrays,
+    ``UnsafeFileError`` for bombs.
     """
     path = Path(path)
     try:
         _checked_size(path, max_file_bytes, "data file")
+        with path.open("rb") as stream:
+            head = stream.read(8)
+        if head.startswith(_NPY_MAGIC):
+            raise DataError(
+                f"{path.name} is a single .npy array (numpy.save), not an .npz archive; save the "
+                "data with numpy.savez(path, x=inputs, y=labels)."
+            )
+        if not head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
+            raise DataError(
+                f"{path.name} is not an .npz archive (numpy.savez writes a zip archive; this "
+                f"file starts with {head!r}). Save the data with numpy.savez(path, x=inputs, y=labels)."
+            )
         with _open_zip(path, path.name) as archive:
             _check_directory(archive, path.name, max_file_bytes)
+            for member in archive.infolist():
+                _check_npy_member(archive, member, path.name)
     except UnsafeFileError:
         raise
     except ModelLoadError as error:
         raise DataError(str(error)) from None
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_MAX_HEADER_BYTES = 10_000  # numpy's own default limit for np.load
+
+
+def _check_npy_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, where: str) -> None:
+    """An .npz member must be an .npy array of plain values whose declared shape fits its bytes.
+
+    numpy returns a member that is not .npy as raw bytes, and allocates the declared shape
+    before reading it: a tiny file declaring (10**12, 64) would ask for terabytes.
+    """
+    name = member.filename
+    if not name.endswith(".npy"):
+        raise DataError(f"{where}: member {name!r} is not an .npy array; numpy.savez writes only .npy members.")
+    try:
+        with archive.open(member) as stream:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(stream, max_header_size=_NPY_MAX_HEADER_BYTES)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(stream, max_header_size=_NPY_MAX_HEADER_BYTES)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            header_bytes = stream.tell()
+    except (ValueError, TypeError, SyntaxError, EOFError, zipfile.BadZipFile, zlib.error, OSError) as error:
+        raise DataError(f"{where}: member {name!r} is not a readable .npy array ({error}).") from None
+    if dtype.hasobject:
+        raise DataError(
+            f"{where}: {name.removesuffix('.npy')} is an object array (pickled Python objects), "
+            "which is never loaded because unpickling can run code; save numeric arrays only."
+        )
+    if any(d < 0 for d in shape):
+        raise DataError(f"{where}: {name!r} declares the shape {shape}, with a negative dimension.")
+    needed = math.prod(shape) * dtype.itemsize
+    held = member.file_size - header_bytes
+    if needed > held:
+        raise DataError(
+            f"{where}: {name!r} declares shape {shape} of {dtype} ({needed:,} bytes) but holds only "
+            f"{max(held, 0):,}; the file is truncated or corrupt."
+        )
 
 
 _KIND_WORDS = {
@@ -162,9 +220,32 @@ def _checked_size(path: Path, max_file_bytes: int, what: str) -> int:
 
 def _open_zip(source: Path | BinaryIO, where: str) -> zipfile.ZipFile:
     try:
-        return zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        archive = zipfile.ZipFile(source)
+        shifted = _directory_shift(archive)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error) as error:
         raise ModelLoadError(f"{where} is a truncated or corrupt zip archive ({error}).") from None
+    if shifted:
+        archive.close()
+        raise ModelLoadError(
+            f"{where} is a truncated or corrupt zip archive: its directory is {shifted:,} bytes away "
+            "from where it says it is (bytes missing or added before it, or an archive stored "
+            "inside another found instead)."
+        )
+    return archive
+
+
+def _directory_shift(archive: zipfile.ZipFile) -> int:
+    """How far the central directory sits from the offset its end record declares.
+
+    Python's zipfile silently adds this shift to every member's offset (it allows data before
+    an archive); torch's reader (miniz) does not. Where it is not zero the two would read
+    different bytes for the same member, so inspection could pass what torch then loads; a
+    truncated .pt2 whose stored sample-input archive is found in place of its own lands here too.
+    """
+    end_record = zipfile._EndRecData(archive.fp)  # the record zipfile itself just used
+    if not end_record:
+        raise zipfile.BadZipFile("no end of central directory record")
+    return archive.start_dir - end_record[zipfile._ECD_OFFSET]
 
 
 def _check_directory(archive: zipfile.ZipFile, where: str, max_bytes: int) -> None:
@@ -176,7 +257,17 @@ def _check_directory(archive: zipfile.ZipFile, where: str, max_bytes: int) -> No
         raise ModelLoadError(
             f"{where} has {len(members):,} members; at most {MAX_ARCHIVE_MEMBERS:,} are accepted."
         )
+    seen: set[str] = set()
     for member in members:
+        # torch's reader looks names up ignoring case and picks one of several equal ones:
+        # with two, inspection and loading could each read a different member.
+        key = member.filename.lower()
+        if key in seen:
+            raise ModelLoadError(
+                f"{where} holds two members named {member.filename!r} (ignoring case); archives "
+                "written by torch and numpy never do."
+            )
+        seen.add(key)
         if member.flag_bits & 0x1:
             raise ModelLoadError(f"{where}: member {member.filename!r} is encrypted.")
         if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -214,8 +305,9 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, where: str) 
 
 
 def _relative(name: str) -> str:
-    """The member path below the archive's top folder (torch writes ``<name>/data.pkl``)."""
-    return name.split("/", 1)[1] if "/" in name else name
+    """The member path below the archive's top folder (torch writes ``<name>/data.pkl``), in
+    lower case: torch's reader finds ``data.pkl`` under ``DATA.PKL`` too."""
+    return (name.split("/", 1)[1] if "/" in name else name).lower()
 
 
 def _archive_kind(archive: zipfile.ZipFile) -> str | None:
@@ -437,23 +529,33 @@ def _check_export_archive(archive: zipfile.ZipFile, where: str) -> int | None:
     sample inputs via torch.load (falling back to weights_only=False), the 2.7 format's
     serialized_*.pt, and AOTInductor shared libraries. Raw tensor bytes it only copies.
     """
-    members = {_relative(m.filename): m for m in archive.infolist()}
-    raw: set[str] = set()
+    members = [(_relative(m.filename), m) for m in archive.infolist()]
+    raw: dict[str, int] = {}  # member -> values torch copies from it as tensor bytes
+    unpickled: set[str] = set()  # members a config tells torch to deserialise
     parameters: int | None = None  # the 2.7 format has no weight config
-    for name, member in members.items():
+    for name, member in members:
         if not name.endswith(".json"):
             continue
         document = _read_json(_read_member(archive, member, where), f"{where}:{name}")
         folder = name.rpartition("/")[0]
         if folder in ("data/weights", "data/constants") and name.endswith("_config.json"):
-            payloads = _raw_payloads(document, f"{where}:{name}")
-            raw.update(f"{folder}/{path_name}" for path_name in payloads)
+            payloads, pickled = _payloads(document, f"{where}:{name}", constants=folder == "data/constants")
+            raw.update((f"{folder}/{path_name}".lower(), count) for path_name, count in payloads.items())
+            unpickled.update(f"{folder}/{path_name}".lower() for path_name in pickled)
             if folder == "data/weights":
                 parameters = (parameters or 0) + sum(payloads.values())
         else:
             _check_program_json(document, f"{where}:{name}")
-    for name, member in members.items():
-        if name.endswith(".json") or name in raw or name.startswith(_EXPORT_TEXT_MEMBERS):
+    for name, member in members:
+        if name in raw and name not in unpickled and raw[name] > 0 and member.file_size == 0:
+            # torch.export.load materialises an empty payload as zeros of the declared size.
+            raise ModelLoadError(
+                f"{where}: payload {name!r} declares {raw[name]:,} values but is empty; the file "
+                "is truncated or corrupt."
+            )
+        # A member one entry reads as raw bytes and another unpickles is scanned as a pickle.
+        skipped = name.endswith(".json") or name in raw or name.startswith(_EXPORT_TEXT_MEMBERS)
+        if skipped and name not in unpickled:
             continue
         if name.startswith("data/aotinductor/") or name.endswith(_NATIVE_SUFFIXES):
             raise UnsafeFileError(
@@ -475,20 +577,38 @@ def _read_json(data: bytes, where: str) -> Any:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ModelLoadError(f"{where} is not valid JSON ({error}).") from None
+    except RecursionError:
+        raise ModelLoadError(f"{where} is not a model file's JSON: it nests too deeply to read.") from None
 
 
-def _raw_payloads(config: Any, where: str) -> dict[str, int]:
-    """Payloads a weights/constants config marks as raw bytes, with their element counts."""
+# torch.export.load unpickles constants whose file name starts with these, whatever use_pickle says.
+_PICKLED_CONSTANT_PREFIXES = ("custom_obj_", "opaque_obj_")
+
+
+def _payloads(config: Any, where: str, *, constants: bool) -> tuple[dict[str, int], set[str]]:
+    """A weights/constants config's payloads: those torch copies as raw bytes, with their
+    element counts, and those it deserialises (pickled tensors, custom and opaque objects)."""
     entries = config.get("config") if isinstance(config, dict) else None
     if not isinstance(entries, dict):
         raise ModelLoadError(f"{where} is not a torch.export payload config.")
     raw: dict[str, int] = {}
+    pickled: set[str] = set()
     for meta in entries.values():
-        if not isinstance(meta, dict) or meta.get("use_pickle") or not isinstance(meta.get("path_name"), str):
+        if not isinstance(meta, dict) or not isinstance(meta.get("path_name"), str):
+            raise ModelLoadError(f"{where} is not a torch.export payload config: an entry has no path_name.")
+        path_name = meta["path_name"]
+        if meta.get("use_pickle") or (constants and path_name.startswith(_PICKLED_CONSTANT_PREFIXES)):
+            pickled.add(path_name)
             continue
         sizes = (meta.get("tensor_meta") or {}).get("sizes") or []
-        raw[meta["path_name"]] = math.prod(s.get("as_int", 1) for s in sizes if isinstance(s, dict))
-    return raw
+        dims = [s.get("as_int") if isinstance(s, dict) else None for s in sizes]
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims):
+            raise ModelLoadError(
+                f"{where}: payload {path_name!r} has sizes {sizes!r}; stored tensors have fixed, "
+                "non-negative sizes."
+            )
+        raw[path_name] = max(raw.get(path_name, 0), math.prod(dims))
+    return raw, pickled
 
 
 def _walk(document: Any) -> Iterator[tuple[str | None, Any]]:
@@ -668,12 +788,35 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, dict]:
         raise ModelLoadError(
             f"{path.name} has a garbage safetensors header: not valid JSON ({error})."
         ) from None
+    except RecursionError:
+        raise ModelLoadError(f"{path.name} has a garbage safetensors header: it nests too deeply.") from None
     if not isinstance(header, dict):
         raise ModelLoadError(f"{path.name} has a garbage safetensors header: not a JSON object.")
     tensors = {name: entry for name, entry in header.items() if name != "__metadata__"}
     for name, entry in tensors.items():
         _check_safetensors_entry(path.name, name, entry, size - 8 - length)
+    _check_safetensors_layout(path.name, tensors, size - 8 - length)
     return tensors
+
+
+def _check_safetensors_layout(where: str, tensors: dict[str, dict], data_bytes: int) -> None:
+    """Tensors must tile the data section end to end: no overlap, no gap, nothing after."""
+    position, previous = 0, None
+    for name, entry in sorted(tensors.items(), key=lambda item: tuple(item[1]["data_offsets"])):
+        begin, end = entry["data_offsets"]
+        if begin != position:
+            after = f"after tensor {previous!r}, which ends at byte {position:,}" if previous else "at byte 0"
+            raise ModelLoadError(
+                f"{where}: tensor {name!r} starts at byte {begin:,} of the data, but tensors must "
+                f"follow each other without overlap or gap and the next one should start {after}; "
+                "the header is corrupt."
+            )
+        position, previous = end, name
+    if position != data_bytes:
+        raise ModelLoadError(
+            f"{where}: the tensors cover {position:,} bytes of data but the file holds {data_bytes:,} "
+            "after the header; it is corrupt or has bytes appended."
+        )
 
 
 def _check_safetensors_entry(where: str, name: str, entry: Any, data_bytes: int) -> None:
@@ -681,14 +824,16 @@ def _check_safetensors_entry(where: str, name: str, entry: Any, data_bytes: int)
         isinstance(entry, dict)
         and entry.get("dtype") in _SAFETENSORS_ITEM_BYTES
         and isinstance(entry.get("shape"), list)
-        and all(isinstance(d, int) and d >= 0 for d in entry["shape"])
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in entry["shape"])
         and isinstance(entry.get("data_offsets"), list)
         and len(entry["data_offsets"]) == 2
-        and all(isinstance(o, int) and o >= 0 for o in entry["data_offsets"])
+        and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in entry["data_offsets"])
     )
     if not valid:
-        raise ModelLoadError(f"{where} has a garbage safetensors header: entry {name!r} is {entry!r}.")
+        raise ModelLoadError(f"{where} has a garbage safetensors header: entry {name!r} is {str(entry)[:200]}.")
     begin, end = entry["data_offsets"]
+    if end < begin:
+        raise ModelLoadError(f"{where}: tensor {name!r} has data_offsets [{begin}, {end}], which end before they begin.")
     expected = math.prod(entry["shape"]) * _SAFETENSORS_ITEM_BYTES[entry["dtype"]]
     if end - begin != expected:
         raise ModelLoadError(

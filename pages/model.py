@@ -15,7 +15,8 @@ st.markdown(
     "classifiers (scored by accuracy on 450 held-out digits) and the MiniLM sentence embedder "
     "(scored by fidelity: how close its embeddings stay to the original's). Or **upload** your own: "
     "a state dict of a sample architecture (`.pt`, `.pth`, `.safetensors`), a model that carries its "
-    "architecture (`.pt2` from `torch.export.save`, TorchScript from `torch.jit.save`), or the files of "
+    "architecture (`.pt2` from `torch.export.save`, TorchScript from `torch.jit.save`), an ONNX model "
+    "(`.onnx`: its weights are compressed and onnxruntime runs it), or the files of "
     "a Hugging Face model folder (`config.json` plus weights) selected together. Files that could "
     "only be opened by running code they carry are refused."
 )
@@ -34,20 +35,23 @@ with sample_tab:
     )
 
 with upload_tab:
+    # The widget's limit is what the browser enforces; state.load_upload enforces the same one
+    # on the server (a request can bypass the browser), and the engine's file limit matches it.
     files = st.file_uploader(
         "Model file, or every file of a Hugging Face folder", type=UPLOAD_TYPES,
-        accept_multiple_files=True, key="model_upload",
+        accept_multiple_files=True, key="model_upload", max_upload_size=state.UPLOAD_LIMIT_MB,
     )
     data_file = st.file_uploader(
         "Evaluation data (optional): .npz with x and, for accuracy, integer labels y",
-        type=["npz"], key="model_data",
+        type=["npz"], key="model_data", max_upload_size=state.UPLOAD_LIMIT_MB,
     )
     if st.button("Use these files", disabled=not files, type="primary"):
-        model_id = state.store_uploads([(f.name, f.getvalue()) for f in files])
-        data_id = state.store_upload(data_file.name, data_file.getvalue()) if data_file else None
         try:
             with st.spinner("Checking and loading the upload…"):
-                state.base_model(model_id, data_id)
+                model_id, data_id = state.load_upload(
+                    [(f.name, f.getvalue()) for f in files],
+                    (data_file.name, data_file.getvalue()) if data_file else None,
+                )
         except compression.CompressionError as error:
             st.error(f"Not loaded: {error}")
         else:
@@ -79,6 +83,8 @@ columns[0].metric("Compressible layers", len(table))
 columns[1].metric("Compressible weights", f"{int(table['parameters'].sum()):,}" if len(table) else "0")
 columns[2].metric("All values", f"{total_values:,}", help="Every tensor of the state dict: weights, biases, norms, buffers.")
 columns[3].metric("Size", controls.format_bytes(total_bytes), help="Bytes of the state dict as stored.")
+st.caption(f"Weights SHA-256: `{state.weights_fingerprint(choice.model_id, model)}` (the first 16 hex digits, over every "
+           "tensor's name, dtype, shape and bytes: the same in every session, before and after any compression).")
 if model.evaluation is None:
     st.warning(
         "This model has no evaluation data (a TorchScript file does not record its input shape). "

@@ -47,6 +47,15 @@ class ModelChoice:
 
 # --- uploads --------------------------------------------------------------------------------
 
+# One limit for the browser, the page and the engine. server.maxUploadSize in
+# .streamlit/config.toml holds the same number (the server refuses bigger requests outright);
+# a test keeps the two equal. 200 MB takes MiniLM-sized models (all-MiniLM-L6-v2 is 91 MB as
+# safetensors or ONNX) with room to spare.
+UPLOAD_LIMIT_MB = 200
+MAX_UPLOAD_BYTES = UPLOAD_LIMIT_MB * 1024**2  # Streamlit's megabytes are MiB
+# float32 values that fit in the upload limit: what an uploaded model may hold at most.
+MAX_UPLOAD_PARAMETERS = MAX_UPLOAD_BYTES // 4
+
 
 @st.cache_resource
 def _upload_folder() -> Path:
@@ -57,32 +66,89 @@ def _upload_folder() -> Path:
 
 
 def _safe_name(name: str) -> str:
-    """A file name with no path parts and only harmless characters (the suffix is kept)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._") or "upload"
-    return stem[-80:]
+    """A file name with no folder part and only harmless characters, at most 80 long.
+
+    The end is kept (the engine tells .safetensors and .onnx files by their suffix) and
+    leading dots go ("..", hidden files); a name with nothing left becomes "upload".
+
+    >>> _safe_name("../../etc/passwd"), _safe_name("my model?.pt"), _safe_name("..")
+    ('passwd', 'my_model_.pt', 'upload')
+    """
+    base = re.split(r"[/\\]", name)[-1]  # whichever separator the browser sent
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base)[-80:].lstrip(".")
+    return cleaned if cleaned.strip("._-") else "upload"
 
 
-def store_upload(name: str, content: bytes) -> str:
-    """Save one uploaded file under its hash and return an id usable as a cache key."""
+def _write_new(path: Path, content: bytes, written: list[Path]) -> None:
+    """Write ``path`` unless it exists (same hash, same name: same bytes), noting what was new."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written.append(path)
+    path.write_bytes(content)
+
+
+def store_upload(name: str, content: bytes, written: list[Path] | None = None) -> str:
+    """Save one uploaded file under its hash and return an id usable as a cache key.
+
+    Files written now (not those already there from an earlier upload) are added to ``written``.
+    """
     digest = hashlib.sha256(content).hexdigest()[:16]
-    folder = _upload_folder() / digest
-    folder.mkdir(exist_ok=True)
-    path = folder / _safe_name(name)
-    if not path.exists():
-        path.write_bytes(content)
+    path = _upload_folder() / digest / _safe_name(name)
+    _write_new(path, content, [] if written is None else written)
     return f"{UPLOAD_PREFIX}{digest}/{path.name}"
 
 
-def store_uploads(files: list[tuple[str, bytes]]) -> str:
+def store_uploads(files: list[tuple[str, bytes]], written: list[Path] | None = None) -> str:
     """One file as itself; several (a Hugging Face folder's files) as one folder."""
     if len(files) == 1:
-        return store_upload(*files[0])
+        return store_upload(*files[0], written)
+    names = [_safe_name(name) for name, _ in files]
+    clashes = sorted({name for name in names if names.count(name) > 1})
+    if clashes:
+        raise compression.ModelLoadError(
+            f"several uploaded files would be stored as {', '.join(clashes)}; give each file of a "
+            "folder its own name."
+        )
     digest = hashlib.sha256(b"".join(hashlib.sha256(c).digest() + n.encode() for n, c in sorted(files))).hexdigest()[:16]
     folder = _upload_folder() / digest / "model"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, content in files:
-        (folder / _safe_name(name)).write_bytes(content)
+    for name, (_, content) in zip(names, files):
+        _write_new(folder / name, content, [] if written is None else written)
     return f"{UPLOAD_PREFIX}{digest}/model"
+
+
+def _remove(paths: list[Path]) -> None:
+    """Delete the files, then their folders inside the upload folder that are left empty."""
+    root = _upload_folder()
+    for path in paths:
+        path.unlink(missing_ok=True)
+        for folder in path.parents:
+            if folder == root or root not in folder.parents or any(folder.iterdir()):
+                break
+            folder.rmdir()
+
+
+def load_upload(files: list[tuple[str, bytes]], data: tuple[str, bytes] | None = None) -> tuple[str, str | None]:
+    """Check, store and load an upload (model files, optional .npz); return (model_id, data_id).
+
+    Files over the upload limit are refused before anything is written; a refused upload
+    (``CompressionError`` with the engine's message) leaves no file of its own behind.
+    """
+    for name, content in [*files, *([data] if data else [])]:
+        if len(content) > MAX_UPLOAD_BYTES:
+            raise compression.ModelLoadError(
+                f"{name} is {len(content):,} bytes, over the upload limit of {MAX_UPLOAD_BYTES:,} "
+                f"bytes ({MAX_UPLOAD_BYTES / 1024**2:g} MB)."
+            )
+    written: list[Path] = []
+    try:
+        model_id = store_uploads(files, written)
+        data_id = store_upload(*data, written) if data else None
+        base_model(model_id, data_id)
+    except BaseException:  # refused, a bug, or a rerun cutting the load short: nothing is kept
+        _remove(written)
+        raise
+    return model_id, data_id
 
 
 def _source(item_id: str) -> str:
@@ -96,8 +162,12 @@ def _source(item_id: str) -> str:
 
 @st.cache_resource(max_entries=6, show_spinner=False)
 def base_model(model_id: str, data_id: str | None) -> compression.LoadedModel:
-    """The loaded model, shared by every session of this process (read-only)."""
-    return compression.load_model(_source(model_id), _source(data_id) if data_id else None)
+    """The loaded model, shared by every session of this process (read-only). Sample models
+    and uploads alike are held to the upload limits (MiniLM is well inside them)."""
+    return compression.load_model(
+        _source(model_id), _source(data_id) if data_id else None,
+        max_parameters=MAX_UPLOAD_PARAMETERS, max_file_bytes=MAX_UPLOAD_BYTES,
+    )
 
 
 @st.cache_resource(max_entries=12, show_spinner=False)
@@ -114,8 +184,25 @@ def smaller_model(
     fx trace, shape propagation and an evaluation, done once per setting rather than per rerun."""
     model = base_model(model_id, data_id)
     result = compression.remove_channels(model, amount, norm=norm, scope=scope)
-    value = compression.evaluate(result.as_loaded(model)).value if model.evaluation is not None else None
+    # Scored against the base model: a fidelity metric compares with the original outputs.
+    value = compression.evaluate(model, result.module).value if model.evaluation is not None else None
     return result, value
+
+
+@st.cache_data(
+    max_entries=12, show_spinner=False,
+    # Keyed by each tensor's storage and in-place version counter rather than by the model
+    # alone: an in-place write into the shared weights (copy_, mul_, an optimizer step) bumps
+    # a counter and the fingerprint is computed again, so the page would show the change
+    # rather than a stale hash. (Writes through ``.data`` or a numpy view bump no counter.)
+    hash_funcs={compression.LoadedModel: lambda model: [
+        (name, tensor.data_ptr(), tensor._version) for name, tensor in model.module.state_dict().items()
+    ]},
+)
+def weights_fingerprint(model_id: str, model: compression.LoadedModel) -> str:
+    """The base model's weights fingerprint (``compression.model.weights_fingerprint``), once per
+    model: 8 ms on mlp, 70 ms on MiniLM, and the Model page shows it on every visit."""
+    return compression.model.weights_fingerprint(model.module)
 
 
 def pruning_preview(choice: ModelChoice) -> PruningPreview | None:
