@@ -359,7 +359,9 @@ def sync_url() -> None:
     if st.session_state[_MODEL_KEY] in sample_models.ZOO_NAMES:
         wanted["model"] = st.session_state[_MODEL_KEY]
     if recipe():
-        wanted["recipe"] = json.dumps(recipe(), separators=(",", ":"), sort_keys=True)
+        # The canonical JSON, compact: sorted keys except the override patterns, whose order
+        # decides which one wins.
+        wanted["recipe"] = json.dumps(json.loads(recipe_json()), separators=(",", ":"))
     for name in ("model", "recipe"):
         if name not in wanted and name in st.query_params:
             del st.query_params[name]

@@ -379,6 +379,14 @@ def test_link_sets_the_quantization_widgets(app):
     assert app.toggle(key="quantize_symmetric").value is False
 
 
+def test_a_link_keeps_the_order_of_override_patterns_the_last_match_wins(app):
+    recipe = {"quantize": {"bits": 8}, "overrides": {"fc*": {"quantize": {"bits": 2}}, "*.weight": {"quantize": None}}}
+    open_link(app, "mlp", json.dumps(recipe))
+    open_page(app, "pages/quantization.py")
+    assert_clean(app)
+    assert list(url_recipe(app)["overrides"]) == ["fc*", "*.weight"]  # sorted keys would flip them
+
+
 def test_invalid_recipe_in_the_link_warns_and_starts_empty(app):
     open_link(app, "mlp", '{"prune": {"method": "magnitude", "amount": 7}}')
     assert not app.exception
