@@ -26,6 +26,7 @@ st.latex(r"w' = \begin{cases} 0 & \text{if } |w| < \theta \\ w & \text{otherwise
          r"\qquad \text{sparsity} = \frac{\#\{w' = 0\}}{\#\{w\}}")
 
 choice, model = controls.load_current_model()
+controls.warn_if_nothing_compressible(model)
 recipe = state.recipe()
 section = recipe.get("prune") or {}
 weight_limit = MagnitudeIndex.of(model).largest or 1.0  # largest |w|, from the cached sorted weights

@@ -26,6 +26,7 @@ st.latex(r"q = \mathrm{clamp}\!\left(\mathrm{round}\!\left(\tfrac{w}{s}\right) +
          r"\qquad w' = (q - z)\, s \qquad s_{\text{sym}} = \frac{\max|w|}{2^{b-1}-1}")
 
 choice, model = controls.load_current_model()
+controls.warn_if_nothing_compressible(model)
 section = state.recipe().get("quantize") or {}
 # A first visit starts at 8-bit linear, close to lossless, with the bits slider ready to move.
 current_scheme = section.get("format") if section.get("scheme") == "float" else section.get("scheme", "linear")

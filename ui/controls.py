@@ -139,6 +139,15 @@ def load_current_model() -> tuple[state.ModelChoice, compression.LoadedModel]:
         raise  # st.stop() raises; this line only tells type checkers so
 
 
+def warn_if_nothing_compressible(model: compression.LoadedModel) -> None:
+    """Say why every number stays at its baseline when the model has no Linear or Conv layer."""
+    if not model.compressible:
+        st.warning(
+            f"{model.name} has no Linear or Conv layer, the default set to compress: sliders change nothing. "
+            "Add parameters by name with the recipe's include patterns (Python API or CLI) to compress them."
+        )
+
+
 def require_training_data(choice: state.ModelChoice, model: compression.LoadedModel, why: str) -> None:
     """Stop the page with a clear warning unless the engine has training rows and labelled
     held-out data for the model (the digits samples): training and scoring need both."""

@@ -228,8 +228,10 @@ def test_model_without_prunable_layers_is_accepted_with_a_warning_and_pages_keep
     upload(app, [("norm_only.pt", path.read_bytes())], ("rows.npz", _npz(x=np.zeros((8, 64), np.float32))))
     assert not app.exception, [e.value for e in app.exception]
     assert any("No Linear or Conv layer found" in warning.value for warning in app.warning)
-    open_page(app, "pages/pruning.py")
-    assert not app.exception, [e.value for e in app.exception]
+    for page in ("pages/pruning.py", "pages/quantization.py"):
+        open_page(app, page)
+        assert not app.exception, [e.value for e in app.exception]
+        assert any("sliders change nothing" in warning.value for warning in app.warning)
 
 
 # --- names -------------------------------------------------------------------------------------
