@@ -35,6 +35,7 @@ import torch
 from compression.bitpack import pack_bits, packed_size, unpack_bits
 from compression.errors import PackedFileError
 from compression.files import write_atomically
+from compression.recipe import sorted_keys
 from compression.quantization import dequantize_tensor
 from compression.quantization.base import QuantizedTensor
 from compression.recipe import QuantizeSpec
@@ -178,7 +179,7 @@ class PackedModel:
         # Keys sorted, but the recipe kept as its canonical JSON has it: the order of its
         # override patterns decides which one wins, and sorting them would change the recipe.
         index = {
-            "encoded": _sorted_keys({name: encoded.entry for name, encoded in self.encoded.items()}),
+            "encoded": sorted_keys({name: encoded.entry for name, encoded in self.encoded.items()}),
             "format": FORMAT_NAME,
             "model": self.model_name,
             "raw": sorted(self.raw),
@@ -223,14 +224,6 @@ class PackedModel:
         # serde_json's compact output, which Python's json matches byte for byte with these options.
         header_length = len(json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
         return 8 + -(-header_length // 8) * 8 + offset
-
-
-def _sorted_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _sorted_keys(value[key]) for key in sorted(value)}
-    if isinstance(value, list):
-        return [_sorted_keys(item) for item in value]
-    return value
 
 
 @functools.lru_cache(maxsize=None)

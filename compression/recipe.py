@@ -297,9 +297,9 @@ class Recipe:
         >>> Recipe.from_dict({"overrides": {"fc*": {"prune": None}, "*": {"quantize": None}}}).to_json()
         '{"overrides": {"fc*": {"prune": null}, "*": {"quantize": null}}}'
         """
-        out = _sorted_keys(self.to_dict())
+        out = sorted_keys(self.to_dict())
         if self.overrides:
-            out["overrides"] = {o.pattern: _sorted_keys(o.to_dict()) for o in self.overrides}
+            out["overrides"] = {o.pattern: sorted_keys(o.to_dict()) for o in self.overrides}
         return json.dumps(out, indent=indent)
 
     def _merge(self, override: LayerOverride, section: str) -> PruneSpec | QuantizeSpec | None:
@@ -356,12 +356,12 @@ class Recipe:
         )
 
 
-def _sorted_keys(value: Any) -> Any:
+def sorted_keys(value: Any) -> Any:
     """``value`` with every mapping's keys in sorted order, as ``json.dumps(sort_keys=True)`` has them."""
     if isinstance(value, Mapping):
-        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
     if isinstance(value, list):
-        return [_sorted_keys(item) for item in value]
+        return [sorted_keys(item) for item in value]
     return value
 
 
