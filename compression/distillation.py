@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -40,6 +41,7 @@ MIN_WIDTH, MAX_WIDTH = 4, 512
 # The digits are 8x8 images; inputs shown larger (simplenet's 28x28) are pooled back to this
 # before the student, so its first layer does not pay for interpolated pixels.
 STUDENT_SIDE = 8
+_GLOBAL_RNG = threading.Lock()  # torch's global generator, seeded for a student's initial weights
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -222,7 +224,9 @@ def distill(
     # A module left in training mode would update its BatchNorm statistics as it predicts.
     frozen = copy.deepcopy(teacher.module).eval() if teacher.module.training else teacher.module
     teacher_logits = model_outputs(frozen, (data.inputs,), teacher.evaluation.batch_size)
-    with torch.random.fork_rng(devices=[]):
+    # The student's initial weights come from torch's global generator: seeded, restored, and
+    # held by one run at a time, so concurrent sessions cannot interleave their draws.
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         student = student_for(teacher, config.width)
     generator = torch.Generator().manual_seed(config.seed)

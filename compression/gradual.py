@@ -137,7 +137,6 @@ def gradual_prune(
     if scope not in ("global", "layer"):
         raise RecipeError(f"scope must be 'global' or 'layer'; got {scope!r}.")
     data = data if data is not None else training_data(model)
-    torch.manual_seed(seed)
     module = copy.deepcopy(model.module)
     weights = dict(module.named_parameters())
     pruned = {name: weights[name] for name in model.compressible}

@@ -250,6 +250,10 @@ def require_navigation() -> None:
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+    if _MODEL_KEY not in st.session_state:
+        # This run began in that mode before another session (opened at the same moment on a
+        # fresh server) left it: app.py never ran for this session, so go through it now.
+        st.rerun()
 
 
 def init_session() -> None:

@@ -6,12 +6,15 @@ folder whose path is printed at the end of the run.
 """
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -38,11 +41,28 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory):
-    """Base URL of ``streamlit run app.py``, served from the repository root for this module."""
+@dataclass(frozen=True)
+class ServedApp:
+    """A running ``streamlit run app.py``: its base URL, its process (for its memory: the
+    process is the server itself, no shell between) and its log."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def memory_kib(self, field: str = "VmRSS") -> int:
+        """A memory figure of the server from /proc/<pid>/status, in KiB: ``VmRSS`` (resident
+        now) or ``VmHWM`` (the peak resident size so far)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+        raise KeyError(f"no {field} in /proc/{self.process.pid}/status")
+
+
+@contextlib.contextmanager
+def serve_app(log_path: Path) -> Iterator[ServedApp]:
+    """Serve app.py from the repository root on a free port until the block ends."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
     url = f"http://localhost:{port}"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
@@ -56,7 +76,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"streamlit did not come up on {url}:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.25)
-        yield url
+        yield ServedApp(url, server, log_path)
     finally:
         server.terminate()
         try:
@@ -64,6 +84,19 @@ def app_url(tmp_path_factory: pytest.TempPathFactory):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture(scope="module")
+def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
+    """The server for this module, with its process at hand (its memory, whether it is alive)."""
+    with serve_app(tmp_path_factory.mktemp("streamlit") / "server.log") as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def app_url(served_app: ServedApp) -> str:
+    """Base URL of ``streamlit run app.py``, served from the repository root for this module."""
+    return served_app.url
 
 
 @pytest.fixture(scope="module")
