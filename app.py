@@ -35,7 +35,7 @@ with st.sidebar:
     current = state.choice().model_id
     picked = st.selectbox(
         "Model", options, index=options.index(current) if current in options else 0,
-        format_func=lambda model_id: model_id.removeprefix(state.UPLOAD_PREFIX).split("/", 1)[-1],
+        format_func=lambda model_id: state.ModelChoice(model_id, None).label,
     )
     if picked != current:
         state.choose_model(picked)

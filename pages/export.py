@@ -55,12 +55,17 @@ columns[1].download_button("Dense weights (.safetensors)",
 columns[2].download_button("Recipe (.json)", recipe_text, file_name=f"{stem}-recipe.json", mime="application/json")
 
 st.subheader("Reproduce from the command line")
-source = choice.model_id if not choice.model_id.startswith(state.UPLOAD_PREFIX) else f"path/to/{choice.label}"
+unfolded = choice.model_id.removeprefix(state.FOLDED_PREFIX)
+source = unfolded if not unfolded.startswith(state.UPLOAD_PREFIX) else f"path/to/{state.ModelChoice(unfolded, None).label}"
+setup = []
+if unfolded != choice.model_id:  # the CLI folds BatchNorm into a .pt2 first
+    setup = [shlex.join(["python", "-m", "compression", "fuse", source, "--out", f"{stem}.pt2"])]
+    source = f"{stem}.pt2"
 command = ["python", "-m", "compression", "apply", source, "--recipe", json.dumps(result.report.recipe, separators=(",", ":")),
            "--out", f"{stem}.packed", "--dense-out", f"{stem}-dense.safetensors"]
 if choice.data_id:
     command += ["--data", "path/to/" + choice.data_id.rsplit("/", 1)[-1]]
-st.code(shlex.join(command), language="bash")
+st.code("\n".join([*setup, shlex.join(command)]), language="bash")
 st.caption("Or save the recipe above and pass --recipe recipe.json. The packed file's size equals the report's file_bytes.")
 st.subheader("Recipe")
 st.code(recipe_text, language="json")

@@ -1,6 +1,7 @@
 """Model page: pick a sample model or upload one, optionally with evaluation data."""
 import pandas as pd
 import streamlit as st
+import torch
 
 import compression
 import sample_models
@@ -55,7 +56,7 @@ with upload_tab:
         except compression.CompressionError as error:
             st.error(f"Not loaded: {error}")
         else:
-            state.remember_upload(model_id)
+            state.remember_model(model_id)
             state.choose_model(model_id, data_id)
             st.rerun()
 
@@ -103,3 +104,39 @@ if len(table):
                  column_config={"bytes": st.column_config.NumberColumn(format="%d B")})
 else:
     st.warning("No Linear or Conv layer found: there is nothing to prune or quantize by default.")
+
+is_folded = choice.model_id.startswith(state.FOLDED_PREFIX)
+if not is_folded and any(isinstance(layer, torch.nn.modules.batchnorm._BatchNorm) for layer in model.module.modules()):
+    st.subheader("Layer fusion: fold BatchNorm into the layer before")
+    st.markdown(
+        "At inference a BatchNorm is a fixed affine map per channel. When it reads a convolution's (or a "
+        "Linear's) output that nothing else reads, it folds into that layer's weight and bias: one operation "
+        "less per pair and the same outputs up to float rounding. Compress the folded model and the pruning "
+        "and quantization act on the weights that really run."
+    )
+    st.latex(r"W' = W \cdot \frac{\gamma}{\sqrt{\sigma^2 + \epsilon}} \qquad "
+             r"b' = (b - \mu) \cdot \frac{\gamma}{\sqrt{\sigma^2 + \epsilon}} + \beta")
+    try:
+        with st.spinner("Tracing and folding…"):
+            folding = state.folded(choice.model_id, choice.data_id)
+    except compression.CompressionError as error:
+        st.warning(f"BatchNorm cannot be folded here: {error}")
+    else:
+        columns = st.columns(4)
+        columns[0].metric("Pairs folded", len(folding.result.pairs))
+        columns[1].metric("Stored values", f"{folding.values_after:,}",
+                          delta=f"{folding.values_after - folding.values_before:+,}", delta_color="off")
+        if folding.max_output_difference is not None:
+            columns[2].metric("Max |output change|", f"{folding.max_output_difference:.1e}")
+            columns[3].metric(f"{controls.metric_label(model.evaluation.metric)} folded", f"{folding.value:.4f}")
+        if folding.result.pairs:
+            measured = f" Measured on {model.evaluation.description}." if model.evaluation else ""
+            st.caption("Folded: " + ", ".join(f"{norm} into {layer}" for layer, norm in folding.result.pairs)
+                       + "." + measured)
+            folded_id = state.FOLDED_PREFIX + choice.model_id
+            if st.button("Compress the folded model", key="model_use_folded", type="primary"):
+                state.remember_model(folded_id)
+                state.choose_model(folded_id, choice.data_id)
+                st.rerun()
+        else:
+            st.caption("No BatchNorm here reads only one layer's output, so nothing is folded exactly.")

@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+import torch
 
 import compression
 import sample_models
 from compression.errors import CompressionError
+from compression.evaluation import model_outputs
 from compression.preview import MagnitudeIndex, PruningPreview, previewable
 
 DEFAULT_MODEL = "simplenet"
 UPLOAD_PREFIX = "upload/"
+FOLDED_PREFIX = "folded/"  # a model with its BatchNorm layers folded: "folded/bn_cnn"
 _MODEL_KEY = "model_id"
 _DATA_KEY = "data_id"
 _RECIPE_KEY = "recipe"
@@ -42,6 +45,8 @@ class ModelChoice:
 
     @property
     def label(self) -> str:
+        if self.model_id.startswith(FOLDED_PREFIX):
+            return f"{Path(ModelChoice(self.model_id.removeprefix(FOLDED_PREFIX), None).label).stem}-bn-folded"
         return self.model_id.removeprefix(UPLOAD_PREFIX).split("/", 1)[-1]
 
 
@@ -163,7 +168,11 @@ def _source(item_id: str) -> str:
 @st.cache_resource(max_entries=6, show_spinner=False)
 def base_model(model_id: str, data_id: str | None) -> compression.LoadedModel:
     """The loaded model, shared by every session of this process (read-only). Sample models
-    and uploads alike are held to the upload limits (MiniLM is well inside them)."""
+    and uploads alike are held to the upload limits (MiniLM is well inside them); a
+    ``folded/`` id is the model after it with its BatchNorm layers folded."""
+    if model_id.startswith(FOLDED_PREFIX):
+        source_id = model_id.removeprefix(FOLDED_PREFIX)
+        return folded(source_id, data_id).result.as_loaded(base_model(source_id, data_id))
     return compression.load_model(
         _source(model_id), _source(data_id) if data_id else None,
         max_parameters=MAX_UPLOAD_PARAMETERS, max_file_bytes=MAX_UPLOAD_BYTES,
@@ -174,6 +183,36 @@ def base_model(model_id: str, data_id: str | None) -> compression.LoadedModel:
 def compressed(model_id: str, data_id: str | None, recipe_json: str) -> compression.CompressionResult:
     """One compression per (model, data, recipe); a slider returning to a value is instant."""
     return compression.compress(base_model(model_id, data_id), recipe_json)
+
+
+@dataclass(frozen=True)
+class Folding:
+    """BatchNorm folded into the layers before: the result, and what it changed, measured."""
+
+    result: compression.FusionResult
+    values_before: int
+    values_after: int
+    max_output_difference: float | None  # on the evaluation inputs (None without data)
+    value: float | None  # the folded model's metric against the original's outputs and labels
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def folded(model_id: str, data_id: str | None) -> Folding:
+    """Conv+BatchNorm folding of a model: traced and folded once, its outputs compared once."""
+    model = base_model(model_id, data_id)
+    result = compression.fuse_conv_bn(model)
+    difference = value = None
+    if model.evaluation is not None:
+        inputs, batch = model.evaluation.inputs, model.evaluation.batch_size
+        with torch.inference_mode():
+            difference = float((model_outputs(result.module, inputs, batch)
+                                - model_outputs(model.module, inputs, batch)).abs().max())
+        value = compression.evaluate(model, result.module).value
+    return Folding(result, _stored_values(model.module), _stored_values(result.module), difference, value)
+
+
+def _stored_values(module: torch.nn.Module) -> int:
+    return sum(t.numel() for t in module.state_dict().values())
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
@@ -261,7 +300,7 @@ def init_session() -> None:
     if _MODEL_KEY in st.session_state:
         return
     model_id = st.query_params.get("model", DEFAULT_MODEL)
-    if model_id not in sample_models.ZOO_NAMES:
+    if not _linkable(model_id):
         st.session_state[_URL_WARNING_KEY] = (
             f"The link asks for model {model_id!r}, which is not a sample model here "
             f"(uploads are not shared by links); showing {DEFAULT_MODEL} instead."
@@ -280,6 +319,12 @@ def init_session() -> None:
     sync_url()
 
 
+def _linkable(model_id: str) -> bool:
+    """Whether a link can name the model: a sample model, or one with its BatchNorm folded
+    (uploads live in their session only)."""
+    return model_id.removeprefix(FOLDED_PREFIX) in sample_models.ZOO_NAMES
+
+
 def url_warning() -> str | None:
     return st.session_state.pop(_URL_WARNING_KEY, None)
 
@@ -294,13 +339,17 @@ def choose_model(model_id: str, data_id: str | None = None) -> None:
     sync_url()
 
 
-def remember_upload(model_id: str) -> None:
+def remember_model(model_id: str) -> None:
+    """Offer an upload or a folded model in the sidebar for the rest of the session."""
     st.session_state[_UPLOAD_NAMES_KEY][model_id] = ModelChoice(model_id, None).label
 
 
 def model_options() -> list[str]:
-    """Zoo names, then this session's uploads."""
-    return list(sample_models.ZOO_NAMES) + list(st.session_state[_UPLOAD_NAMES_KEY])
+    """Zoo names, then this session's uploads and folded models, and the current model (a
+    link may name a folded one)."""
+    options = list(sample_models.ZOO_NAMES) + list(st.session_state[_UPLOAD_NAMES_KEY])
+    current = st.session_state[_MODEL_KEY]
+    return options if current in options else [*options, current]
 
 
 def recipe() -> dict[str, Any]:
@@ -355,12 +404,12 @@ def set_prune_overrides(own_amounts: dict[str, float], switched_off: set[str]) -
 
 
 def sync_url() -> None:
-    """Model (zoo models only: uploads live in this session) and recipe into the URL.
+    """Model (sample models, folded or not: uploads live in this session) and recipe into the URL.
 
     Only parameters that change are written: each write is a message to the browser.
     """
     wanted = {}
-    if st.session_state[_MODEL_KEY] in sample_models.ZOO_NAMES:
+    if _linkable(st.session_state[_MODEL_KEY]):
         wanted["model"] = st.session_state[_MODEL_KEY]
     if recipe():
         # The canonical JSON, compact: sorted keys except the override patterns, whose order

@@ -150,6 +150,31 @@ def test_picking_a_model_in_the_sidebar_on_another_page_selects_it(app):
     assert app.session_state["model_id"] == "bn_cnn"
 
 
+def test_batchnorm_folding_is_measured_and_the_folded_model_can_be_compressed(app):
+    open_page(app, "pages/model.py")
+    app.radio(key="model_zoo").set_value("bn_cnn").run(timeout=30)
+    assert_clean(app)
+    assert metric_value(app, "Pairs folded") == "4"
+    assert float(metric_value(app, "Max |output change|")) < 1e-4
+    assert metric_value(app, "Accuracy folded") == metric_value(app, "Baseline accuracy")
+    app.button(key="model_use_folded").click().run(timeout=30)
+    assert_clean(app)
+    assert app.session_state["model_id"] == "folded/bn_cnn"
+    assert [s.value for s in app.subheader] == ["bn_cnn-bn-folded"]
+    assert app.query_params["model"] == "folded/bn_cnn"
+    open_page(app, "pages/export.py")
+    assert_clean(app)
+    assert "compression fuse bn_cnn" in app.code[0].value
+
+
+def test_a_link_can_name_a_folded_sample_model(app):
+    open_link(app, "folded/bn_cnn", None)
+    open_page(app, "pages/pruning.py")
+    assert_clean(app)
+    assert app.session_state["model_id"] == "folded/bn_cnn"
+    assert app.sidebar.selectbox[0].value == "folded/bn_cnn"  # shown as bn_cnn-bn-folded
+
+
 def saved_state_dict(model_name: str) -> bytes:
     buffer = io.BytesIO()
     torch.save(sample_models.load_trained(model_name).state_dict(), buffer)
