@@ -24,6 +24,10 @@ ZERO_ON_LOG = 0.3  # where an empty bin is drawn on a log axis: its floor (and "
 # underscore paths costs about 5 ms a figure, a noticeable part of a slider move.
 
 
+# Legends go under the plot: above it, on the right, they sit where plotly's toolbar appears.
+LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0)
+
+
 def _layout(title: str, x_title: str, y_title: str, height: int = CHART_HEIGHT, subtitle: str = "", **extra: Any) -> dict:
     """Title, size and axis titles; no legend unless ``extra`` asks for one (it is slow to draw)."""
     layout = dict(
@@ -187,8 +191,8 @@ def gradual_chart(planned: Sequence[float], steps: Sequence, metric: str) -> go.
         dict(type="scatter", x=[s.step for s in steps], y=[s.value for s in steps], mode="lines+markers",
              name=f"{metric} after fine-tuning", line=dict(color="rgba(44, 160, 44, 0.9)"), yaxis="y2"),
     ]
-    layout = _layout("Sparsity and metric per step", "pruning step k", "sparsity", height=380, showlegend=True,
-                     legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+    layout = _layout("Sparsity and metric per step", "pruning step k", "sparsity", height=420, showlegend=True,
+                     legend=LEGEND_BELOW,
                      yaxis2=dict(title=dict(text=metric), overlaying="y", side="right", range=[0, 1.02]))
     layout["yaxis"]["range"] = [0, 1.02]
     return go.Figure(data=traces, layout=layout)
@@ -278,9 +282,10 @@ def distillation_chart(with_teacher: Sequence, without: Sequence, metric: str) -
                            name=f"{metric}, {label}", line=dict(color=colour)))
         traces.append(dict(type="scatter", x=epochs, y=[r.loss for r in records], mode="lines", yaxis="y2",
                            name=f"training loss, {label}", line=dict(color=colour, dash="dot")))
-    layout = _layout("Students per epoch", "epoch", metric, height=380, showlegend=True,
-                     legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+    layout = _layout("Students per epoch", "epoch", metric, height=420, showlegend=True,
+                     legend=LEGEND_BELOW,
                      yaxis2=dict(title=dict(text="training loss (dotted)"), overlaying="y", side="right"))
+    layout["xaxis"]["dtick"] = 1  # whole epochs
     return go.Figure(data=traces, layout=layout)
 
 
@@ -324,6 +329,6 @@ def tradeoff_chart(
             marker=dict(symbol="star", size=18, color="gold", line=dict(color="black", width=1)),
         ))
     layout = _layout(f"{metric} versus encoded size", "encoded size (KiB, log scale)", metric, height=460,
-                     showlegend=True, legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+                     showlegend=True, legend=LEGEND_BELOW)
     layout["xaxis"]["type"] = "log"
     return go.Figure(data=traces, layout=layout)
