@@ -17,7 +17,8 @@ from compression.errors import CompressionError
 from compression.model import LoadedModel
 from compression.onnx_import import OnnxGraphModule
 
-INSTALL_HINT = "pip install -r requirements-tflite.txt (litert-torch; it brings jax and ai-edge-litert)"
+INSTALL_COMMAND = "pip install -r requirements-tflite.txt"
+INSTALL_HINT = f"{INSTALL_COMMAND} (litert-torch; it brings jax and ai-edge-litert)"
 
 
 def tflite_available() -> bool:

@@ -24,7 +24,7 @@ from compression.onnx_export import (
 )
 from compression.packing import dense_safetensors
 from compression.program import program_bytes
-from compression.tflite_export import INSTALL_HINT, export_tflite, tflite_available
+from compression.tflite_export import INSTALL_COMMAND, export_tflite, tflite_available
 from ui import controls, state
 
 state.require_navigation()
@@ -147,7 +147,8 @@ st.markdown(
     "batches of exactly the example's size (litert-torch cannot lower a dynamic batch)."
 )
 if not tflite_available():
-    st.info(f"TFLite export needs an optional package: `{INSTALL_HINT}`.")
+    st.info(f"TFLite export needs an optional package, litert-torch (it brings jax and the LiteRT runtime, "
+            f"about 1.2 GB): `{INSTALL_COMMAND}`.")
 else:
     tflite_files = st.session_state.setdefault("tflite_exports", {})  # (model, recipe) → bytes
     tflite_key = (choice, state.recipe_json())
