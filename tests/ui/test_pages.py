@@ -643,6 +643,15 @@ def test_tflite_conversion_offers_the_compressed_model_as_a_tflite_file(app):
     assert metric_value(app, "TFLite file").endswith("KiB")
 
 
+def test_without_litert_torch_the_export_page_says_how_to_add_it(app, monkeypatch):
+    monkeypatch.setattr("compression.tflite_export.tflite_available", lambda: False)
+    open_link(app, "mlp", None)
+    open_page(app, "pages/export.py")
+    assert_clean(app)
+    assert any("requirements-tflite.txt" in info.value for info in app.info)
+    assert not [b for b in app.button if b.key == "export_tflite"]
+
+
 def test_structured_pruning_offers_a_smaller_dense_model_with_the_masked_accuracy(app):
     recipe = {"prune": {"method": "structured", "amount": 0.5, "scope": "layer"}}
     open_link(app, "simplenet", json.dumps(recipe))
