@@ -17,6 +17,10 @@ The public API, in the order a session uses it::
     fused = compression.fuse_conv_bn(compression.load_model("bn_cnn"))         # BatchNorm folded
     smaller = compression.remove_channels(model, amount=0.5)   # channels physically removed
     student, plain = compression.compare_distillation(model, compression.DistillConfig(width=16))
+    onnx_bytes = compression.export_onnx(model, result.module)   # scored by evaluate_onnx
+    int8 = compression.quantize_onnx_dynamic(onnx_bytes)       # or quantize_onnx_static
+    imported = compression.load_model("model.onnx")            # weights compressible, run by onnxruntime
+    table = compression.latency_table(model, {"base": model.module, "recipe": result.module})
 
 No Streamlit here: the dashboard and the CLI are thin layers over these functions.
 """
@@ -38,6 +42,9 @@ from compression.distillation import DistillConfig, DistillResult, compare_disti
 from compression.evaluation import Evaluation, evaluate
 from compression.latency import latency_table
 from compression.fusion import FusionResult, fuse_conv_bn
+from compression.onnx_export import evaluate_onnx, export_onnx, quantize_onnx_dynamic, quantize_onnx_static
+from compression.program import program_bytes
+from compression.tflite_export import export_tflite
 from compression.gradual import AgpSchedule, GradualResult, gradual_prune
 from compression.loading import load_model
 from compression.model import EvaluationData, LoadedModel
@@ -84,11 +91,17 @@ __all__ = [
     "compress",
     "distill",
     "evaluate",
+    "evaluate_onnx",
+    "export_onnx",
+    "export_tflite",
     "fuse_conv_bn",
     "gradual_prune",
     "latency_table",
     "load_model",
     "load_packed",
+    "program_bytes",
+    "quantize_onnx_dynamic",
+    "quantize_onnx_static",
     "remove_channels",
     "save_packed",
     "search_layerwise",
