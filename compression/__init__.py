@@ -41,7 +41,7 @@ from compression.channels import ChannelResult, remove_channels
 from compression.distillation import DistillConfig, DistillResult, compare_distillation, distill
 from compression.evaluation import Evaluation, evaluate
 from compression.latency import latency_table
-from compression.fusion import FusionResult, fuse_conv_bn
+from compression.fusion import FusionCheck, FusionResult, check_fusion, fuse_conv_bn
 from compression.onnx_export import evaluate_onnx, export_onnx, quantize_onnx_dynamic, quantize_onnx_static
 from compression.program import program_bytes
 from compression.tflite_export import export_tflite
@@ -73,6 +73,7 @@ __all__ = [
     "DistillResult",
     "Evaluation",
     "EvaluationData",
+    "FusionCheck",
     "FusionResult",
     "GradualResult",
     "LayerReport",
@@ -87,6 +88,7 @@ __all__ = [
     "SearchResult",
     "UnsafeFileError",
     "allocate_sparsity",
+    "check_fusion",
     "compare_distillation",
     "compress",
     "distill",

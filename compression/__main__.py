@@ -30,9 +30,9 @@ import compression
 import sample_models
 from compression.errors import CompressionError
 from compression.distillation import DistillConfig, EpochRecord, compare_distillation
-from compression.evaluation import model_outputs
+from compression.evaluation import max_output_difference
 from compression.files import write_atomically
-from compression.fusion import fuse_conv_bn
+from compression.fusion import check_fusion, fuse_conv_bn
 from compression.gradual import AgpSchedule, GradualStep, gradual_prune
 from compression.onnx_export import (
     calibration_inputs_for,
@@ -295,18 +295,16 @@ def command_fuse(args: argparse.Namespace) -> None:
     out = _check_output(args.out, args)
     model = _load(args)
     fused = fuse_conv_bn(model)
-    fused_model = fused.as_loaded(model)
+    check = check_fusion(model, fused)
     payload: dict[str, Any] = {
         "model": model.name,
         "pairs": [list(pair) for pair in fused.pairs],
-        "values_before": sum(t.numel() for t in model.module.state_dict().values()),
-        "values_after": sum(t.numel() for t in fused.module.state_dict().values()),
+        "values_before": check.values_before,
+        "values_after": check.values_after,
     }
     if model.evaluation is not None:
-        inputs, batch = model.evaluation.inputs, model.evaluation.batch_size
-        difference = (model_outputs(fused.module, inputs, batch) - model_outputs(model.module, inputs, batch)).abs().max()
-        payload.update(max_output_difference=float(difference), metric=model.evaluation.metric,
-                       value_before=compression.evaluate(model).value, value_after=compression.evaluate(fused_model).value)
+        payload.update(max_output_difference=check.max_output_difference, metric=model.evaluation.metric,
+                       value_before=check.value_before, value_after=check.value_after)
     if out is not None:
         write_atomically(out, program_bytes(fused.module, model))
     if args.json:
@@ -345,10 +343,9 @@ def command_shrink(args: argparse.Namespace) -> None:
         # original, not with the smaller model itself.
         masked = compression.compress(model, result.masked_recipe).module
         smaller, masked_score = compression.evaluate(model, result.module), compression.evaluate(model, masked)
-        inputs, batch = model.evaluation.inputs, model.evaluation.batch_size
-        difference = (model_outputs(result.module, inputs, batch) - model_outputs(masked, inputs, batch)).abs().max()
         payload.update(metric=smaller.metric, value=smaller.value, masked_value=masked_score.value,
-                       baseline_value=smaller.baseline_value, max_output_difference=float(difference))
+                       baseline_value=smaller.baseline_value,
+                       max_output_difference=max_output_difference(model, result.module, masked))
     write_atomically(out, program)
     payload.update(file=str(out), file_bytes=len(program))
     if args.json:

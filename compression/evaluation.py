@@ -101,6 +101,15 @@ def require_evaluation(model: LoadedModel) -> EvaluationData:
     return model.evaluation
 
 
+def max_output_difference(model: LoadedModel, module: nn.Module, reference: nn.Module | None = None) -> float:
+    """The largest |module(x) - reference(x)| over the model's evaluation inputs (reference: the
+    base module): how far a rewrite that should change nothing (folding, channel removal) moved."""
+    data = require_evaluation(model)
+    reference = model.module if reference is None else reference
+    ours, theirs = (model_outputs(m, data.inputs, data.batch_size) for m in (module, reference))
+    return float((ours - theirs).abs().max())
+
+
 def model_outputs(module: nn.Module, inputs: tuple[torch.Tensor, ...], batch_size: int) -> torch.Tensor:
     """The module's outputs for every row of ``inputs``, in order, as one float tensor.
 

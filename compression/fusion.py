@@ -26,6 +26,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from compression.evaluation import evaluate, max_output_difference
 from compression.model import LoadedModel, named_module
 from compression.tracing import traced as fx_traced
 
@@ -44,6 +45,30 @@ class FusionResult:
         """``original`` with the folded module: same evaluation data and example inputs,
         compressible layers listed anew (folded convolutions gain a bias), and an empty cache."""
         return original.with_module(self.module, f"{len(self.pairs)} BatchNorm layers folded into the layer before")
+
+
+@dataclass(frozen=True)
+class FusionCheck:
+    """What folding changed, measured: stored values, and on the evaluation data (None without
+    it) the largest output change and the metric before and after, both against the original."""
+
+    values_before: int
+    values_after: int
+    max_output_difference: float | None
+    value_before: float | None
+    value_after: float | None
+
+
+def check_fusion(model: LoadedModel, result: FusionResult) -> FusionCheck:
+    """Measure ``result`` (of ``fuse_conv_bn(model)``) against ``model``."""
+    def stored_values(module: nn.Module) -> int:
+        return sum(t.numel() for t in module.state_dict().values())
+
+    difference = before = after = None
+    if model.evaluation is not None:
+        difference = max_output_difference(model, result.module)
+        before, after = evaluate(model).value, evaluate(model, result.module).value
+    return FusionCheck(stored_values(model.module), stored_values(result.module), difference, before, after)
 
 
 def fuse_conv_bn(model: LoadedModel | nn.Module) -> FusionResult:

@@ -118,20 +118,20 @@ if not is_folded and any(isinstance(layer, torch.nn.modules.batchnorm._BatchNorm
              r"b' = (b - \mu) \cdot \frac{\gamma}{\sqrt{\sigma^2 + \epsilon}} + \beta")
     try:
         with st.spinner("Tracing and folding…"):
-            folding = state.folded(choice.model_id, choice.data_id)
+            fusion, check = state.folded(choice.model_id, choice.data_id)
     except compression.CompressionError as error:
         st.warning(f"BatchNorm cannot be folded here: {error}")
     else:
         columns = st.columns(4)
-        columns[0].metric("Pairs folded", len(folding.result.pairs))
-        columns[1].metric("Stored values", f"{folding.values_after:,}",
-                          delta=f"{folding.values_after - folding.values_before:+,}", delta_color="off")
-        if folding.max_output_difference is not None:
-            columns[2].metric("Max |output change|", f"{folding.max_output_difference:.1e}")
-            columns[3].metric(f"{controls.metric_label(model.evaluation.metric)} folded", f"{folding.value:.4f}")
-        if folding.result.pairs:
+        columns[0].metric("Pairs folded", len(fusion.pairs))
+        columns[1].metric("Stored values", f"{check.values_after:,}",
+                          delta=f"{check.values_after - check.values_before:+,}", delta_color="off")
+        if check.max_output_difference is not None:
+            columns[2].metric("Max |output change|", f"{check.max_output_difference:.1e}")
+            columns[3].metric(f"{controls.metric_label(model.evaluation.metric)} folded", f"{check.value_after:.4f}")
+        if fusion.pairs:
             measured = f" Measured on {model.evaluation.description}." if model.evaluation else ""
-            st.caption("Folded: " + ", ".join(f"{norm} into {layer}" for layer, norm in folding.result.pairs)
+            st.caption("Folded: " + ", ".join(f"{norm} into {layer}" for layer, norm in fusion.pairs)
                        + "." + measured)
             folded_id = state.FOLDED_PREFIX + choice.model_id
             if st.button("Compress the folded model", key="model_use_folded", type="primary"):

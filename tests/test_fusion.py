@@ -11,7 +11,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from compression.compress import compress
 from compression.errors import CompressionError
 from compression.evaluation import evaluate
-from compression.fusion import FusionResult, fuse_conv_bn
+from compression.fusion import FusionResult, check_fusion, fuse_conv_bn
 from compression.loading import load_model
 from compression.model import LoadedModel
 from tensor_checks import assert_bitwise_equal, bitwise_copy, outputs, with_statistics
@@ -107,6 +107,13 @@ def test_a_batchnorm_in_training_mode_is_folded_with_its_running_statistics() ->
 
 
 # --- only exact folds ------------------------------------------------------------------------
+
+
+def test_the_check_measures_what_folding_changed_against_the_original(bn_cnn: LoadedModel, fused: FusionResult) -> None:
+    check = check_fusion(bn_cnn, fused)
+    assert (check.values_before, check.values_after) == (stored_values(bn_cnn.module), stored_values(fused.module))
+    assert check.max_output_difference < 1e-4
+    assert check.value_after == pytest.approx(check.value_before) == pytest.approx(0.9933, abs=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-import torch
 
 import compression
 import sample_models
 from compression.errors import CompressionError
-from compression.evaluation import model_outputs
 from compression.preview import MagnitudeIndex, PruningPreview, previewable
 
 DEFAULT_MODEL = "simplenet"
@@ -172,7 +170,7 @@ def base_model(model_id: str, data_id: str | None) -> compression.LoadedModel:
     ``folded/`` id is the model after it with its BatchNorm layers folded."""
     if model_id.startswith(FOLDED_PREFIX):
         source_id = model_id.removeprefix(FOLDED_PREFIX)
-        return folded(source_id, data_id).result.as_loaded(base_model(source_id, data_id))
+        return folded(source_id, data_id)[0].as_loaded(base_model(source_id, data_id))
     return compression.load_model(
         _source(model_id), _source(data_id) if data_id else None,
         max_parameters=MAX_UPLOAD_PARAMETERS, max_file_bytes=MAX_UPLOAD_BYTES,
@@ -185,34 +183,12 @@ def compressed(model_id: str, data_id: str | None, recipe_json: str) -> compress
     return compression.compress(base_model(model_id, data_id), recipe_json)
 
 
-@dataclass(frozen=True)
-class Folding:
-    """BatchNorm folded into the layers before: the result, and what it changed, measured."""
-
-    result: compression.FusionResult
-    values_before: int
-    values_after: int
-    max_output_difference: float | None  # on the evaluation inputs (None without data)
-    value: float | None  # the folded model's metric against the original's outputs and labels
-
-
 @st.cache_resource(max_entries=6, show_spinner=False)
-def folded(model_id: str, data_id: str | None) -> Folding:
-    """Conv+BatchNorm folding of a model: traced and folded once, its outputs compared once."""
+def folded(model_id: str, data_id: str | None) -> tuple[compression.FusionResult, compression.FusionCheck]:
+    """Conv+BatchNorm folding of a model and what it changed: traced, folded and measured once."""
     model = base_model(model_id, data_id)
     result = compression.fuse_conv_bn(model)
-    difference = value = None
-    if model.evaluation is not None:
-        inputs, batch = model.evaluation.inputs, model.evaluation.batch_size
-        with torch.inference_mode():
-            difference = float((model_outputs(result.module, inputs, batch)
-                                - model_outputs(model.module, inputs, batch)).abs().max())
-        value = compression.evaluate(model, result.module).value
-    return Folding(result, _stored_values(model.module), _stored_values(result.module), difference, value)
-
-
-def _stored_values(module: torch.nn.Module) -> int:
-    return sum(t.numel() for t in module.state_dict().values())
+    return result, compression.check_fusion(model, result)
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
