@@ -91,21 +91,21 @@ def _write_new(path: Path, content: bytes, written: list[Path]) -> None:
     path.write_bytes(content)
 
 
-def store_upload(name: str, content: bytes, written: list[Path] | None = None) -> str:
+def _store_upload(name: str, content: bytes, written: list[Path]) -> str:
     """Save one uploaded file under its hash and return an id usable as a cache key.
 
     Files written now (not those already there from an earlier upload) are added to ``written``.
     """
     digest = hashlib.sha256(content).hexdigest()[:16]
     path = _upload_folder() / digest / _safe_name(name)
-    _write_new(path, content, [] if written is None else written)
+    _write_new(path, content, written)
     return f"{UPLOAD_PREFIX}{digest}/{path.name}"
 
 
-def store_uploads(files: list[tuple[str, bytes]], written: list[Path] | None = None) -> str:
+def _store_uploads(files: list[tuple[str, bytes]], written: list[Path]) -> str:
     """One file as itself; several (a Hugging Face folder's files) as one folder."""
     if len(files) == 1:
-        return store_upload(*files[0], written)
+        return _store_upload(*files[0], written)
     names = [_safe_name(name) for name, _ in files]
     clashes = sorted({name for name in names if names.count(name) > 1})
     if clashes:
@@ -116,7 +116,7 @@ def store_uploads(files: list[tuple[str, bytes]], written: list[Path] | None = N
     digest = hashlib.sha256(b"".join(hashlib.sha256(c).digest() + n.encode() for n, c in sorted(files))).hexdigest()[:16]
     folder = _upload_folder() / digest / "model"
     for name, (_, content) in zip(names, files):
-        _write_new(folder / name, content, [] if written is None else written)
+        _write_new(folder / name, content, written)
     return f"{UPLOAD_PREFIX}{digest}/model"
 
 
@@ -145,8 +145,8 @@ def load_upload(files: list[tuple[str, bytes]], data: tuple[str, bytes] | None =
             )
     written: list[Path] = []
     try:
-        model_id = store_uploads(files, written)
-        data_id = store_upload(*data, written) if data else None
+        model_id = _store_uploads(files, written)
+        data_id = _store_upload(*data, written) if data else None
         base_model(model_id, data_id)
     except BaseException:  # refused, a bug, or a rerun cutting the load short: nothing is kept
         _remove(written)
