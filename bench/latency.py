@@ -9,13 +9,13 @@ forward pass of:
 - torch fp32: the base module (the reference every ratio is taken against);
 - torch 90% sparse: ``compress`` with 90% global magnitude pruning, run by the same dense
   kernels (zeros are multiplied like any other value);
-- torch 50% channels removed: ``compression.channels.remove_channels(model, 0.5)``, a smaller dense
+- torch 50% channels removed: ``compression.graph.channels.remove_channels(model, 0.5)``, a smaller dense
   model (left out, with a note saying why, for a model it cannot be applied to);
 - ORT fp32: the ``export_onnx`` model in onnxruntime (CPUExecutionProvider);
 - ORT int8 dynamic: ``quantize_onnx_dynamic`` (int8 weights, activations quantized per call);
 - ORT int8 static QDQ: ``quantize_onnx_static`` calibrated on the training split.
 
-The variants are built by ``compression.latency.standard_variants`` (the dashboard's Export page
+The variants are built by ``compression.workflows.latency.standard_variants`` (the dashboard's Export page
 times the same set), the notes' reasons come from its techniques.
 
 Every variant of a (model, batch) is warmed up, then timed in ``--samples`` rounds (fewer,
@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from compression.latency import (  # noqa: E402
+from compression.workflows.latency import (  # noqa: E402
     NO_SPEEDUP,
     ORT_FP32,
     TORCH_FP32,
@@ -62,8 +62,8 @@ from compression.latency import (  # noqa: E402
     standard_variants,
     variant_scores,
 )
-from compression.loading import load_model  # noqa: E402
-from compression.onnx_export import OnnxRuntimeModule  # noqa: E402
+from compression.io.loading import load_model  # noqa: E402
+from compression.io.onnx_export import OnnxRuntimeModule  # noqa: E402
 
 DIGITS = ("simplenet", "mlp", "bn_cnn")
 BATCHES = (1, 64)

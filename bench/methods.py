@@ -33,12 +33,12 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from compression.channels import remove_channels  # noqa: E402
+from compression.graph.channels import remove_channels  # noqa: E402
 from compression.compress import compress  # noqa: E402
-from compression.distillation import DistillConfig, compare_distillation  # noqa: E402
+from compression.workflows.distillation import DistillConfig, compare_distillation  # noqa: E402
 from compression.evaluation import evaluate  # noqa: E402
-from compression.gradual import AgpSchedule, gradual_prune  # noqa: E402
-from compression.loading import load_model  # noqa: E402
+from compression.workflows.gradual import AgpSchedule, gradual_prune  # noqa: E402
+from compression.io.loading import load_model  # noqa: E402
 from compression.model import LoadedModel  # noqa: E402
 
 EIGHT_BITS = {"scheme": "linear", "bits": 8, "granularity": "per_channel", "symmetric": True}

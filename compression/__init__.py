@@ -26,88 +26,109 @@ No Streamlit here: the dashboard and the CLI are thin layers over these function
 """
 from __future__ import annotations
 
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
-from compression.compress import CompressionReport, CompressionResult, LayerReport, compress
-from compression.errors import (
-    CompressionError,
-    DataError,
-    ModelLoadError,
-    PackedFileError,
-    RecipeError,
-    UnsafeFileError,
-)
-from compression.channels import ChannelResult, remove_channels
-from compression.distillation import DistillConfig, DistillResult, compare_distillation, distill
-from compression.evaluation import Evaluation, evaluate
-from compression.latency import latency_table
-from compression.fusion import FusionCheck, FusionResult, check_fusion, fuse_conv_bn
-from compression.onnx_export import evaluate_onnx, export_onnx, quantize_onnx_dynamic, quantize_onnx_static
-from compression.program import program_bytes
-from compression.tflite_export import export_tflite
-from compression.gradual import AgpSchedule, GradualResult, gradual_prune
-from compression.loading import load_model
-from compression.model import EvaluationData, LoadedModel
-from compression.packing import PackedModel, load_packed
-from compression.packing import save_packed as _save_packed_model
-from compression.recipe import PruneSpec, QuantizeSpec, Recipe
-from compression.search import SearchResult, search_layerwise, search_sparsity
-from compression.sensitivity import allocate_sparsity, sensitivity
-from compression.sweep import sweep
+# Where each public name lives. Imported on first use (PEP 562), so ``import compression``
+# costs no more than the modules a caller touches: onnx, onnxruntime, scikit-learn, pandas
+# and transformers load only with the functions that need them.
+_PUBLIC = {
+    "AgpSchedule": "compression.workflows.gradual",
+    "ChannelResult": "compression.graph.channels",
+    "CompressionError": "compression.errors",
+    "CompressionReport": "compression.compress",
+    "CompressionResult": "compression.compress",
+    "DataError": "compression.errors",
+    "DistillConfig": "compression.workflows.distillation",
+    "DistillResult": "compression.workflows.distillation",
+    "Evaluation": "compression.evaluation",
+    "EvaluationData": "compression.model",
+    "FusionCheck": "compression.graph.fusion",
+    "FusionResult": "compression.graph.fusion",
+    "GradualResult": "compression.workflows.gradual",
+    "LayerReport": "compression.compress",
+    "LoadedModel": "compression.model",
+    "ModelLoadError": "compression.errors",
+    "PackedFileError": "compression.errors",
+    "PackedModel": "compression.packing",
+    "PruneSpec": "compression.recipe",
+    "QuantizeSpec": "compression.recipe",
+    "Recipe": "compression.recipe",
+    "RecipeError": "compression.errors",
+    "SearchResult": "compression.workflows.search",
+    "UnsafeFileError": "compression.errors",
+    "allocate_sparsity": "compression.workflows.sensitivity",
+    "check_fusion": "compression.graph.fusion",
+    "compare_distillation": "compression.workflows.distillation",
+    "compress": "compression.compress",
+    "distill": "compression.workflows.distillation",
+    "evaluate": "compression.evaluation",
+    "evaluate_onnx": "compression.io.onnx_export",
+    "export_onnx": "compression.io.onnx_export",
+    "export_tflite": "compression.io.tflite_export",
+    "fuse_conv_bn": "compression.graph.fusion",
+    "gradual_prune": "compression.workflows.gradual",
+    "latency_table": "compression.workflows.latency",
+    "load_model": "compression.io.loading",
+    "load_packed": "compression.packing",
+    "program_bytes": "compression.io.program",
+    "quantize_onnx_dynamic": "compression.io.onnx_export",
+    "quantize_onnx_static": "compression.io.onnx_export",
+    "remove_channels": "compression.graph.channels",
+    "search_layerwise": "compression.workflows.search",
+    "search_sparsity": "compression.workflows.search",
+    "sensitivity": "compression.workflows.sensitivity",
+    "sweep": "compression.workflows.sweep",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'compression' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
+    from compression.compress import CompressionReport, CompressionResult, LayerReport, compress
+    from compression.errors import (
+        CompressionError,
+        DataError,
+        ModelLoadError,
+        PackedFileError,
+        RecipeError,
+        UnsafeFileError,
+    )
+    from compression.graph.channels import ChannelResult, remove_channels
+    from compression.workflows.distillation import DistillConfig, DistillResult, compare_distillation, distill
+    from compression.evaluation import Evaluation, evaluate
+    from compression.workflows.latency import latency_table
+    from compression.graph.fusion import FusionCheck, FusionResult, check_fusion, fuse_conv_bn
+    from compression.io.onnx_export import evaluate_onnx, export_onnx, quantize_onnx_dynamic, quantize_onnx_static
+    from compression.io.program import program_bytes
+    from compression.io.tflite_export import export_tflite
+    from compression.workflows.gradual import AgpSchedule, GradualResult, gradual_prune
+    from compression.io.loading import load_model
+    from compression.model import EvaluationData, LoadedModel
+    from compression.packing import PackedModel, load_packed
+    from compression.recipe import PruneSpec, QuantizeSpec, Recipe
+    from compression.workflows.search import SearchResult, search_layerwise, search_sparsity
+    from compression.workflows.sensitivity import allocate_sparsity, sensitivity
+    from compression.workflows.sweep import sweep
 
 
 def save_packed(result: CompressionResult | PackedModel, path: str | os.PathLike) -> int:
     """Write a compression result's packed file (atomically) and return its size in bytes."""
-    packed = result.packed if isinstance(result, CompressionResult) else result
-    return _save_packed_model(packed, path)
+    from compression.packing import PackedModel, save_packed as save_packed_model
+
+    packed = result if isinstance(result, PackedModel) else result.packed
+    return save_packed_model(packed, path)
 
 
-__all__ = [
-    "AgpSchedule",
-    "ChannelResult",
-    "CompressionError",
-    "CompressionReport",
-    "CompressionResult",
-    "DataError",
-    "DistillConfig",
-    "DistillResult",
-    "Evaluation",
-    "EvaluationData",
-    "FusionCheck",
-    "FusionResult",
-    "GradualResult",
-    "LayerReport",
-    "LoadedModel",
-    "ModelLoadError",
-    "PackedFileError",
-    "PackedModel",
-    "PruneSpec",
-    "QuantizeSpec",
-    "Recipe",
-    "RecipeError",
-    "SearchResult",
-    "UnsafeFileError",
-    "allocate_sparsity",
-    "check_fusion",
-    "compare_distillation",
-    "compress",
-    "distill",
-    "evaluate",
-    "evaluate_onnx",
-    "export_onnx",
-    "export_tflite",
-    "fuse_conv_bn",
-    "gradual_prune",
-    "latency_table",
-    "load_model",
-    "load_packed",
-    "program_bytes",
-    "quantize_onnx_dynamic",
-    "quantize_onnx_static",
-    "remove_channels",
-    "save_packed",
-    "search_layerwise",
-    "search_sparsity",
-    "sensitivity",
-    "sweep",
-]
+__all__ = sorted([*_PUBLIC, "save_packed"])

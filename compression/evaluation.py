@@ -8,7 +8,7 @@ outputs are computed once and kept in ``LoadedModel.cache``:
   ``extras["nn_agreement"]``, the fraction of inputs whose nearest neighbour in the
   evaluation set (by cosine, excluding itself) is the same under both models.
 
->>> from compression.loading import load_model
+>>> from compression.io.loading import load_model
 >>> evaluate(load_model("mlp")).metric
 'accuracy'
 """

@@ -37,6 +37,26 @@ class EvaluationData:
         return int(self.inputs[0].shape[0])
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """Labelled training rows (a classifier's inputs and integer classes): what fine-tuning,
+    distillation and int8 calibration use, never the held-out evaluation rows."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    description: str
+
+
+class ForeignRuntimeModule(nn.Module):
+    """A module whose forward runs another runtime (onnxruntime) over the weights it holds.
+
+    Its weights compress like any module's, but it has no torch layers: rewrites that follow
+    a torch graph (fusion, channel removal) refuse it, naming ``runtime``.
+    """
+
+    runtime = "another runtime"
+
+
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
     """One model ready to compress: read-only module, its compressible parameters and data.
@@ -53,7 +73,8 @@ class LoadedModel:
     example_inputs: tuple[torch.Tensor, ...]
     evaluation: EvaluationData | None  # None where the format carries no input shape
     description: str = ""
-    architecture: str | None = None  # the sample architecture it is, where it is one (its training data)
+    architecture: str | None = None  # the sample architecture it is, where it is one
+    training: TrainingData | None = None  # labelled training rows, where the source brings them
     cache: dict = field(default_factory=dict, repr=False)  # per-model memo (baseline outputs)
 
     @property

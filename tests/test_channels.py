@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compression.channels import ChannelResult, remove_channels
+from compression.graph.channels import ChannelResult, remove_channels
 from compression.compress import compress
 from compression.errors import CompressionError
 from compression.evaluation import evaluate
-from compression.loading import load_model
+from compression.io.loading import load_model
 from compression.model import LoadedModel
 from tensor_checks import assert_bitwise_equal, bitwise_copy, outputs, with_statistics
 

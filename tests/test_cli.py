@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import compression
-from compression.__main__ import EXIT_BAD_INPUT, main
+from compression.cli import EXIT_BAD_INPUT, main
 from compression.evaluation import model_outputs
 
 RECIPE = '{"prune": {"method": "magnitude", "amount": 0.5}, "quantize": {"scheme": "linear", "bits": 4}}'

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from compression.compress import compress
-from compression.distillation import (
+from compression.workflows.distillation import (
     DistillConfig,
     compare_distillation,
     distill,
@@ -17,7 +17,7 @@ from compression.distillation import (
 )
 from compression.errors import DataError, RecipeError
 from compression.evaluation import evaluate
-from compression.loading import load_model
+from compression.io.loading import load_model
 
 QUICK = DistillConfig(width=16, epochs=2)
 # Trained to near convergence (lr 1e-2, 20 epochs), where the soft targets show their worth;
@@ -186,7 +186,7 @@ def test_compare_trains_the_same_student_with_and_without_the_teacher(mlp) -> No
 
 def test_a_model_without_training_data_is_refused(mlp) -> None:
     with pytest.raises(DataError, match="training data"):
-        distill(dataclasses.replace(mlp, architecture=None), QUICK)
+        distill(dataclasses.replace(mlp, training=None), QUICK)
 
 
 def test_a_model_without_labelled_evaluation_data_is_refused(mlp) -> None:

@@ -11,7 +11,7 @@ from torch import nn
 
 from compression.errors import CompressionError, DataError, ModelLoadError
 from compression.evaluation import NN_AGREEMENT, Evaluation, evaluate, model_outputs, output_tensor
-from compression.loading import load_model
+from compression.io.loading import load_model
 from compression.model import ACCURACY, AGREEMENT, COSINE, EvaluationData, LoadedModel
 
 
@@ -170,7 +170,7 @@ def test_outputs_without_a_tensor_are_refused() -> None:
 
 
 def test_samples_scores_only_the_first_rows_with_their_own_baseline() -> None:
-    from compression.loading import load_model
+    from compression.io.loading import load_model
 
     model = load_model("mlp")
     full = evaluate(model)

@@ -11,8 +11,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from compression.compress import compress
 from compression.errors import CompressionError
 from compression.evaluation import evaluate
-from compression.fusion import FusionResult, check_fusion, fuse_conv_bn
-from compression.loading import load_model
+from compression.graph.fusion import FusionResult, check_fusion, fuse_conv_bn
+from compression.io.loading import load_model
 from compression.model import LoadedModel
 from tensor_checks import assert_bitwise_equal, bitwise_copy, outputs, with_statistics
 

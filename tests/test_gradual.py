@@ -9,8 +9,8 @@ import torch
 from compression.compress import compress
 from compression.errors import DataError, RecipeError
 from compression.evaluation import evaluate
-from compression.gradual import AgpSchedule, gradual_prune, training_data
-from compression.loading import load_model
+from compression.workflows.gradual import AgpSchedule, gradual_prune, training_data
+from compression.io.loading import load_model
 
 QUICK = AgpSchedule(initial=0.0, final=0.6, steps=2, epochs_per_step=1)
 
@@ -107,7 +107,7 @@ def test_the_result_compresses_like_any_model(mlp) -> None:
 
 def test_a_model_without_training_data_is_refused_with_what_to_give(mlp) -> None:
     with pytest.raises(DataError, match="training data"):
-        training_data(dataclasses.replace(mlp, architecture=None))
+        training_data(dataclasses.replace(mlp, training=None))
 
 
 def test_a_model_without_labelled_evaluation_data_is_refused(mlp) -> None:

@@ -27,14 +27,14 @@ from onnx import TensorProto, helper, numpy_helper
 from safetensors.torch import save_file
 from torch import nn
 
-import compression.safety as safety
+import compression.io.safety as safety
 import sample_models
 from compression.compress import compress
 from compression.errors import DataError, ModelLoadError, UnsafeFileError
-from compression.evaluation_data import InputSpec, evaluation_from_npz
-from compression.loading import load_model
-from compression.onnx_export import export_onnx
-from compression.safety import TORCH_EXPORT, TORCHSCRIPT, inspect_file
+from compression.io.evaluation_data import InputSpec, evaluation_from_npz
+from compression.io.loading import load_model
+from compression.io.onnx_export import export_onnx
+from compression.io.safety import TORCH_EXPORT, TORCHSCRIPT, inspect_file
 
 RUNS_CODE = r"run code"  # every pickle refusal says loading "would import and run code"
 
@@ -687,7 +687,7 @@ def _entry(dtype: str, shape: list, begin: int, end: int) -> dict:
          "bool-dimension", "negative-dimension", "no-offsets"],
 )
 def test_safetensors_with_a_bad_header_is_refused_before_reading_tensors(tmp_path, monkeypatch, header, data, message):
-    monkeypatch.setattr("compression.loading.load_file", _must_not_be_called("safetensors.load_file"))
+    monkeypatch.setattr("compression.io.state_dict.load_file", _must_not_be_called("safetensors.load_file"))
     path = _safetensors(tmp_path / "bad.safetensors", header, data or b"")
     if data is None:
         path.write_bytes(struct.pack("<Q", 10_000) + b"{}")
@@ -787,8 +787,8 @@ def _must_not_be_called(what: str):
 
 @pytest.mark.parametrize("kind", ["pt", "legacy_pt", "safetensors", "torchscript", "pt2", "onnx"])
 def test_model_over_max_parameters_is_refused_before_it_is_loaded(tmp_path, monkeypatch, valid, kind):
-    for target in ("torch.load", "torch.jit.load", "torch.export.load", "compression.loading.load_file",
-                   "compression.onnx_import.read_onnx"):
+    for target in ("torch.load", "torch.jit.load", "torch.export.load", "compression.io.state_dict.load_file",
+                   "compression.io.onnx_import.read_onnx"):
         monkeypatch.setattr(target, _must_not_be_called(target))
     path = valid[kind]
     if kind == "torchscript":  # the small fixture's storages are too few bytes for a bound
@@ -854,7 +854,7 @@ def test_pt2_program_json_nesting_too_deeply_is_refused(tmp_path, exported):
 
 
 def test_safetensors_declaring_a_huge_tensor_in_a_tiny_file_is_refused_unread(tmp_path, monkeypatch):
-    monkeypatch.setattr("compression.loading.load_file", _must_not_be_called("safetensors.load_file"))
+    monkeypatch.setattr("compression.io.state_dict.load_file", _must_not_be_called("safetensors.load_file"))
     path = _safetensors(tmp_path / "huge.safetensors", {"w": _entry("F32", [10**6, 10**6], 0, 4 * 10**12)}, bytes(8))
     with pytest.raises(ModelLoadError, match="truncated: tensor 'w' ends at byte 4,000,000,000,000"):
         load_model(path)

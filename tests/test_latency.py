@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from compression.errors import DataError
-from compression.latency import (
+from compression.workflows.latency import (
     ORT_FP32,
     ORT_INT8_DYNAMIC,
     ORT_INT8_STATIC,
@@ -31,7 +31,7 @@ from compression.latency import (
     variant_scores,
     verdicts,
 )
-from compression.loading import load_model
+from compression.io.loading import load_model
 from compression.model import LoadedModel
 
 SPARSE = {"prune": {"method": "magnitude", "amount": 0.9, "scope": "global"}}

@@ -16,7 +16,7 @@ from torch import nn
 import sample_models
 from compression.errors import CompressionError, DataError, ModelLoadError, UnsafeFileError
 from compression.evaluation import evaluate
-from compression.loading import load_model
+from compression.io.loading import load_model
 from compression.model import ACCURACY, AGREEMENT, COSINE
 
 

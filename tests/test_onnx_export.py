@@ -10,9 +10,9 @@ import torch
 from compression.compress import compress
 from compression.errors import CompressionError
 from compression.evaluation import evaluate, model_outputs
-from compression.loading import load_model
+from compression.io.loading import load_model
 from compression.model import LoadedModel
-from compression.onnx_export import (
+from compression.io.onnx_export import (
     calibration_inputs_for,
     evaluate_onnx,
     export_onnx,

@@ -11,15 +11,15 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from compression.channels import remove_channels
+from compression.graph.channels import remove_channels
 from compression.compress import compress
 from compression.errors import CompressionError, DataError, ModelLoadError
 from compression.evaluation import evaluate
-from compression.fusion import fuse_conv_bn
-from compression.loading import load_model
+from compression.graph.fusion import fuse_conv_bn
+from compression.io.loading import load_model
 from compression.model import LoadedModel
-from compression.onnx_export import export_onnx, load_onnx_initializers
-from compression.safety import ONNX, inspect_file
+from compression.io.onnx_export import export_onnx, load_onnx_initializers
+from compression.io.safety import ONNX, inspect_file
 from tests.tensor_checks import assert_bitwise_equal, bitwise_copy, outputs
 
 RECIPE = {"prune": {"method": "magnitude", "amount": 0.5}, "quantize": {"scheme": "linear", "bits": 4}}

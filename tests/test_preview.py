@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from compression.compress import compress
-from compression.loading import load_model
+from compression.io.loading import load_model
 from compression.preview import MagnitudeIndex, previewable
 from compression.recipe import Recipe
 

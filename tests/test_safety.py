@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from compression.errors import DataError, ModelLoadError, UnsafeFileError
-from compression.safety import (
+from compression.io.safety import (
     SAFETENSORS,
     TORCH_EXPORT,
     TORCH_SAVE,

@@ -8,14 +8,14 @@ import random
 import pandas as pd
 import pytest
 
-import compression.search
+import compression.workflows.search
 from compression.compress import compress
 from compression.errors import CompressionError, RecipeError
 from compression.evaluation import evaluate
-from compression.loading import load_model
+from compression.io.loading import load_model
 from compression.model import LoadedModel
-from compression.search import SearchResult, search_layerwise, search_sparsity
-from compression.sensitivity import sensitivity
+from compression.workflows.search import SearchResult, search_layerwise, search_sparsity
+from compression.workflows.sensitivity import sensitivity
 
 TOLERANCES = [0.0, 0.005, 0.02]
 ROUNDING = 1e-12  # drops are compared rounded to 12 decimals (9/450 is 0.02)
@@ -162,7 +162,7 @@ def test_whatever_the_metrics_shape_the_amount_returned_was_measured_within_the_
             "sparsity": amount, "encoded_bytes": 0, "file_bytes": 0, "recipe": json.dumps(recipe),
         }
 
-    monkeypatch.setattr(compression.search, "measure", fake_measure)
+    monkeypatch.setattr(compression.workflows.search, "measure", fake_measure)
     result = search_sparsity(mlp, tolerance=0.005)
     assert noisy[result.amount] <= 0.005
     assert result.rejected_above is None or noisy[result.rejected_above] > 0.005

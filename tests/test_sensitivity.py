@@ -9,9 +9,9 @@ import torch
 from compression.compress import compress
 from compression.errors import DataError, RecipeError
 from compression.evaluation import evaluate
-from compression.loading import load_model
+from compression.io.loading import load_model
 from compression.model import LoadedModel
-from compression.sensitivity import (
+from compression.workflows.sensitivity import (
     allocate_sparsity,
     allocation_recipe,
     sensitivity,

@@ -9,10 +9,10 @@ import torch
 
 from compression.compress import compress
 from compression.errors import CompressionError
-from compression.loading import load_model
+from compression.io.loading import load_model
 from compression.model import LoadedModel
-from compression.onnx_export import export_onnx
-from compression.tflite_export import export_tflite
+from compression.io.onnx_export import export_onnx
+from compression.io.tflite_export import export_tflite
 
 RECIPE = {"prune": {"method": "magnitude", "amount": 0.5}, "quantize": {"scheme": "linear", "bits": 4}}
 

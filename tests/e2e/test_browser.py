@@ -24,8 +24,8 @@ import torch  # noqa: E402
 from playwright.sync_api import Page, expect  # noqa: E402
 
 import sample_models  # noqa: E402
-from compression.distillation import student_for  # noqa: E402
-from compression.loading import load_model  # noqa: E402
+from compression.workflows.distillation import student_for  # noqa: E402
+from compression.io.loading import load_model  # noqa: E402
 
 IDLE = '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]'
 HISTOGRAM_PATHS_JS = """() => [...document.querySelectorAll('.st-key-prune_histogram .scatterlayer .trace path')]

@@ -10,8 +10,8 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import compression.latency
-from compression.latency import ORT_FP32, ORT_INT8_DYNAMIC, ORT_INT8_STATIC, RECIPE_LABEL, TORCH_FP32
+import compression.workflows.latency
+from compression.workflows.latency import ORT_FP32, ORT_INT8_DYNAMIC, ORT_INT8_STATIC, RECIPE_LABEL, TORCH_FP32
 
 SPARSE = {"prune": {"method": "magnitude", "amount": 0.9, "scope": "global"}}
 VARIANTS = [TORCH_FP32, RECIPE_LABEL, "torch 50% channels removed", ORT_FP32, ORT_INT8_DYNAMIC, ORT_INT8_STATIC]
@@ -46,7 +46,7 @@ def equal_timings(monkeypatch: pytest.MonkeyPatch) -> None:
                 after_round(done)
         return [1.0] * len(calls)
 
-    monkeypatch.setattr(compression.latency, "median_milliseconds_in_turns", one_millisecond_each)
+    monkeypatch.setattr(compression.workflows.latency, "median_milliseconds_in_turns", one_millisecond_each)
 
 
 def test_measure_latency_times_every_standard_variant_at_batch_1_and_64(app):
@@ -66,7 +66,7 @@ def test_each_variant_shows_its_accuracy(app):
 def test_the_caption_names_this_machines_cpu_and_threads(app):
     measure_latency(app)
     caption = next(c.value for c in app.caption if c.value.startswith("Measured on this machine: "))
-    assert compression.latency.cpu_info().name in caption
+    assert compression.workflows.latency.cpu_info().name in caption
     assert ", 1 thread (torch and onnxruntime), timed by the thread's CPU time." in caption
 
 
@@ -82,7 +82,7 @@ def test_techniques_that_make_nothing_faster_say_so_and_why(app, equal_timings):
                                                    "Static int8, QDQ (onnxruntime)"]
     int8 = verdicts[-1]
     assert "against ORT fp32 — no faster here: " in int8
-    assert compression.latency.int8_slowness(compression.latency.cpu_info()) in int8
+    assert compression.workflows.latency.int8_slowness(compression.workflows.latency.cpu_info()) in int8
 
 
 def test_the_measurement_stays_for_the_same_model_and_recipe(app, equal_timings):

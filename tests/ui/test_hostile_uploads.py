@@ -66,7 +66,7 @@ def safetensors_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
 
 def pt2_unpickling_a_raw_weight(marker: Path) -> bytes:
     """A .pt2 whose weights config reads weight_0 as raw bytes and also unpickles it: the
-    payload that went through before compression.safety checked such aliases."""
+    payload that went through before compression.io.safety checked such aliases."""
 
     class Small(nn.Module):
         def __init__(self) -> None:

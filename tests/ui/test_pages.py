@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 import compression
 import sample_models
-from compression.onnx_export import export_onnx
+from compression.io.onnx_export import export_onnx
 from compression.recipe import Recipe
 
 PAGES = ["pages/overview.py", "pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/gradual.py",
@@ -644,7 +644,7 @@ def test_tflite_conversion_offers_the_compressed_model_as_a_tflite_file(app):
 
 
 def test_without_litert_torch_the_export_page_says_how_to_add_it(app, monkeypatch):
-    monkeypatch.setattr("compression.tflite_export.tflite_available", lambda: False)
+    monkeypatch.setattr("compression.io.tflite_export.tflite_available", lambda: False)
     open_link(app, "mlp", None)
     open_page(app, "pages/export.py")
     assert_clean(app)

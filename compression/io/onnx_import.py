@@ -25,10 +25,10 @@ from torch import nn
 
 from compression.errors import DataError, ModelLoadError
 from compression.evaluation import model_outputs
-from compression.evaluation_data import DEFAULT_BATCH_SIZE, InputSpec, random_evaluation
-from compression.model import LoadedModel
-from compression.onnx_export import OnnxRuntimeModule, _checked, _external_tensors, _serialized
-from compression.safety import DEFAULT_MAX_FILE_BYTES
+from compression.io.evaluation_data import DEFAULT_BATCH_SIZE, InputSpec, random_evaluation
+from compression.model import ForeignRuntimeModule, LoadedModel
+from compression.io.onnx_export import OnnxRuntimeModule, _checked, _external_tensors, _serialized
+from compression.io.safety import DEFAULT_MAX_FILE_BYTES
 
 ONNX_FORMAT = "onnx"
 # Float element types that become parameters; the rest (shapes, indices) stay constants.
@@ -59,8 +59,10 @@ class _SharedRunner:
         return self
 
 
-class OnnxGraphModule(nn.Module):
+class OnnxGraphModule(ForeignRuntimeModule):
     """An ONNX graph run by onnxruntime with this module's parameters as its weights."""
+
+    runtime = "onnxruntime"
 
     def __init__(self, proto: onnx.ModelProto, *, threads: int | None = None) -> None:
         super().__init__()

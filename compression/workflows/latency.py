@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from compression.channels import remove_channels
+from compression.graph.channels import remove_channels
 from compression.compress import as_recipe, compress
 from compression.errors import CompressionError, DataError
 from compression.evaluation import evaluate
@@ -279,7 +279,7 @@ def standard_variants(
     A variant that cannot be built for this model (an empty recipe, a module torch.fx cannot
     trace, an export onnxruntime refuses) is left out with the reason in ``skipped``.
     """
-    from compression import onnx_export  # onnxruntime loads only where ONNX rows are wanted
+    from compression.io import onnx_export  # onnxruntime loads only where ONNX rows are wanted
 
     recipe = as_recipe(recipe)
     cpu = cpu_info() if cpu is None else cpu

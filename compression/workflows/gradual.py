@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import sample_models
 from compression.errors import DataError, RecipeError
 from compression.evaluation import evaluate
-from compression.model import ACCURACY, LoadedModel
+from compression.model import ACCURACY, LoadedModel, TrainingData
 from compression.pruning import compute_masks
 from compression.recipe import PruneSpec
 
@@ -65,25 +64,15 @@ class AgpSchedule:
         return [self.sparsity(step) for step in range(self.steps + 1)]
 
 
-@dataclass(frozen=True)
-class TrainingData:
-    """Labelled training rows (a classifier's inputs and integer classes)."""
-
-    inputs: torch.Tensor
-    labels: torch.Tensor
-    description: str
-
-
 def training_data(model: LoadedModel) -> TrainingData:
-    """The training split of a digits sample architecture (the rows its weights were trained on)."""
-    if model.architecture not in sample_models.DIGITS_MODELS:
-        allowed = ", ".join(sample_models.DIGITS_MODELS)
+    """The labelled rows ``model`` was trained on, where its source brings them (the digits
+    sample models do)."""
+    if model.training is None:
         raise DataError(
             f"{model.name!r} has no training data here: fine-tuning needs labelled training rows, which "
-            f"ship for the digits sample architectures ({allowed}); pass data=TrainingData(...) for others."
+            "ship for the digits sample models; pass data=TrainingData(...) for others."
         )
-    split = sample_models.digits_split(model.architecture)
-    return TrainingData(split.x_train, split.y_train, f"{len(split.y_train)} training digits")
+    return model.training
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Grids of recipes, each compressed and evaluated once, and the Pareto front of the results.
 
->>> from compression.loading import load_model
+>>> from compression.io.loading import load_model
 >>> frame = sweep(load_model("mlp"), amounts=[0, 0.5], bits=[8])
 >>> list(frame.columns[:4])
 ['scheme', 'amount', 'bits', 'sparsity']

@@ -8,7 +8,7 @@ import torch
 from torch import fx, nn
 
 from compression.errors import CompressionError
-from compression.onnx_import import OnnxGraphModule
+from compression.model import ForeignRuntimeModule
 
 # What symbolic tracing raises on code it cannot follow.
 TRACE_ERRORS = (ValueError, TypeError, RuntimeError, AttributeError, NotImplementedError, AssertionError, KeyError)
@@ -21,9 +21,9 @@ def traced(module: nn.Module, name: str, purpose: str) -> fx.GraphModule:
             f"{name} is a TorchScript module, which torch.fx cannot trace; {purpose} needs an "
             "fx-traceable torch.nn.Module. Load the weights into the model's Python class."
         )
-    if isinstance(module, OnnxGraphModule):
+    if isinstance(module, ForeignRuntimeModule):
         raise CompressionError(
-            f"{name} is an imported ONNX graph, run by onnxruntime: {purpose} rewrites torch "
+            f"{name} is an imported ONNX graph, run by {module.runtime}: {purpose} rewrites torch "
             "layers, which it has none of. Prune and quantize its weights (they are written back "
             "into the ONNX file), or load the model's PyTorch version for this."
         )

@@ -22,7 +22,7 @@ from torch import nn
 from compression.errors import CompressionError, DataError
 from compression.evaluation import model_outputs
 from compression.model import ACCURACY, AGREEMENT, COSINE, METRICS, EvaluationData
-from compression.safety import DEFAULT_MAX_FILE_BYTES, inspect_npz
+from compression.io.safety import DEFAULT_MAX_FILE_BYTES, inspect_npz
 
 NPZ_KEYS = ("x", "y", "attention_mask")
 RANDOM_SAMPLES = 256

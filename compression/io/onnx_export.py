@@ -44,11 +44,10 @@ from onnxruntime.quantization.onnx_model import ONNXModel
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
-import sample_models
 from compression.errors import CompressionError, DataError, ModelLoadError
 from compression.evaluation import Evaluation, evaluate, model_outputs, output_tensor
 from compression.model import LoadedModel
-from compression.safety import DEFAULT_MAX_FILE_BYTES
+from compression.io.safety import DEFAULT_MAX_FILE_BYTES
 
 STATIC_FORMATS = ("qdq", "qoperator")
 CALIBRATION_BATCH_SIZE = 64
@@ -76,7 +75,7 @@ def export_onnx(model: LoadedModel, module: nn.Module | None = None, *, dynamic_
     ``compression_lab.note`` metadata entry. The output is the tensor ``evaluate`` scores.
     """
     module = model.module if module is None else module
-    from compression.onnx_import import OnnxGraphModule, onnx_with_weights  # it builds on this module
+    from compression.io.onnx_import import OnnxGraphModule, onnx_with_weights  # it builds on this module
 
     if isinstance(module, OnnxGraphModule):  # an imported graph: written back with its weights
         return onnx_with_weights(module)
@@ -241,7 +240,7 @@ def _checked(
     if len(onnx_bytes) > max_file_bytes:
         raise ModelLoadError(
             f"{where} is {len(onnx_bytes):,} bytes, over the limit of {max_file_bytes:,} "
-            "(the model-file limit of compression.safety); give a smaller model."
+            "(the model-file limit of compression.io.safety); give a smaller model."
         )
     try:
         proto = onnx.load_model_from_string(bytes(onnx_bytes))
@@ -413,13 +412,13 @@ def quantize_onnx_static(
 
 
 def calibration_inputs_for(model: LoadedModel) -> tuple[torch.Tensor, ...]:
-    """Rows to calibrate int8 activations on: a digits model's training split, never held-out rows.
+    """Rows to calibrate int8 activations on: the model's training rows, never held-out rows.
 
-    Other models have no training split here, so their evaluation inputs are used; their
-    int8 scores are then measured on the rows they were calibrated on.
+    Models without training rows use their evaluation inputs; their int8 scores are then
+    measured on the rows they were calibrated on.
     """
-    if model.architecture in sample_models.DIGITS_MODELS:
-        return (sample_models.digits_split(model.architecture).x_train,)
+    if model.training is not None:
+        return (model.training.inputs,)
     if model.evaluation is None:
         return _example_inputs(model)
     return model.evaluation.inputs

@@ -15,7 +15,7 @@ from torch import nn
 
 from compression.errors import CompressionError
 from compression.model import LoadedModel
-from compression.onnx_import import OnnxGraphModule
+from compression.io.onnx_import import OnnxGraphModule
 
 INSTALL_COMMAND = "pip install -r requirements-tflite.txt"
 INSTALL_HINT = f"{INSTALL_COMMAND} (litert-torch; it brings jax and ai-edge-litert)"

@@ -34,7 +34,8 @@ from torch import nn
 from compression.compress import compress
 from compression.errors import DataError, RecipeError
 from compression.evaluation import evaluate, model_outputs, output_tensor
-from compression.gradual import TrainingData, training_data
+from compression.model import TrainingData
+from compression.workflows.gradual import training_data
 from compression.model import ACCURACY, LoadedModel, module_layer_types
 
 MIN_WIDTH, MAX_WIDTH = 4, 512
@@ -149,7 +150,7 @@ def student_for(model: LoadedModel, width: int) -> nn.Module:
     Seed torch first for repeatable weights. The input shape comes from
     ``model.example_inputs``, the number of classes from the model's own output on them.
 
-    >>> from compression.loading import load_model
+    >>> from compression.io.loading import load_model
     >>> sum(p.numel() for p in student_for(load_model("mlp"), 16).parameters())
     1266
     """

@@ -6,7 +6,7 @@ the tolerance, and the next amount on the grid was measured beyond it (``rejecte
 Every measurement is kept in ``steps``, with the cut θ it used, so the UI can show the
 dynamic threshold as it moves.
 
->>> from compression.loading import load_model
+>>> from compression.io.loading import load_model
 >>> result = search_sparsity(load_model("mlp"), tolerance=0.02, resolution=0.1)
 >>> result.amount, result.rejected_above, result.evaluations
 (0.6, 0.7, 5)
@@ -26,7 +26,7 @@ import pandas as pd
 from compression.errors import CompressionError, RecipeError
 from compression.model import LoadedModel
 from compression.recipe import PRUNE_SCOPES, Recipe
-from compression.sensitivity import (
+from compression.workflows.sensitivity import (
     AMOUNT_METHODS,
     Progress,
     allocate_sparsity,

@@ -18,7 +18,6 @@ True
 from __future__ import annotations
 
 import copy
-from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -27,13 +26,11 @@ from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from compression.evaluation import evaluate, max_output_difference
+from compression.graph.layers import BATCHNORM_TYPES, CONV_TYPES, module_references
+from compression.graph.tracing import traced as fx_traced
 from compression.model import LoadedModel, named_module
-from compression.tracing import traced as fx_traced
 
-# Exact types: a subclass (QAT convolutions, for one) may compute something else in forward.
-_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-# What tracing arbitrary forward code raises; torch.fx's TraceError is a ValueError.
+
 @dataclass(frozen=True, eq=False)
 class FusionResult:
     """The folded copy of a model: ``module`` to run, ``pairs`` of (layer, batchnorm) names folded."""
@@ -100,7 +97,7 @@ def fuse_conv_bn(model: LoadedModel | nn.Module) -> FusionResult:
 
 def _candidate_pairs(traced: fx.GraphModule) -> list[tuple[fx.Node, fx.Node]]:
     """(layer, batchnorm) call nodes where the BatchNorm alone reads the layer's output."""
-    references = _references(traced.graph)
+    references = module_references(traced.graph)
     pairs = []
     for norm_node in traced.graph.nodes:
         if norm_node.op != "call_module" or norm_node.kwargs or len(norm_node.args) != 1:
@@ -110,8 +107,8 @@ def _candidate_pairs(traced: fx.GraphModule) -> list[tuple[fx.Node, fx.Node]]:
             continue
         layer = traced.get_submodule(layer_node.target)
         norm = traced.get_submodule(norm_node.target)
-        matches = type(norm) in _BATCHNORM_TYPES and (
-            type(layer) in _CONV_TYPES or (type(layer) is nn.Linear and type(norm) is nn.BatchNorm1d)
+        matches = type(norm) in BATCHNORM_TYPES and (
+            type(layer) in CONV_TYPES or (type(layer) is nn.Linear and type(norm) is nn.BatchNorm1d)
         )
         # A BatchNorm without running statistics normalises with the batch's, even in eval mode.
         if (
@@ -122,16 +119,6 @@ def _candidate_pairs(traced: fx.GraphModule) -> list[tuple[fx.Node, fx.Node]]:
         ):
             pairs.append((layer_node, norm_node))
     return pairs
-
-
-def _references(graph: fx.Graph) -> Counter[str]:
-    """How often each module is called or has a tensor read (``conv.weight`` counts for ``conv``)."""
-    counts: Counter[str] = Counter()
-    for node in graph.nodes:
-        if node.op in ("call_module", "get_attr"):
-            parts = node.target.split(".")
-            counts.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
-    return counts
 
 
 def _normalises_channels(traced: fx.GraphModule, layer_node: fx.Node, norm_node: fx.Node) -> bool:

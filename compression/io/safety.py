@@ -114,7 +114,7 @@ def inspect_file(
         header = read_safetensors_header(path)
         return FileReport(SAFETENSORS, safetensors_parameter_count(header), size)
     if path.suffix.lower() == ".onnx" or head[:1] == _ONNX_FIRST_FIELD:
-        return FileReport(ONNX, None, size)  # compression.onnx_import parses and checks it
+        return FileReport(ONNX, None, size)  # compression.io.onnx_import parses and checks it
     raise ModelLoadError(
         f"{path.name} is not a recognised model file (it starts with {head[:8]!r}). "
         "Supported: a state_dict (.pt/.pth from torch.save), .safetensors, a torch.export "

@@ -7,7 +7,7 @@ choose a threshold per layer: robust layers were pruned harder than fragile ones
 ``allocate_sparsity`` turns the pruning curves into per-layer amounts for one global budget,
 and ``allocation_recipe`` writes them as a recipe.
 
->>> from compression.loading import load_model
+>>> from compression.io.loading import load_model
 >>> frame = sensitivity(load_model("mlp"), amounts=[0, 0.5], bits=[4])
 >>> frame[["layer", "kind", "level"]].head(3).to_dict("records")  # doctest: +NORMALIZE_WHITESPACE
 [{'layer': 'fc1.weight', 'kind': 'prune', 'level': 0.0},
@@ -29,7 +29,7 @@ from compression.errors import RecipeError
 from compression.evaluation import evaluate, require_evaluation
 from compression.model import LoadedModel
 from compression.recipe import PRUNE_METHODS, SCHEME_BITS, Recipe
-from compression.sweep import NO_QUANTIZATION_BITS, Progress
+from compression.workflows.sweep import NO_QUANTIZATION_BITS, Progress
 
 Curves = Mapping[str, tuple[Sequence[float], Sequence[float]]]
 
@@ -54,7 +54,7 @@ def single_layer_recipe(
     Overrides would not do: a parameter that is selected but given no section is still
     re-encoded. Excluding all the others keeps them out of the compression altogether.
 
-    >>> from compression.loading import load_model
+    >>> from compression.io.loading import load_model
     >>> single_layer_recipe(load_model("mlp"), "fc2.weight", prune={"amount": 0.5})
     {'prune': {'amount': 0.5}, 'exclude': ['fc1.weight', 'fc3.weight']}
     """

@@ -1,0 +1,205 @@
+"""The sample zoo as the engine sees it: the only engine module that imports ``sample_models``.
+
+The zoo fills the fields of a ``LoadedModel`` (held-out evaluation data, training rows, a
+description) so that nothing else in the engine branches on a sample model's name. Loaders
+ask it three questions: is this a zoo name, which zoo architecture has these weights, and is
+this imported graph a digits model in disguise (then it is scored on the digits).
+``sample_models`` is imported when first needed: scikit-learn (the digits) and transformers
+(MiniLM) are slow to import.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from compression.errors import ModelLoadError
+from compression.io.evaluation_data import InputSpec
+from compression.model import ACCURACY, COSINE, EvaluationData, LoadedModel, TrainingData, module_layer_types
+
+TEXT_EMBEDDER = "minilm"
+TEXT_BATCH_SIZE = 128
+TEXT_MAX_LENGTH = 64
+
+
+def zoo_names() -> tuple[str, ...]:
+    """The sample models' names, in the order the CLI and the dashboard list them."""
+    import sample_models
+
+    return sample_models.ZOO_NAMES
+
+
+def digits_models() -> tuple[str, ...]:
+    """The zoo models trained on the digits (they carry labelled training rows)."""
+    import sample_models
+
+    return sample_models.DIGITS_MODELS
+
+
+def describe(name: str) -> str:
+    """One line on a zoo model, with its held-out metric."""
+    import sample_models
+
+    return sample_models.describe(name)
+
+
+def zoo_model(name: str) -> tuple[LoadedModel, InputSpec]:
+    """A zoo model with its committed weights and its evaluation and training data."""
+    import sample_models
+
+    return _zoo_model(name, sample_models.load_trained(name), "zoo", name)
+
+
+def architecture_with_weights(
+    state_dict: dict[str, torch.Tensor], source_format: str, where: str
+) -> tuple[LoadedModel, InputSpec]:
+    """The zoo architecture whose state_dict has exactly these keys and shapes, with these weights."""
+    architecture, state_dict = _match_architecture(state_dict, where)
+    module = _build(architecture)
+    module.load_state_dict(state_dict)
+    return _zoo_model(architecture, module, source_format, where)
+
+
+def with_digits_data(model: LoadedModel, spec: InputSpec) -> LoadedModel:
+    """An imported graph whose weights are a digits architecture's (names and shapes, as
+    ``export_onnx`` writes them), scored on that architecture's held-out digits; any other
+    model unchanged."""
+    shapes = _shapes(model.module.state_dict())
+    for architecture in digits_models():
+        if shapes == _expected_shapes(architecture):
+            evaluation, training, digits_spec = _digits_data(architecture)
+            if digits_spec.example[0].shape[1:] == spec.example[0].shape[1:]:
+                description = f"{model.description}; weights of the sample {architecture}, scored on its digits"
+                return replace(model, evaluation=evaluation, training=training, description=description)
+    return model
+
+
+def sentence_embedder(transformer: nn.Module) -> nn.Module:
+    """A Hugging Face encoder as a sentence embedder (mean pooling, unit length), as MiniLM is."""
+    from sample_models.minilm import SentenceEmbedder
+
+    return SentenceEmbedder(transformer)
+
+
+def corpus_sentences() -> list[str]:
+    """The bundled English sentences text models are evaluated on."""
+    from sample_models import corpus
+
+    return corpus.sentences()
+
+
+# --- building the LoadedModel ---------------------------------------------------------------
+
+
+def _build(architecture: str) -> nn.Module:
+    import sample_models
+
+    if architecture == TEXT_EMBEDDER:
+        from sample_models.minilm import load_embedder
+
+        return load_embedder()
+    return sample_models.build_architecture(architecture)
+
+
+def _zoo_model(
+    architecture: str, module: nn.Module, source_format: str, name: str
+) -> tuple[LoadedModel, InputSpec]:
+    """A zoo architecture with the zoo's data: digits accuracy (and training rows) or corpus fidelity."""
+    training = None
+    if architecture == TEXT_EMBEDDER:
+        from sample_models import minilm  # transformers only when a text model is asked for
+
+        inputs = minilm.tokenize(corpus_sentences(), max_length=TEXT_MAX_LENGTH)
+        description = f"{len(inputs[0])} corpus sentences (fidelity to the original embeddings)"
+        evaluation = EvaluationData(inputs, None, COSINE, description, TEXT_BATCH_SIZE)
+        vocab_size = module.transformer.config.vocab_size
+        spec = InputSpec(tuple(t[:2] for t in inputs), TEXT_BATCH_SIZE, COSINE, vocab_size)
+    else:
+        evaluation, training, spec = _digits_data(architecture)
+    if source_format == "zoo":
+        description = f"zoo model {architecture} with its trained weights"
+    else:
+        description = f"zoo architecture {architecture} with the weights in {name}"
+    model = LoadedModel(
+        name=name, format=source_format, module=module.eval(),
+        layer_types=module_layer_types(module), example_inputs=spec.example,
+        evaluation=evaluation, description=description, architecture=architecture, training=training,
+    )
+    return model, spec
+
+
+def _digits_data(architecture: str) -> tuple[EvaluationData, TrainingData, InputSpec]:
+    """The held-out digits (with labels) and the training digits, shaped as the architecture takes them."""
+    import sample_models
+
+    split = sample_models.digits_split(architecture)
+    description = f"{len(split.y_test)} held-out digits (scikit-learn's test split) with labels"
+    evaluation = EvaluationData((split.x_test,), split.y_test, ACCURACY, description)
+    training = TrainingData(split.x_train, split.y_train, f"{len(split.y_train)} training digits")
+    return evaluation, training, InputSpec((split.x_test[:2],))
+
+
+# --- which architecture --------------------------------------------------------------------
+
+
+@functools.cache
+def _expected_shapes(architecture: str) -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of a zoo architecture's state_dict (MiniLM's read from the real embedder)."""
+    if architecture == TEXT_EMBEDDER:
+        return _shapes(_build(architecture).state_dict())
+    with torch.device("meta"):
+        return _shapes(_build(architecture).state_dict())
+
+
+def _match_architecture(
+    state_dict: dict[str, torch.Tensor], where: str
+) -> tuple[str, dict[str, torch.Tensor]]:
+    expected = {name: _expected_shapes(name) for name in zoo_names()}
+    for name, shapes in expected.items():
+        candidate = _as_embedder_state_dict(state_dict, shapes) if name == TEXT_EMBEDDER else state_dict
+        if _shapes(candidate) == shapes:
+            return name, candidate
+    raise ModelLoadError(_no_match_message(_shapes(state_dict), expected, where))
+
+
+def _as_embedder_state_dict(state_dict: dict[str, torch.Tensor], expected: dict) -> dict[str, torch.Tensor]:
+    """A bare BertModel state_dict (as in MiniLM's own model.safetensors) under the embedder's names.
+
+    BERT checkpoints also carry position_ids and a pooler, which the mean-pooling embedder has
+    no use for.
+    """
+    if not all(k.startswith("transformer.") for k in state_dict):
+        state_dict = {f"transformer.{k}": v for k, v in state_dict.items()}
+    unused = ("transformer.pooler.", "transformer.embeddings.position_ids")
+    return {k: v for k, v in state_dict.items() if k in expected or not k.startswith(unused)}
+
+
+def _shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state_dict.items()}
+
+
+def _no_match_message(shapes: dict[str, tuple], expected: dict[str, dict], where: str) -> str:
+    closest = max(expected, key=lambda name: len(shapes.keys() & expected[name].keys()))
+    wanted = expected[closest]
+    reshaped = sorted(k for k in shapes.keys() & wanted.keys() if shapes[k] != wanted[k])
+    differences = {
+        "missing": sorted(wanted.keys() - shapes.keys()),
+        "unexpected": sorted(shapes.keys() - wanted.keys()),
+        "shapes differ": [f"{k} {shapes[k]} instead of {wanted[k]}" for k in reshaped],
+    }
+    closest_summary = "; ".join(
+        f"{label}: {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
+        for label, items in differences.items() if items
+    )
+    architectures = "; ".join(
+        f"{name} ({len(keys)} tensors: {', '.join(list(keys)[:3])}, ...)" for name, keys in expected.items()
+    )
+    return (
+        f"{where}: the state_dict ({len(shapes)} tensors) matches none of the zoo architectures. "
+        f"Expected one of: {architectures}. Closest is {closest!r} ({closest_summary}). For any "
+        "other architecture upload a torch.export program (.pt2, torch.export.save) or a "
+        "TorchScript file (torch.jit.save), which carry their own code."
+    )
