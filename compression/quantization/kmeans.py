@@ -21,7 +21,6 @@ within 1 % of scikit-learn's KMeans run on the whole tensor.
 from __future__ import annotations
 
 import torch
-from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 from compression.quantization.base import QuantizedTensor
@@ -65,6 +64,8 @@ def _binned_start(values: _SortedValues, clusters: int) -> torch.Tensor:
         points, weights = sums[occupied] / counts[occupied], counts[occupied]
     # One OpenMP thread: a few thousand points gain nothing from more, and scikit-learn's
     # threads would fight torch's for the cores (seen: 5x slower on a busy 2-core machine).
+    from sklearn.cluster import KMeans  # scikit-learn takes a second to import: only when k-means runs
+
     with threadpool_limits(limits=1, user_api="openmp"):
         fitted = KMeans(n_clusters=clusters, n_init=10, random_state=0).fit(
             points.float().numpy().reshape(-1, 1), sample_weight=weights.float().numpy()
