@@ -5,22 +5,23 @@ the session's state; each page in ``pages/`` draws one view over the engine.
 """
 import streamlit as st
 
-from ui import state
+from ui import model_ids, state
+from ui.text import t
 
-st.set_page_config(page_title="Compression Lab", page_icon=":material/compress:", layout="wide")
+st.set_page_config(page_title=t("app.page_title"), page_icon=":material/compress:", layout="wide")
 
 PAGES = [
     # Streamlit serves the default page at "/" whatever its url_path: the overview takes "/" so that
     # every working page has its own stable path.
-    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page("pages/model.py", title="Model", icon=":material/inventory_2:", url_path="model"),
-    st.Page("pages/pruning.py", title="Pruning", icon=":material/content_cut:", url_path="pruning"),
-    st.Page("pages/quantization.py", title="Quantization", icon=":material/tune:", url_path="quantization"),
-    st.Page("pages/gradual.py", title="Gradual pruning", icon=":material/trending_up:", url_path="gradual"),
-    st.Page("pages/sensitivity.py", title="Sensitivity", icon=":material/troubleshoot:", url_path="sensitivity"),
-    st.Page("pages/distillation.py", title="Distillation", icon=":material/school:", url_path="distillation"),
-    st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", url_path="tradeoffs"),
-    st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="export"),
+    st.Page("pages/overview.py", title=t("app.pages.overview"), icon=":material/home:", default=True),
+    st.Page("pages/model.py", title=t("app.pages.model"), icon=":material/inventory_2:", url_path="model"),
+    st.Page("pages/pruning.py", title=t("app.pages.pruning"), icon=":material/content_cut:", url_path="pruning"),
+    st.Page("pages/quantization.py", title=t("app.pages.quantization"), icon=":material/tune:", url_path="quantization"),
+    st.Page("pages/gradual.py", title=t("app.pages.gradual"), icon=":material/trending_up:", url_path="gradual"),
+    st.Page("pages/sensitivity.py", title=t("app.pages.sensitivity"), icon=":material/troubleshoot:", url_path="sensitivity"),
+    st.Page("pages/distillation.py", title=t("app.pages.distillation"), icon=":material/school:", url_path="distillation"),
+    st.Page("pages/tradeoffs.py", title=t("app.pages.tradeoffs"), icon=":material/show_chart:", url_path="tradeoffs"),
+    st.Page("pages/export.py", title=t("app.pages.export"), icon=":material/download:", url_path="export"),
 ]
 
 navigation = st.navigation(PAGES)
@@ -34,17 +35,15 @@ with st.sidebar:
     options = state.model_options()
     current = state.choice().model_id
     picked = st.selectbox(
-        "Model", options, index=options.index(current) if current in options else 0,
-        format_func=lambda model_id: state.ModelChoice(model_id, None).label,
+        t("app.model"), options, index=options.index(current) if current in options else 0,
+        format_func=lambda model_id: model_ids.ModelChoice(model_id, None).label,
     )
     if picked != current:
         state.choose_model(picked)
         st.rerun()
     # Captions rather than tooltips: a tooltip re-measures itself on every redraw of the page.
-    st.caption("Sample models ship with the app; uploads are added on the Model page. The recipe "
-               "(pruning and quantization settings) is shared by every page and kept in the URL; "
-               "**Reset recipe** goes back to the uncompressed model.")
-    if st.button("Reset recipe"):
+    st.caption(t("app.sidebar_note"))
+    if st.button(t("app.reset_recipe")):
         state.reset_recipe()
         st.rerun()
 

@@ -5,28 +5,24 @@ import streamlit as st
 
 import sample_models
 
-from ui import controls, state
+from ui import controls, navigation, state
+from ui.model_ids import UPLOAD_PREFIX
+from ui.text import t
 
-state.require_navigation()
-st.title("Compression Lab")
-st.markdown(
-    "Make a PyTorch model smaller and watch what it costs. **Pruning** sets weights to zero; "
-    "**quantization** stores each weight in a few bits. Every slider redraws the weight histograms, "
-    "sparsity maps and errors at once, and every number is measured: sizes are the bytes of a real "
-    "packed file, metrics are evaluations on held-out data. Settings from all pages form one "
-    "**recipe**, kept in the URL: copy the link to share exactly this view."
-)
+navigation.require_navigation()
+st.title(t("overview.title"))
+st.markdown(t("overview.intro"))
 
-st.subheader("The way through")
+st.subheader(t("overview.way_through"))
 steps = [
-    ("pages/model.py", "1 · Model", "Choose a sample model or upload your own, with evaluation data."),
-    ("pages/pruning.py", "2 · Pruning", "Magnitude, random, structured channels or N:M; by amount or threshold θ."),
-    ("pages/quantization.py", "3 · Quantization", "Linear, power-of-two, k-means or low-precision floats, 1-16 bits."),
-    ("pages/gradual.py", "4 · Gradual pruning", "Prune step by step with fine-tuning (Zhu & Gupta's schedule), against one-shot."),
-    ("pages/sensitivity.py", "5 · Sensitivity", "Which layers mind; spread a sparsity budget by it; search within a tolerance."),
-    ("pages/distillation.py", "6 · Distillation", "Train a small student on the teacher's soft targets, against labels alone."),
-    ("pages/tradeoffs.py", "7 · Trade-offs", "Sweep amounts × bits: metric against packed size, with the Pareto front."),
-    ("pages/export.py", "8 · Export", "Download the packed model, its dense weights and the recipe; copy the CLI command."),
+    ("pages/model.py", t("overview.steps.model"), t("overview.step_notes.model")),
+    ("pages/pruning.py", t("overview.steps.pruning"), t("overview.step_notes.pruning")),
+    ("pages/quantization.py", t("overview.steps.quantization"), t("overview.step_notes.quantization")),
+    ("pages/gradual.py", t("overview.steps.gradual"), t("overview.step_notes.gradual")),
+    ("pages/sensitivity.py", t("overview.steps.sensitivity"), t("overview.step_notes.sensitivity")),
+    ("pages/distillation.py", t("overview.steps.distillation"), t("overview.step_notes.distillation")),
+    ("pages/tradeoffs.py", t("overview.steps.tradeoffs"), t("overview.step_notes.tradeoffs")),
+    ("pages/export.py", t("overview.steps.export"), t("overview.step_notes.export")),
 ]
 for page, label, what in steps:
     link, text = st.columns([1, 4], vertical_alignment="center")
@@ -34,24 +30,24 @@ for page, label, what in steps:
     text.markdown(what)
 
 choice, model = controls.load_current_model()
-st.subheader(f"Now: {choice.label}")
+st.subheader(t("overview.now", model=choice.label))
 st.caption(sample_models.describe(choice.model_id) if choice.model_id in sample_models.ZOO_NAMES else model.description)
 result = controls.compress_current(choice)
 if result is not None:
     controls.size_and_metric_row(result, controls.live_scores(result, choice))
     controls.numbers_explained(model)
 recipe = state.recipe()
-st.markdown("**Recipe**: " + ("none yet, so the numbers above are the uncompressed model's." if not recipe else ""))
+st.markdown(t("overview.recipe" if recipe else "overview.recipe_none"))
 if recipe:
     st.code(json.dumps(recipe, indent=2), language="json")
 
-st.subheader("The same from Python")
+st.subheader(t("overview.from_python"))
 example = {"prune": {"method": "magnitude", "amount": 0.5}}
-source = choice.model_id if not choice.model_id.startswith(state.UPLOAD_PREFIX) else f"path/to/{choice.label}"
+source = choice.model_id if not choice.model_id.startswith(UPLOAD_PREFIX) else f"path/to/{choice.label}"
 st.code(
     "import compression\n\n"
     f"model = compression.load_model({source!r})\n"
-    + ("" if recipe else "# an example recipe: prune half of the weights\n")
+    + ("" if recipe else t("overview.example_comment") + "\n")
     + f"result = compression.compress(model, {json.dumps(recipe or example)!r})\n"
     "print(result.report.file_bytes, compression.evaluate(model, result.module).value)",
     language="python",

@@ -12,10 +12,12 @@ import streamlit as st
 
 import compression
 import sample_models
-from compression.gradual import training_data
-from compression.model import ACCURACY
+from compression.workflows.gradual import training_data
+from compression.model import ACCURACY, AGREEMENT, COSINE
 from compression.stats import Histogram
-from ui import state
+from ui import cache, state
+from ui.model_ids import ModelChoice
+from ui.text import t
 
 
 def seed(key: str, value: Any) -> str:
@@ -38,25 +40,27 @@ def format_bytes(count: int) -> str:
     return f"{count / 1024**2:.1f} MiB"
 
 
+METRICS_NAMED = (ACCURACY, AGREEMENT, COSINE)  # the engine's metrics with a display name in the catalog
+
+
 def metric_label(metric: str) -> str:
-    return {"accuracy": "Accuracy", "top1_agreement": "Top-1 agreement", "cosine_similarity": "Cosine similarity"}.get(
-        metric, metric
-    )
+    """The metric's display name; a metric the catalog does not name shows as the engine calls it."""
+    return t(f"metrics.{metric}") if metric in METRICS_NAMED else metric
 
 
-def live_scores(result: compression.CompressionResult, choice: state.ModelChoice) -> dict[str, Any] | None:
+def live_scores(result: compression.CompressionResult, choice: ModelChoice) -> dict[str, Any] | None:
     """The compressed model's metric (cached per recipe); None where the model has no data.
 
     Large models are scored on a sample and take about a second: a spinner says so.
     """
-    model = state.base_model(choice.model_id, choice.data_id)
+    model = cache.base_model(choice.model_id, choice.data_id)
     if model.evaluation is None:
         return None
-    samples = state.live_samples(model)
+    samples = cache.live_samples(model)
     if samples is None:
-        return state.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples)
-    with st.spinner("Evaluating…"):
-        return state.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples)
+        return cache.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples)
+    with st.spinner(t("controls.evaluating")):
+        return cache.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples)
 
 
 def size_and_metric_row(result: compression.CompressionResult, scores: dict[str, Any] | None) -> None:
@@ -68,39 +72,36 @@ def size_and_metric_row(result: compression.CompressionResult, scores: dict[str,
     """
     report = result.report
     row = st.container(horizontal=True, gap="medium")
-    row.metric("Sparsity", f"{report.sparsity:.1%}")
-    row.metric("Dense fp32", format_bytes(report.dense_fp32_bytes))
-    row.metric("Encoded", format_bytes(report.encoded_bytes))
+    row.metric(t("controls.sparsity"), f"{report.sparsity:.1%}")
+    row.metric(t("controls.dense_fp32"), format_bytes(report.dense_fp32_bytes))
+    row.metric(t("controls.encoded"), format_bytes(report.encoded_bytes))
     ratio = report.compression_ratio
-    row.metric("Packed file", format_bytes(report.file_bytes), delta_color="off", delta_arrow="off",
-               delta=f"{ratio:.1f}× smaller" if ratio >= 1.05 else f"{ratio:.2f}× the dense size")
+    row.metric(t("controls.packed_file"), format_bytes(report.file_bytes), delta_color="off", delta_arrow="off",
+               delta=t("controls.times_smaller" if ratio >= 1.05 else "controls.times_dense", ratio=ratio))
     if scores is None:
-        row.metric("Metric", "—")
+        row.metric(t("controls.metric"), "—")
     else:
         row.metric(metric_label(scores["metric"]), f"{scores['value']:.4f}",
-                   delta=f"{scores['value'] - scores['baseline_value']:+.4f}", delta_description="vs. uncompressed")
+                   delta=f"{scores['value'] - scores['baseline_value']:+.4f}", delta_description=t("controls.vs_uncompressed"))
 
 
 def numbers_explained(model: compression.LoadedModel) -> None:
     """One caption for the size and metric row: what each number is, and the metric's data."""
-    text = ("**Sparsity**: zeros over all compressible weights. **Dense fp32**: 4 bytes per value of the "
-            "state dict. **Encoded**: the packed file's payload (bit-packed codes, positions of non-zeros, "
-            "scales, untouched tensors). **Packed file**: the file on disk, header included (Export page). ")
     if model.evaluation is None:
-        text += "No metric: this model has no evaluation data (upload an .npz on the Model page)."
+        metric = t("controls.no_metric")
     else:
-        samples = state.live_samples(model)
+        samples = cache.live_samples(model)
         data = model.evaluation.description if samples is None else (
-            f"the first {samples} of {model.evaluation.description} (the Trade-offs page uses all of them)"
+            t("controls.live_sample", samples=samples, data=model.evaluation.description)
         )
-        text += f"**{metric_label(model.evaluation.metric)}**: measured on {data}, against the uncompressed model."
-    st.caption(text)
+        metric = t("controls.metric_measured", metric=metric_label(model.evaluation.metric), data=data)
+    st.caption(t("controls.numbers_explained", metric=metric))
 
 
 def recipe_box(key_prefix: str) -> None:
     """The session's recipe as JSON, drawn inside a page's fragment so it follows every move."""
     # Drawn only while open: a closed box costs a slider move nothing.
-    box = st.expander("Recipe (JSON)", key=f"{key_prefix}_recipe_box", on_change="rerun")
+    box = st.expander(t("controls.recipe_box"), key=f"{key_prefix}_recipe_box", on_change="rerun")
     if box.open:
         box.code(state.recipe_json_pretty() or "{}", language="json")
 
@@ -127,14 +128,14 @@ def report_recipe_json(result: compression.CompressionResult) -> str:
     return compression.Recipe.from_dict(result.report.recipe).to_json()
 
 
-def load_current_model() -> tuple[state.ModelChoice, compression.LoadedModel]:
+def load_current_model() -> tuple[ModelChoice, compression.LoadedModel]:
     """The session's model, or a clear error and a stop (never a traceback page)."""
     choice = state.choice()
     try:
-        with st.spinner(f"Loading {choice.label}…"):
-            return choice, state.base_model(choice.model_id, choice.data_id)
+        with st.spinner(t("controls.loading", model=choice.label)):
+            return choice, cache.base_model(choice.model_id, choice.data_id)
     except compression.CompressionError as error:
-        st.error(f"{choice.label} could not be loaded: {error}")
+        st.error(t("controls.not_loaded", model=choice.label, error=error))
         st.stop()
         raise  # st.stop() raises; this line only tells type checkers so
 
@@ -142,13 +143,10 @@ def load_current_model() -> tuple[state.ModelChoice, compression.LoadedModel]:
 def warn_if_nothing_compressible(model: compression.LoadedModel) -> None:
     """Say why every number stays at its baseline when the model has no Linear or Conv layer."""
     if not model.compressible:
-        st.warning(
-            f"{model.name} has no Linear or Conv layer, the default set to compress: sliders change nothing. "
-            "Add parameters by name with the recipe's include patterns (Python API or CLI) to compress them."
-        )
+        st.warning(t("controls.nothing_compressible", model=model.name))
 
 
-def require_training_data(choice: state.ModelChoice, model: compression.LoadedModel, why: str) -> None:
+def require_training_data(choice: ModelChoice, model: compression.LoadedModel, why: str) -> None:
     """Stop the page with a clear warning unless the engine has training rows and labelled
     held-out data for the model (the digits samples): training and scoring need both."""
     try:
@@ -157,22 +155,22 @@ def require_training_data(choice: state.ModelChoice, model: compression.LoadedMo
     except compression.CompressionError:
         labelled = False
     if not labelled:
-        st.warning(f"{why}, which ships for the digits sample models ({', '.join(sample_models.DIGITS_MODELS)}) "
-                   f"with their labelled test split; {choice.label} has none here. Pick one of those in the sidebar.")
+        st.warning(t("controls.needs_training_data", why=why, models=", ".join(sample_models.DIGITS_MODELS),
+                     model=choice.label))
         st.stop()
 
 
 def require_evaluation(model: compression.LoadedModel, purpose: str) -> None:
     """Stop the page with a clear warning where the model has no evaluation data to score with."""
     if model.evaluation is None:
-        st.warning(f"This model has no evaluation data: upload an .npz on the Model page to {purpose}.")
+        st.warning(t("controls.needs_evaluation", purpose=purpose))
         st.stop()
 
 
-def compress_current(choice: state.ModelChoice) -> compression.CompressionResult | None:
+def compress_current(choice: ModelChoice) -> compression.CompressionResult | None:
     """The compressed model for the session's recipe, or None after showing why not."""
     try:
-        return state.compressed(choice.model_id, choice.data_id, state.recipe_json())
+        return cache.compressed(choice.model_id, choice.data_id, state.recipe_json())
     except compression.CompressionError as error:
         st.error(str(error))
         return None
