@@ -10,7 +10,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import compression.workflows.latency
+import compression.workflows.latency.timing
 from compression.workflows.latency import ORT_FP32, ORT_INT8_DYNAMIC, ORT_INT8_STATIC, RECIPE_LABEL, TORCH_FP32
 
 SPARSE = {"prune": {"method": "magnitude", "amount": 0.9, "scope": "global"}}
@@ -46,7 +46,7 @@ def equal_timings(monkeypatch: pytest.MonkeyPatch) -> None:
                 after_round(done)
         return [1.0] * len(calls)
 
-    monkeypatch.setattr(compression.workflows.latency, "median_milliseconds_in_turns", one_millisecond_each)
+    monkeypatch.setattr(compression.workflows.latency.timing, "median_milliseconds_in_turns", one_millisecond_each)
 
 
 def test_measure_latency_times_every_standard_variant_at_batch_1_and_64(app):
