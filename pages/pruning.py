@@ -6,24 +6,19 @@ import streamlit as st
 
 from compression.preview import MagnitudeIndex
 from compression.stats import sparsity_map
-from ui import charts, controls, state
+from ui import charts, controls, navigation, state
+from ui.text import t
 
 METHODS = ["off", "magnitude", "random", "structured", "n:m"]
 N_M_PATTERNS = ["2:4", "1:4", "4:8", "1:2", "2:8"]
 DISPLAY_TILES = 96
+ALL_LAYERS = ""  # the layer selector's value for every layer at once (no layer has an empty name)
+VIEWS = ["bars", "map", "kernels"]
 
-state.require_navigation()
-st.title("Pruning")
-st.markdown(
-    "Pruning sets weights to exactly zero. **Magnitude** pruning removes the smallest weights: "
-    "every weight below a threshold θ, or the fraction *amount* of them (θ is then the cut that "
-    "removes that many). **Global** scope uses one θ for all layers, so layers with small weights "
-    "lose more; **per layer** removes the same fraction everywhere. **Random** is the baseline to beat. "
-    "**Structured** removes whole output channels by their mean |w| (L1) or RMS (L2). **N:M** keeps the "
-    "N largest of every M consecutive weights, the pattern sparse tensor cores accelerate."
-)
-st.latex(r"w' = \begin{cases} 0 & \text{if } |w| < \theta \\ w & \text{otherwise} \end{cases}"
-         r"\qquad \text{sparsity} = \frac{\#\{w' = 0\}}{\#\{w\}}")
+navigation.require_navigation()
+st.title(t("pruning.title"))
+st.markdown(t("pruning.intro"))
+st.latex(t("pruning.formula"))
 
 choice, model = controls.load_current_model()
 controls.warn_if_nothing_compressible(model)
@@ -41,46 +36,48 @@ def prune_settings() -> tuple[dict | None, str | None]:
     method_column, cut_column, scope_column, extra_column = st.columns(4)
     with method_column:
         # A first visit starts at magnitude pruning with nothing removed: the slider is right there.
-        method = controls.choose("Method", METHODS, "prune_method", section.get("method", "magnitude" if not section else "off"))
+        method = controls.choose(t("pruning.method"), METHODS, "prune_method",
+                                 section.get("method", "magnitude" if not section else "off"),
+                                 format_func=lambda name: t(f"pruning.methods.{name}"))
     if method == "off":
         return None, None
     if method == "n:m":
         with cut_column:
             pattern = controls.choose(
-                "Pattern N:M (keep N of every M)", N_M_PATTERNS, "prune_pattern",
+                t("pruning.pattern"), N_M_PATTERNS, "prune_pattern",
                 f"{section.get('n', 2)}:{section.get('m', 4)}",
             )
         n, m = (int(part) for part in pattern.split(":"))
         return {"method": "n:m", "n": n, "m": m}, None
-    cut_options = ["amount", "threshold θ"] if method in ("magnitude", "structured") else ["amount"]
+    cut_options = ["amount", "threshold"] if method in ("magnitude", "structured") else ["amount"]
     with cut_column:
-        cut = st.radio("Cut by", cut_options, horizontal=True,
-                       key=controls.seed("prune_cut", "threshold θ" if "threshold" in section and len(cut_options) > 1 else "amount"))
+        cut = st.radio(t("pruning.cut"), cut_options, horizontal=True, format_func=lambda name: t(f"pruning.cuts.{name}"),
+                       key=controls.seed("prune_cut", "threshold" if "threshold" in section and len(cut_options) > 1 else "amount"))
     with scope_column:
         settings = {"method": method, "scope": st.radio(
-            "Scope", ["global", "layer"], horizontal=True,
-            format_func=lambda s: "global (one θ)" if s == "global" else "per layer",
+            t("pruning.scope"), ["global", "layer"], horizontal=True,
+            format_func=lambda scope: t(f"pruning.scopes.{scope}"),
             key=controls.seed("prune_scope", section.get("scope", "global")),
         )}
     with extra_column:
         if method == "structured":
-            settings["norm"] = st.radio("Channel norm", ["l1", "l2"], horizontal=True,
+            settings["norm"] = st.radio(t("pruning.norm"), ["l1", "l2"], horizontal=True,
                                         key=controls.seed("prune_norm", section.get("norm", "l1")))
         if method == "random":
-            settings["seed"] = int(st.number_input("Seed", 0, 2**31 - 1, step=1, key=controls.seed("prune_seed", section.get("seed", 0))))
-    return settings, "amount" if cut == "amount" else "threshold"
+            settings["seed"] = int(st.number_input(t("pruning.seed"), 0, 2**31 - 1, step=1, key=controls.seed("prune_seed", section.get("seed", 0))))
+    return settings, cut
 
 
 def cut_slider(method: str, cut: str) -> dict:
     """The amount or θ slider: the one control a student drags."""
     if cut == "amount":
         return {"amount": st.slider(
-            "Amount (fraction of weights removed)" if method != "structured" else "Amount (fraction of channels removed)",
+            t("pruning.amount_weights" if method != "structured" else "pruning.amount_channels"),
             0.0, 1.0, step=0.01, key=controls.seed("prune_amount", float(section.get("amount", 0.0))),
         )}
     step = 10 ** math.floor(math.log10(weight_limit / 200)) if weight_limit > 0 else 0.001
     return {"threshold": st.slider(
-        "Threshold θ (weights with |w| < θ become 0; structured: channels whose mean |w| or RMS is below θ)",
+        t("pruning.threshold"),
         0.0, float(weight_limit), step=step, format="%.4f",
         key=controls.seed("prune_threshold", min(float(section.get("threshold", weight_limit / 10)), weight_limit)),
     )}
@@ -88,14 +85,14 @@ def cut_slider(method: str, cut: str) -> dict:
 
 def draw_histogram(view, selected: str, log_y: bool) -> None:
     """The before/after histogram, from a preview or a full report (same numbers)."""
-    if selected == "all layers":
-        before, after, title = view.histogram_before, view.histogram_after, "All compressible weights"
+    if selected == ALL_LAYERS:
+        before, after, title = view.histogram_before, view.histogram_after, t("pruning.all_weights")
     else:
         layer = view.layers[selected]
         before, after, title = layer.histogram_before, layer.histogram_after, selected
     threshold = getattr(view, "threshold", None)
     if threshold is not None and math.isfinite(threshold):
-        title += f" (θ = {threshold:.4g})"
+        title = t("pruning.with_threshold", title=title, threshold=threshold)
     st.plotly_chart(charts.weight_histogram(before, after, None, log_y=log_y, title=title),
                     width="stretch", key="prune_histogram")
 
@@ -103,11 +100,12 @@ def draw_histogram(view, selected: str, log_y: bool) -> None:
 def draw_second_view(view, result, layer_names: list[str], selected: str) -> None:
     """Per-layer sparsity, the sparsity map or the kernel grid, one at a time: a slider move
     redraws two charts rather than four."""
-    map_layer = result.report.layer(selected if selected != "all layers" else layer_names[0])
+    map_layer = result.report.layer(selected if selected != ALL_LAYERS else layer_names[0])
     conv = len(map_layer.shape) == 4
-    views = ["Sparsity per layer", "Sparsity map"] + (["Kernels"] if conv else [])
-    shown = st.segmented_control("View", views, key=controls.seed("prune_view", views[0]), label_visibility="collapsed")
-    if shown not in views:  # deselected, or "Kernels" of a layer that has none
+    views = VIEWS if conv else VIEWS[:2]
+    shown = st.segmented_control(t("pruning.view"), views, format_func=lambda name: t(f"pruning.views.{name}"),
+                                 key=controls.seed("prune_view", views[0]), label_visibility="collapsed")
+    if shown not in views:  # deselected, or the kernels of a layer that has none
         shown = views[0]
     if shown == views[0]:
         st.plotly_chart(
@@ -121,8 +119,8 @@ def draw_second_view(view, result, layer_names: list[str], selected: str) -> Non
         # keeps a slider move's websocket traffic small on large layers.
         st.plotly_chart(charts.sparsity_heatmap(sparsity_map(weight, max_tiles=DISPLAY_TILES), map_layer.name),
                         width="stretch", key="prune_map")
-    if shown == "Kernels":
-        st.plotly_chart(charts.kernel_grid(charts.kernels_of(weight), f"{map_layer.name} (blank = pruned)"),
+    if shown == "kernels":
+        st.plotly_chart(charts.kernel_grid(charts.kernels_of(weight), t("pruning.kernels_title", layer=map_layer.name)),
                         width="stretch", key="prune_kernels")
 
 
@@ -132,8 +130,9 @@ def live_view() -> None:
     settings, cut = prune_settings()
     layer_column, log_column = st.columns([3, 1], vertical_alignment="bottom")
     layer_names = list(model.compressible)
-    selected = layer_column.selectbox("Layer for the histogram and map", ["all layers"] + layer_names, key="prune_layer")
-    log_y = log_column.toggle("Log scale (counts)", value=True, key="prune_log_y")
+    selected = layer_column.selectbox(t("pruning.layer"), [ALL_LAYERS] + layer_names, key="prune_layer",
+                                      format_func=lambda name: t("pruning.all_layers") if name == ALL_LAYERS else name)
+    log_y = log_column.toggle(t("pruning.log_scale"), value=True, key="prune_log_y")
     live_charts(settings, cut, layer_names, selected, log_y)
 
 
@@ -173,12 +172,12 @@ def live_charts(settings: dict | None, cut: str | None, layer_names: list[str], 
 
 live_view()
 controls.numbers_explained(model)
-st.caption("Pruned weights pile up in the zero bin: the log scale keeps the rest of the histogram visible.")
+st.caption(t("pruning.zero_bin_note"))
 
 
 def overrides_table() -> None:
     """Per-layer amounts and switches, written into the recipe's overrides."""
-    st.caption("Give a layer its own amount, or switch pruning off for it. Empty cells follow the settings above.")
+    st.caption(t("pruning.overrides_note"))
     overrides = state.recipe().get("overrides", {})
     rows = pd.DataFrame(
         [
@@ -193,8 +192,9 @@ def overrides_table() -> None:
     edited = st.data_editor(
         rows, hide_index=True, width="stretch", key="prune_overrides", disabled=["layer"],
         column_config={
-            "prune": st.column_config.CheckboxColumn("prune this layer"),
-            "amount": st.column_config.NumberColumn("own amount", min_value=0.0, max_value=1.0, step=0.05),
+            "layer": st.column_config.TextColumn(t("pruning.overrides_layer")),
+            "prune": st.column_config.CheckboxColumn(t("pruning.overrides_prune")),
+            "amount": st.column_config.NumberColumn(t("pruning.overrides_amount"), min_value=0.0, max_value=1.0, step=0.05),
         },
     )
     state.set_prune_overrides(
@@ -204,7 +204,7 @@ def overrides_table() -> None:
 
 
 # Drawn only while open: a data editor is heavy for the browser to keep on the page.
-overrides_box = st.expander("Per-layer overrides", key="prune_overrides_box", on_change="rerun")
+overrides_box = st.expander(t("pruning.overrides"), key="prune_overrides_box", on_change="rerun")
 if overrides_box.open:
     with overrides_box:
         overrides_table()
