@@ -64,8 +64,8 @@ _PUBLIC = {
     "compress": "compression.compress",
     "distill": "compression.workflows.distillation",
     "evaluate": "compression.evaluation",
-    "evaluate_onnx": "compression.io.onnx_export",
-    "export_onnx": "compression.io.onnx_export",
+    "evaluate_onnx": "compression.io.onnx.export",
+    "export_onnx": "compression.io.onnx.export",
     "export_tflite": "compression.io.tflite_export",
     "fuse_conv_bn": "compression.graph.fusion",
     "gradual_prune": "compression.workflows.gradual",
@@ -73,8 +73,8 @@ _PUBLIC = {
     "load_model": "compression.io.loading",
     "load_packed": "compression.packing",
     "program_bytes": "compression.io.program",
-    "quantize_onnx_dynamic": "compression.io.onnx_export",
-    "quantize_onnx_static": "compression.io.onnx_export",
+    "quantize_onnx_dynamic": "compression.io.onnx.int8",
+    "quantize_onnx_static": "compression.io.onnx.int8",
     "remove_channels": "compression.graph.channels",
     "search_layerwise": "compression.workflows.search",
     "search_sparsity": "compression.workflows.search",
@@ -110,7 +110,8 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from compression.evaluation import Evaluation, evaluate
     from compression.workflows.latency import latency_table
     from compression.graph.fusion import FusionCheck, FusionResult, check_fusion, fuse_conv_bn
-    from compression.io.onnx_export import evaluate_onnx, export_onnx, quantize_onnx_dynamic, quantize_onnx_static
+    from compression.io.onnx.export import evaluate_onnx, export_onnx
+    from compression.io.onnx.int8 import quantize_onnx_dynamic, quantize_onnx_static
     from compression.io.program import program_bytes
     from compression.io.tflite_export import export_tflite
     from compression.workflows.gradual import AgpSchedule, GradualResult, gradual_prune
@@ -121,6 +122,13 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from compression.workflows.search import SearchResult, search_layerwise, search_sparsity
     from compression.workflows.sensitivity import allocate_sparsity, sensitivity
     from compression.workflows.sweep import sweep
+
+
+# The kernel module ``compression.compress`` shares its name with the verb: importing that module
+# anywhere would bind this package's attribute ``compress`` to the module. Binding the function
+# here, after the module is imported, keeps ``compression.compress(...)`` the verb. It costs
+# torch, which every use of the engine needs anyway.
+from compression.compress import compress  # noqa: E402
 
 
 def save_packed(result: CompressionResult | PackedModel, path: str | os.PathLike) -> int:
