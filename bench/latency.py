@@ -63,7 +63,7 @@ from compression.workflows.latency import (  # noqa: E402
     variant_scores,
 )
 from compression.io.loading import load_model  # noqa: E402
-from compression.io.onnx_export import OnnxRuntimeModule  # noqa: E402
+from compression.io.onnx.runtime import OnnxRuntimeModule  # noqa: E402
 
 DIGITS = ("simplenet", "mlp", "bn_cnn")
 BATCHES = (1, 64)

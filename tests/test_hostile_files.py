@@ -33,7 +33,7 @@ from compression.compress import compress
 from compression.errors import DataError, ModelLoadError, UnsafeFileError
 from compression.io.evaluation_data import InputSpec, evaluation_from_npz
 from compression.io.loading import load_model
-from compression.io.onnx_export import export_onnx
+from compression.io.onnx.export import export_onnx
 from compression.io.safety import TORCH_EXPORT, TORCHSCRIPT, inspect_file
 
 RUNS_CODE = r"run code"  # every pickle refusal says loading "would import and run code"
@@ -788,7 +788,7 @@ def _must_not_be_called(what: str):
 @pytest.mark.parametrize("kind", ["pt", "legacy_pt", "safetensors", "torchscript", "pt2", "onnx"])
 def test_model_over_max_parameters_is_refused_before_it_is_loaded(tmp_path, monkeypatch, valid, kind):
     for target in ("torch.load", "torch.jit.load", "torch.export.load", "compression.io.state_dict.load_file",
-                   "compression.io.onnx_import.read_onnx"):
+                   "compression.io.onnx.importing.read_onnx"):
         monkeypatch.setattr(target, _must_not_be_called(target))
     path = valid[kind]
     if kind == "torchscript":  # the small fixture's storages are too few bytes for a bound

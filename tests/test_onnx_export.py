@@ -12,16 +12,10 @@ from compression.errors import CompressionError
 from compression.evaluation import evaluate, model_outputs
 from compression.io.loading import load_model
 from compression.model import LoadedModel
-from compression.io.onnx_export import (
-    calibration_inputs_for,
-    evaluate_onnx,
-    export_onnx,
-    load_onnx_initializers,
-    onnx_outputs,
-    quantize_onnx_dynamic,
-    quantize_onnx_static,
-    replace_initializers,
-)
+from compression.io.onnx.export import evaluate_onnx, export_onnx
+from compression.io.onnx.initializers import load_onnx_initializers, replace_initializers
+from compression.io.onnx.int8 import calibration_inputs_for, quantize_onnx_dynamic, quantize_onnx_static
+from compression.io.onnx.runtime import onnx_outputs
 
 DIGITS = ("simplenet", "mlp", "bn_cnn")
 TOLERANCE = 1e-4

@@ -18,7 +18,8 @@ from compression.evaluation import evaluate
 from compression.graph.fusion import fuse_conv_bn
 from compression.io.loading import load_model
 from compression.model import LoadedModel
-from compression.io.onnx_export import export_onnx, load_onnx_initializers
+from compression.io.onnx.export import export_onnx
+from compression.io.onnx.initializers import load_onnx_initializers
 from compression.io.safety import ONNX, inspect_file
 from tests.tensor_checks import assert_bitwise_equal, bitwise_copy, outputs
 

@@ -11,7 +11,7 @@ from compression.compress import compress
 from compression.errors import CompressionError
 from compression.io.loading import load_model
 from compression.model import LoadedModel
-from compression.io.onnx_export import export_onnx
+from compression.io.onnx.export import export_onnx
 from compression.io.tflite_export import export_tflite
 
 RECIPE = {"prune": {"method": "magnitude", "amount": 0.5}, "quantize": {"scheme": "linear", "bits": 4}}

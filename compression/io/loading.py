@@ -103,7 +103,7 @@ def _read(
 
 def _read_onnx(path: Path, max_file_bytes: int) -> tuple[LoadedModel, InputSpec]:
     """An ONNX model; the digits sample models' weights are scored on the held-out digits."""
-    from compression.io.onnx_import import read_onnx  # onnx and onnxruntime only when an .onnx is read
+    from compression.io.onnx.importing import read_onnx  # onnx and onnxruntime only when an .onnx is read
 
     model, spec = read_onnx(path, max_file_bytes=max_file_bytes)
     return zoo.with_digits_data(model, spec), spec

@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from compression.errors import CompressionError
-from compression.model import LoadedModel
-from compression.io.onnx_import import OnnxGraphModule
+from compression.model import ForeignRuntimeModule, LoadedModel
 
 INSTALL_COMMAND = "pip install -r requirements-tflite.txt"
 INSTALL_HINT = f"{INSTALL_COMMAND} (litert-torch; it brings jax and ai-edge-litert)"
@@ -32,8 +31,9 @@ def export_tflite(model: LoadedModel, module: nn.Module | None = None) -> bytes:
     Modules here are in eval mode already (a LoadedModel's are, and so are compress's copies).
     """
     module = model.module if module is None else module
-    if isinstance(module, (OnnxGraphModule, torch.jit.ScriptModule)):
-        kind = "an imported ONNX graph" if isinstance(module, OnnxGraphModule) else "a TorchScript module"
+    # ForeignRuntimeModule, not the ONNX module's class: importing that would load onnx here.
+    if isinstance(module, (ForeignRuntimeModule, torch.jit.ScriptModule)):
+        kind = "an imported ONNX graph" if isinstance(module, ForeignRuntimeModule) else "a TorchScript module"
         raise CompressionError(
             f"{model.name} is {kind}; litert-torch converts torch.export-able PyTorch modules only."
         )

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 import compression
 import sample_models
-from compression.io.onnx_export import export_onnx
+from compression.io.onnx.export import export_onnx
 from compression.recipe import Recipe
 
 PAGES = ["pages/overview.py", "pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/gradual.py",

@@ -9,7 +9,7 @@ Weights that MatMul/Gemm read stored ``(in, out)`` are held transposed, ``(out, 
 for torch layers. ``onnx_with_weights`` writes the graph back with the module's weights.
 
 An ONNX file is protobuf: parsed, never executed; files that keep tensors elsewhere
-(external data) are refused by ``onnx_export._checked``.
+(external data) are refused by ``runtime.parse_onnx``.
 """
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from torch import nn
 from compression.errors import DataError, ModelLoadError
 from compression.evaluation import model_outputs
 from compression.io.evaluation_data import DEFAULT_BATCH_SIZE, InputSpec, random_evaluation
-from compression.model import ForeignRuntimeModule, LoadedModel
-from compression.io.onnx_export import OnnxRuntimeModule, _checked, _external_tensors, _serialized
+from compression.io.onnx.runtime import OnnxRuntimeModule, external_tensors, parse_onnx, serialize_onnx
 from compression.io.safety import DEFAULT_MAX_FILE_BYTES
+from compression.model import ForeignRuntimeModule, LoadedModel
 
 ONNX_FORMAT = "onnx"
 # Float element types that become parameters; the rest (shapes, indices) stay constants.
@@ -111,7 +111,7 @@ class OnnxGraphModule(ForeignRuntimeModule):
 
 def read_onnx(path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[LoadedModel, InputSpec]:
     """An .onnx file as a LoadedModel evaluated on seeded random inputs (a data file replaces them)."""
-    proto = _checked(path.read_bytes(), path.name, max_file_bytes)
+    proto = parse_onnx(path.read_bytes(), path.name, max_file_bytes)
     external = _function_external_tensors(proto)
     if external:
         raise ModelLoadError(
@@ -143,7 +143,7 @@ def onnx_with_weights(module: OnnxGraphModule) -> bytes:
         original = by_name[binding.initializer]
         array = value.cpu().numpy().astype(onnx.helper.tensor_dtype_to_np_dtype(original.data_type))
         original.CopyFrom(numpy_helper.from_array(array, binding.initializer))
-    return _serialized(proto, "ONNX model with compressed weights")
+    return serialize_onnx(proto, "ONNX model with compressed weights")
 
 
 # --- the graph -----------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def onnx_with_weights(module: OnnxGraphModule) -> bytes:
 
 def _function_external_tensors(proto: onnx.ModelProto) -> list[str]:
     """Tensors that the model's local functions keep in external files (the main graph is
-    checked by ``onnx_export._checked``); onnxruntime would look for them beside the file."""
+    checked by ``runtime.parse_onnx``); onnxruntime would look for them beside the file."""
     names = []
     for function in proto.functions:
         for node in function.node:
@@ -159,7 +159,7 @@ def _function_external_tensors(proto: onnx.ModelProto) -> list[str]:
                 tensors = ([attribute.t] if attribute.HasField("t") else []) + list(attribute.tensors)
                 names += [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
                 subgraphs = ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs)
-                names += [name for graph in subgraphs for name in _external_tensors(graph)]
+                names += [name for graph in subgraphs for name in external_tensors(graph)]
     return names
 
 
