@@ -6,7 +6,7 @@ import shlex
 import streamlit as st
 
 import compression
-from compression.latency import (
+from compression.workflows.latency import (
     TORCH_FP32,
     cpu_info,
     latency_table,
@@ -15,19 +15,15 @@ from compression.latency import (
     variant_scores,
     verdicts,
 )
-from compression.onnx_export import (
-    calibration_inputs_for,
-    evaluate_onnx,
-    export_onnx,
-    quantize_onnx_dynamic,
-    quantize_onnx_static,
-)
+from compression.io.onnx.export import evaluate_onnx, export_onnx
+from compression.io.onnx.int8 import calibration_inputs_for, quantize_onnx_dynamic, quantize_onnx_static
 from compression.packing import dense_safetensors
-from compression.program import program_bytes
-from compression.tflite_export import INSTALL_COMMAND, export_tflite, tflite_available
-from ui import controls, state
+from compression.io.program import program_bytes
+from compression.io.tflite_export import INSTALL_COMMAND, export_tflite, tflite_available
+from ui import cache, controls, navigation, state
+from ui.model_ids import FOLDED_PREFIX, UPLOAD_PREFIX, ModelChoice
 
-state.require_navigation()
+navigation.require_navigation()
 st.title("Export")
 st.markdown(
     "Download what the current recipe produced. The **packed file** is the compressed model as "
@@ -55,8 +51,8 @@ columns[1].download_button("Dense weights (.safetensors)",
 columns[2].download_button("Recipe (.json)", recipe_text, file_name=f"{stem}-recipe.json", mime="application/json")
 
 st.subheader("Reproduce from the command line")
-unfolded = choice.model_id.removeprefix(state.FOLDED_PREFIX)
-source = unfolded if not unfolded.startswith(state.UPLOAD_PREFIX) else f"path/to/{state.ModelChoice(unfolded, None).label}"
+unfolded = choice.model_id.removeprefix(FOLDED_PREFIX)
+source = unfolded if not unfolded.startswith(UPLOAD_PREFIX) else f"path/to/{ModelChoice(unfolded, None).label}"
 setup = []
 if unfolded != choice.model_id:  # the CLI folds BatchNorm into a .pt2 first
     setup = [shlex.join(["python", "-m", "compression", "fuse", source, "--out", f"{stem}.pt2"])]
@@ -80,7 +76,7 @@ if prune_section.get("method") == "structured" and "amount" in prune_section:
         "the next layer). Layers whose channels meet a residual add or the model's output stay whole."
     )
     try:
-        smaller, smaller_value = state.smaller_model(choice.model_id, choice.data_id, prune_section["amount"],
+        smaller, smaller_value = cache.smaller_model(choice.model_id, choice.data_id, prune_section["amount"],
                                                      prune_section.get("norm", "l1"), prune_section.get("scope", "layer"))
     except compression.CompressionError as error:
         st.warning(f"Channels cannot be removed from this model: {error}")
@@ -183,14 +179,14 @@ threads = st.columns([1, 4])[0].number_input(
 if st.button("Measure latency", key="export_latency"):
     with st.spinner("Building the variants: channel removal, ONNX export, int8 quantization…"):
         built = standard_variants(model, result.report.recipe, recipe_module=result.module, threads=threads,
-                                  calibration_rows=state.live_samples(model))
+                                  calibration_rows=cache.live_samples(model))
     bar = st.progress(0.0, text="Timing…")
     with torch_threads(threads):
         table = latency_table(model, built.modules, cpu_time=threads == 1,
                               progress=lambda done, total, what: bar.progress(done / total, text=f"Timing {what}"))
     bar.empty()
     with st.spinner("Scoring each variant…"):
-        scores = variant_scores(model, built.modules, samples=state.live_samples(model))
+        scores = variant_scores(model, built.modules, samples=cache.live_samples(model))
     timings[latency_key] = (table, scores, verdicts(table, built.techniques), built.skipped, threads)
 if latency_key in timings:
     table, scores, found, skipped, measured_threads = timings[latency_key]

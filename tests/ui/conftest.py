@@ -16,7 +16,7 @@ class _PagesFlagOwnedByTheTest(PagesManager):
 
     AppTest sets ``PagesManager.uses_pages_directory = None`` before every run; because the
     repository has a ``pages/`` folder, that puts each run back into Streamlit's old
-    folder-based multipage mode, which ``ui.state.require_navigation`` leaves with an
+    folder-based multipage mode, which ``ui.navigation.require_navigation`` leaves with an
     ``st.rerun()``; the rerun drops button clicks. A served app sets the flag once per process
     (off after app.py's first ``st.navigation``); this subclass gives the tests the same.
     """

@@ -20,7 +20,7 @@ from torch import nn
 
 import sample_models
 from tests.ui.test_pages import assert_clean, open_page
-from ui import state
+from ui import cache, uploads
 
 CONFIG = Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml"
 MARKER = "created_by_payload"
@@ -142,7 +142,7 @@ HOSTILE = {
 
 
 def stored_files() -> set[Path]:
-    return {path for path in state._upload_folder().rglob("*")}
+    return {path for path in uploads._upload_folder().rglob("*")}
 
 
 def upload(app: AppTest, files: list[tuple[str, bytes]], data: tuple[str, bytes] | None = None) -> AppTest:
@@ -180,7 +180,7 @@ def test_hostile_upload_gets_one_clear_error_and_leaves_nothing_behind(app, tmp_
 
 
 def test_upload_over_the_size_limit_is_refused_before_anything_is_written(app, monkeypatch):
-    monkeypatch.setattr(state, "MAX_UPLOAD_BYTES", 100_000)
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 100_000)
     open_page(app, "pages/model.py")
     before = stored_files()
     upload(app, [("mlp.pt", saved(mlp_state(5)))])
@@ -212,12 +212,12 @@ def test_refused_upload_of_a_file_already_stored_keeps_that_file(app):
     upload(app, [("shared.pt", content)])
     assert_clean(app)
     accepted = app.session_state["model_id"]
-    model_path = Path(state._source(accepted))
+    model_path = Path(uploads.source(accepted))
     upload(app, [("shared.pt", content)], ("bad.npz", _npz(x=np.zeros((3, 7), np.float32))))
     [error] = app.error
     assert "per-sample shape (7,)" in error.value
     assert model_path.is_file()
-    assert not list(state._upload_folder().rglob("bad.npz"))
+    assert not list(uploads._upload_folder().rglob("bad.npz"))
     assert_app_still_works(app, accepted)
 
 
@@ -245,11 +245,11 @@ def test_model_without_prunable_layers_is_accepted_with_a_warning_and_pages_keep
 def test_accepted_upload_is_stored_inside_the_upload_folder_whatever_its_name(app, tmp_path, name):
     unique = f"escape-{tmp_path.name}"
     name = name.format(unique=unique, tmp=tmp_path)
-    folder = state._upload_folder()
+    folder = uploads._upload_folder()
     open_page(app, "pages/model.py")
     upload(app, [(name, saved(mlp_state(9)))])
     assert_clean(app)
-    stored = Path(state._source(app.session_state["model_id"])).resolve()
+    stored = Path(uploads.source(app.session_state["model_id"])).resolve()
     assert stored.is_file() and folder.resolve() in stored.parents
     assert len(stored.name) <= 80 and stored.name not in ("", ".", "..") and not stored.name.startswith(".")
     assert not (tmp_path / "escaped.pt").exists()
@@ -285,7 +285,7 @@ def test_names_streamlit_refuses_store_nothing_and_the_app_recovers(app, name, r
      ("модель.onnx", "_.onnx"), ("config.json", "config.json"), ("a" * 300 + ".safetensors", "a" * 68 + ".safetensors")],
 )
 def test_safe_name_keeps_no_folder_and_the_extension(name, safe):
-    assert state._safe_name(name) == safe
+    assert uploads._safe_name(name) == safe
 
 
 # --- limits ------------------------------------------------------------------------------------
@@ -293,22 +293,22 @@ def test_safe_name_keeps_no_folder_and_the_extension(name, safe):
 
 def test_server_upload_limit_and_the_pages_limit_are_the_same_number(app):
     config = tomllib.loads(CONFIG.read_text())
-    assert config["server"]["maxUploadSize"] == state.UPLOAD_LIMIT_MB == 200
+    assert config["server"]["maxUploadSize"] == uploads.UPLOAD_LIMIT_MB == 200
     open_page(app, "pages/model.py")
     for key in ("model_upload", "model_data"):
-        assert app.file_uploader(key=key).proto.max_upload_size_mb == state.UPLOAD_LIMIT_MB
+        assert app.file_uploader(key=key).proto.max_upload_size_mb == uploads.UPLOAD_LIMIT_MB
 
 
 def test_the_engine_is_given_the_upload_limits(monkeypatch):
     calls = []
-    monkeypatch.setattr(state.compression, "load_model", lambda *args, **kwargs: calls.append(kwargs) or "model")
-    state.base_model("mlp", f"limits-{os.getpid()}-{id(calls)}")
-    assert calls == [{"max_parameters": state.MAX_UPLOAD_PARAMETERS, "max_file_bytes": state.MAX_UPLOAD_BYTES}]
-    assert state.MAX_UPLOAD_PARAMETERS > 22_700_000  # MiniLM fits
+    monkeypatch.setattr(cache.compression, "load_model", lambda *args, **kwargs: calls.append(kwargs) or "model")
+    cache.base_model("mlp", f"limits-{os.getpid()}-{id(calls)}")
+    assert calls == [{"max_parameters": uploads.MAX_UPLOAD_PARAMETERS, "max_file_bytes": uploads.MAX_UPLOAD_BYTES}]
+    assert uploads.MAX_UPLOAD_PARAMETERS > 22_700_000  # MiniLM fits
 
 
 def test_model_over_the_parameter_limit_is_refused_through_the_page(app, monkeypatch):
-    monkeypatch.setattr(state, "MAX_UPLOAD_PARAMETERS", 1000)
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_PARAMETERS", 1000)
     open_page(app, "pages/model.py")
     before = stored_files()
     upload(app, [("mlp.safetensors", safetensors_bytes(mlp_state(10)))])

@@ -1,0 +1,56 @@
+"""The URL's query parameters: the model and recipe a link asks for, and the session's written back.
+
+``?model=mlp&recipe={"prune":{...}}``: a copied link opens the same view. Uploads are not
+linkable (they live in their session); a sample model, folded or not, is.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import streamlit as st
+
+import compression
+from compression.errors import CompressionError
+from ui.model_ids import DEFAULT_MODEL, linkable
+
+
+def linked_model() -> tuple[str, str | None]:
+    """The model the link names (the default where it names none), and why it was not followed."""
+    model_id = st.query_params.get("model", DEFAULT_MODEL)
+    if linkable(model_id):
+        return model_id, None
+    return DEFAULT_MODEL, (
+        f"The link asks for model {model_id!r}, which is not a sample model here "
+        f"(uploads are not shared by links); showing {DEFAULT_MODEL} instead."
+    )
+
+
+def linked_recipe() -> tuple[dict[str, Any], str | None]:
+    """The link's recipe as a plain dict (empty where it has none), and why it was not used."""
+    if "recipe" not in st.query_params:
+        return {}, None
+    try:
+        return compression.Recipe.from_json(st.query_params["recipe"]).to_dict(), None
+    except CompressionError as error:
+        return {}, f"The link's recipe was not used: {error}"
+
+
+def show(model_id: str, recipe: dict[str, Any]) -> None:
+    """Model (sample models, folded or not: uploads live in this session) and recipe into the URL.
+
+    Only parameters that change are written: each write is a message to the browser.
+    """
+    wanted = {}
+    if linkable(model_id):
+        wanted["model"] = model_id
+    if recipe:
+        # The canonical JSON, compact: sorted keys except the override patterns, whose order
+        # decides which one wins.
+        canonical = compression.Recipe.from_dict(recipe).to_json()
+        wanted["recipe"] = json.dumps(json.loads(canonical), separators=(",", ":"))
+    for name in ("model", "recipe"):
+        if name not in wanted and name in st.query_params:
+            del st.query_params[name]
+        elif name in wanted and st.query_params.get(name) != wanted[name]:
+            st.query_params[name] = wanted[name]
