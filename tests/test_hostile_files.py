@@ -27,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 from safetensors.torch import save_file
 from torch import nn
 
-import compression.io.safety as safety
+import compression.io.safety.archives as safety_archives
 import sample_models
 from compression.compress import compress
 from compression.errors import DataError, ModelLoadError, UnsafeFileError
@@ -501,7 +501,7 @@ def test_declared_total_over_the_file_limit_is_refused_as_a_bomb(tmp_path, valid
 
 @pytest.mark.parametrize(("name", "error"), [("many.pt", ModelLoadError), ("many.npz", DataError)])
 def test_archive_with_too_many_members_is_refused(tmp_path, monkeypatch, name, error):
-    monkeypatch.setattr(safety, "MAX_ARCHIVE_MEMBERS", 10)
+    monkeypatch.setattr(safety_archives, "MAX_ARCHIVE_MEMBERS", 10)
     path = tmp_path / name
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("many/data.pkl", pickle.dumps({}, protocol=2))
