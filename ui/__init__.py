@@ -1,5 +1,7 @@
-"""The dashboard's shared pieces: session state and caches, recipe widgets, and charts.
+"""The dashboard's shared pieces: the session, caches, stores, recipe widgets, charts and texts.
 
-Pages in ``pages/`` stay thin: they turn widgets into a recipe, call the engine through
-``ui.state``'s caches and draw what it returns with ``ui.charts``.
+Pages in ``pages/`` stay thin: they turn widgets into a recipe (``ui.state``, ``ui.controls``),
+call the engine through ``ui.cache``, keep results in ``ui.stores`` and draw what comes back
+with ``ui.charts``; the Export page's sections live in ``ui/export/``. Every page first calls
+``ui.navigation.require_navigation``.
 """

@@ -165,12 +165,12 @@ SWEEP_MEASUREMENTS: SessionStore[ModelChoice, Measurements] = SessionStore("swee
 SWEEP_RANGES: SessionStore[str, list] = SessionStore("sweep_ranges", owner="pages/tradeoffs.py")
 """The sweep's chosen ranges by widget key (widget values vanish when the page is left)."""
 ONNX_EXPORTS: SessionStore[tuple[ModelChoice, str, str], OnnxExport] = SessionStore(
-    "onnx_exports", owner="ui/export_onnx.py")
+    "onnx_exports", owner="ui/export/onnx_file.py")
 """ONNX files by (model, recipe JSON, int8 mode)."""
-TFLITE_EXPORTS: SessionStore[RecipeKey, bytes] = SessionStore("tflite_exports", owner="ui/export_tflite.py")
+TFLITE_EXPORTS: SessionStore[RecipeKey, bytes] = SessionStore("tflite_exports", owner="ui/export/tflite_file.py")
 """TFLite files by (model, recipe JSON)."""
 LATENCY_MEASUREMENTS: SessionStore[RecipeKey, LatencyMeasurement] = SessionStore(
-    "latency_reports", owner="ui/export_latency.py")
+    "latency_reports", owner="ui/export/latency.py")
 """The last latency measurement by (model, recipe JSON)."""
 
 ALL: tuple[SessionStore | SessionValue, ...] = (

@@ -1,0 +1,42 @@
+"""The Export page's first section: the packed file, the dense weights and the recipe to
+download, and the command lines that redo them."""
+from __future__ import annotations
+
+import json
+import shlex
+
+import streamlit as st
+
+import compression
+from compression.packing import dense_safetensors
+from ui.model_ids import FOLDED_PREFIX, UPLOAD_PREFIX, ModelChoice
+
+
+def render(choice: ModelChoice, result: compression.CompressionResult, stem: str) -> str:
+    """Draw the section; return the model as the command lines name it (a path for an upload,
+    the fused .pt2 for a folded model), for the later sections' commands."""
+    recipe_text = json.dumps(result.report.recipe, indent=2)
+    columns = st.columns(3)
+    columns[0].download_button("Packed model (.packed)", result.packed.to_bytes(), file_name=f"{stem}.packed",
+                               mime="application/octet-stream", type="primary")
+    columns[1].download_button("Dense weights (.safetensors)",
+                               dense_safetensors(result.module.state_dict()),
+                               file_name=f"{stem}-dense.safetensors", mime="application/octet-stream")
+    columns[2].download_button("Recipe (.json)", recipe_text, file_name=f"{stem}-recipe.json", mime="application/json")
+
+    st.subheader("Reproduce from the command line")
+    unfolded = choice.model_id.removeprefix(FOLDED_PREFIX)
+    source = unfolded if not unfolded.startswith(UPLOAD_PREFIX) else f"path/to/{ModelChoice(unfolded, None).label}"
+    setup = []
+    if unfolded != choice.model_id:  # the CLI folds BatchNorm into a .pt2 first
+        setup = [shlex.join(["python", "-m", "compression", "fuse", source, "--out", f"{stem}.pt2"])]
+        source = f"{stem}.pt2"
+    command = ["python", "-m", "compression", "apply", source, "--recipe", json.dumps(result.report.recipe, separators=(",", ":")),
+               "--out", f"{stem}.packed", "--dense-out", f"{stem}-dense.safetensors"]
+    if choice.data_id:
+        command += ["--data", "path/to/" + choice.data_id.rsplit("/", 1)[-1]]
+    st.code("\n".join([*setup, shlex.join(command)]), language="bash")
+    st.caption("Or save the recipe above and pass --recipe recipe.json. The packed file's size equals the report's file_bytes.")
+    st.subheader("Recipe")
+    st.code(recipe_text, language="json")
+    return source
