@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ from safetensors.torch import load_file
 
 import compression
 from compression.cli import EXIT_BAD_INPUT, main
+from compression.cli.command_lines import command_line
+from compression.cli.parser import build_parser
 from compression.evaluation import model_outputs
 
 RECIPE = '{"prune": {"method": "magnitude", "amount": 0.5}, "quantize": {"scheme": "linear", "bits": 4}}'
@@ -83,6 +86,28 @@ def test_agp_prints_each_step_and_compares_with_one_shot(capsys, tmp_path) -> No
     assert payload["gradual"]["sparsity"] == pytest.approx(0.8, abs=1e-3)
     assert payload["one_shot"]["sparsity"] == pytest.approx(0.8, abs=1e-3)
     assert os.path.getsize(packed) == payload["gradual"]["file_bytes"]
+    control = payload["one_shot_fine_tuned"]
+    assert control["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert control["epochs"] == payload["gradual"]["epochs"] == 3 and payload["one_shot"]["epochs"] == 0
+    assert control["file_bytes"] > 0 and 0 < control["value"] <= 1
+
+
+def test_agp_prints_the_three_arms_after_the_steps(capsys) -> None:
+    status, out, _ = run(capsys, "agp", "mlp", "--final", "0.5", "--steps", "1", "--epochs-per-step", "0")
+    assert status == 0
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[-3:]] == ["gradual", "one_shot", "one_shot_fine_tuned"]
+    assert all("sparsity 0.500" in line and "accuracy" in line for line in lines[-3:])
+    assert "magnitude pruning, global scope" in out
+
+
+def test_agp_prunes_by_the_recipes_method_and_scope_unless_scope_is_given(capsys) -> None:
+    recipe = '{"prune": {"method": "magnitude", "amount": 0.3, "scope": "layer"}, "quantize": {"bits": 8}}'
+    argv = ("agp", "mlp", "--final", "0.5", "--steps", "1", "--epochs-per-step", "0", "--recipe", recipe, "--json")
+    _, out, _ = run(capsys, *argv)
+    assert json.loads(out)["prune"] == {"method": "magnitude", "amount": 0.5, "scope": "layer"}
+    _, out, _ = run(capsys, *argv, "--scope", "global")
+    assert json.loads(out)["prune"]["scope"] == "global"
 
 
 @pytest.mark.parametrize(
@@ -93,6 +118,7 @@ def test_agp_prints_each_step_and_compares_with_one_shot(capsys, tmp_path) -> No
         ("eval", "mlp", "--recipe", "missing.json"),
         ("agp", "mlp", "--final", "1.0"),
         ("agp", "minilm", "--steps", "1"),
+        ("agp", "mlp", "--steps", "1", "--recipe", '{"prune": {"method": "n:m"}}'),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_2(capsys, tmp_path, monkeypatch, argv) -> None:
@@ -201,3 +227,36 @@ def test_shrink_refuses_a_program_whose_layers_are_graph_operations(capsys, tmp_
     assert status == EXIT_BAD_INPUT
     assert "no Linear or Conv1d/2d/3d modules" in err and err.count("\n") == 1
     assert not target.exists()
+
+
+# --- the command lines the dashboard shows -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "arguments", "options"),
+    [
+        ("apply", ("mlp",), {"recipe": RECIPE, "out": "mlp.packed", "dense_out": "mlp-dense.safetensors",
+                             "data": "path/to/data.npz"}),
+        ("fuse", ("bn_cnn",), {"out": "bn_cnn.pt2"}),
+        ("shrink", ("simplenet",), {"amount": 0.5, "norm": "l2", "scope": "global", "out": "smaller.pt2"}),
+        ("export", ("mlp",), {"recipe": RECIPE, "int8": "qdq", "out": "mlp.onnx"}),
+    ],
+)
+def test_a_command_line_parses_back_to_the_options_it_was_built_from(command, arguments, options) -> None:
+    line = command_line(command, *arguments, **options)
+    program, module, package, *argv = shlex.split(line)
+    assert (program, module, package) == ("python", "-m", "compression")
+    parsed = vars(build_parser().parse_args(argv))
+    assert parsed["command"] == command and parsed["model"] == arguments[0]
+    assert {name: parsed[name] for name in options} == options
+
+
+def test_a_command_line_leaves_out_none_and_gives_switches_for_true() -> None:
+    assert command_line("fuse", "bn_cnn", out=None, data=None, json=True) == "python -m compression fuse bn_cnn --json"
+
+
+def test_a_command_line_refuses_an_option_the_command_does_not_declare() -> None:
+    with pytest.raises(ValueError, match="`fuse` has no option 'dense_out'"):
+        command_line("fuse", "bn_cnn", dense_out="x.safetensors")
+    with pytest.raises(ValueError, match="command must be one of"):
+        command_line("compress", "mlp")

@@ -9,7 +9,7 @@ import torch
 from compression.compress import compress
 from compression.errors import DataError, RecipeError
 from compression.evaluation import evaluate
-from compression.workflows.gradual import AgpSchedule, gradual_prune, training_data
+from compression.workflows.gradual import AgpSchedule, gradual_prune, one_shot_prune, training_data
 from compression.io.loading import load_model
 
 QUICK = AgpSchedule(initial=0.0, final=0.6, steps=2, epochs_per_step=1)
@@ -103,6 +103,51 @@ def test_the_result_compresses_like_any_model(mlp) -> None:
     result = gradual_prune(mlp, QUICK)
     report = compress(result.model, {"quantize": {"scheme": "linear", "bits": 4}}).report
     assert report.sparsity >= QUICK.final - 1e-3
+
+
+def test_each_step_prunes_by_the_given_method_and_scope(mlp) -> None:
+    result = gradual_prune(mlp, QUICK, method="structured", scope="layer")
+    state = result.module.state_dict()
+    for name in mlp.compressible:
+        rows = state[name].reshape(state[name].shape[0], -1)
+        zero_rows = int((rows == 0).all(dim=1).sum())
+        assert zero_rows == pytest.approx(QUICK.final * rows.shape[0], abs=1)  # whole channels, per layer
+
+
+def test_a_method_without_an_amount_is_refused_naming_the_ones_allowed(mlp) -> None:
+    with pytest.raises(RecipeError, match="'magnitude', 'random', 'structured'.*got 'n:m'"):
+        gradual_prune(mlp, QUICK, method="n:m")
+
+
+# --- one-shot pruning with fine-tuning (the control) ---------------------------------------------
+
+
+def test_one_shot_pruning_reaches_the_amount_in_one_recorded_step(mlp) -> None:
+    result = one_shot_prune(mlp, 0.6, epochs=2)
+    assert result.schedule is None and len(result.steps) == 1
+    assert result.steps[0].sparsity == pytest.approx(0.6, abs=1e-3) and result.steps[0].train_loss is not None
+
+
+def test_one_shot_pruning_without_epochs_is_plain_magnitude_pruning(mlp) -> None:
+    result = one_shot_prune(mlp, 0.6)
+    expected = compress(mlp, {"prune": {"method": "magnitude", "amount": 0.6, "scope": "global"}})
+    assert result.steps[0].train_loss is None
+    assert all(torch.equal(result.module.state_dict()[name], expected.module.state_dict()[name]) for name in mlp.compressible)
+
+
+def test_one_shot_fine_tuning_keeps_the_pruned_weights_zero_and_the_input_unchanged(mlp) -> None:
+    before = {name: tensor.clone() for name, tensor in mlp.module.state_dict().items()}
+    result = one_shot_prune(mlp, 0.6, epochs=1)
+    pruned = one_shot_prune(mlp, 0.6)
+    for name in mlp.compressible:
+        assert not result.module.state_dict()[name][pruned.module.state_dict()[name] == 0].any()
+    assert all(torch.equal(before[name], tensor) for name, tensor in mlp.module.state_dict().items())
+
+
+@pytest.mark.parametrize("epochs", [-1, 1.5, True])
+def test_one_shot_pruning_refuses_a_bad_epoch_count(mlp, epochs) -> None:
+    with pytest.raises(RecipeError, match="epochs must be an integer"):
+        one_shot_prune(mlp, 0.5, epochs=epochs)
 
 
 def test_a_model_without_training_data_is_refused_with_what_to_give(mlp) -> None:

@@ -92,7 +92,7 @@ class GradualResult:
     """The pruned, fine-tuned model and the record of every step."""
 
     model: LoadedModel  # the base model's data and layers, its module the fine-tuned one
-    schedule: AgpSchedule
+    schedule: AgpSchedule | None  # None: pruned once (``one_shot_prune``)
     steps: list[GradualStep] = field(default_factory=list)
 
     @property
@@ -102,13 +102,18 @@ class GradualResult:
 
 Progress = Callable[[int, int, GradualStep], None]
 
+# Methods that cut to an amount, so a schedule can raise it step by step (n:m has no amount).
+GRADUAL_METHODS = ("magnitude", "random", "structured")
+
 
 def gradual_prune(
     model: LoadedModel,
     schedule: AgpSchedule,
     *,
     data: TrainingData | None = None,
+    method: str = "magnitude",
     scope: str = "global",
+    norm: str = "l1",
     learning_rate: float = 1e-3,
     batch_size: int = 32,
     seed: int = 0,
@@ -116,30 +121,81 @@ def gradual_prune(
 ) -> GradualResult:
     """Prune ``model``'s compressible weights along ``schedule``, fine-tuning after each step.
 
-    Magnitude pruning at each step's sparsity (``scope`` "global": one θ for all layers;
-    "layer": the same fraction of each), then ``schedule.epochs_per_step`` epochs of Adam on
-    ``data`` (default: the model's training split) with the pruned weights held at zero.
-    Seeded: the same arguments give the same weights. ``model`` is not changed.
+    Each step prunes by ``method`` to the step's sparsity (``scope`` "global": one θ for all
+    layers; "layer": the same fraction of each; ``norm`` scores channels for "structured"),
+    then ``schedule.epochs_per_step`` epochs of Adam on ``data`` (default: the model's
+    training split) with the pruned weights held at zero. Seeded (shuffling, and the scores of
+    "random"): the same arguments give the same weights. ``model`` is not changed.
     """
-    if model.evaluation is None or model.evaluation.metric != ACCURACY:
-        raise DataError(f"gradual pruning scores steps by held-out accuracy; {model.name!r} has no labelled evaluation data.")
+    plan = [(target, schedule.epochs_per_step) for target in schedule.planned()]
+    module, record = _prune_and_fine_tune(model, plan, data, _step_spec(method, scope, norm, seed),
+                                          learning_rate, batch_size, seed, progress)
+    return GradualResult(replace(model, module=module, cache={}), schedule, record)
+
+
+def one_shot_prune(
+    model: LoadedModel,
+    amount: float,
+    *,
+    epochs: int = 0,
+    data: TrainingData | None = None,
+    method: str = "magnitude",
+    scope: str = "global",
+    norm: str = "l1",
+    learning_rate: float = 1e-3,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> GradualResult:
+    """Prune once to ``amount``, then fine-tune ``epochs`` epochs with the pruned weights held
+    at zero: the control that tells what the schedule adds beyond the training it includes.
+
+    The arguments mean what they mean for ``gradual_prune``; the one step is recorded.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise RecipeError(f"epochs must be an integer >= 0; got {epochs!r}.")
+    module, record = _prune_and_fine_tune(model, [(amount, epochs)], data, _step_spec(method, scope, norm, seed),
+                                          learning_rate, batch_size, seed, None)
+    return GradualResult(replace(model, module=module, cache={}), None, record)
+
+
+def _step_spec(method: str, scope: str, norm: str, seed: int) -> PruneSpec:
+    """How every step cuts; each step replaces the amount with its own sparsity."""
+    if method not in GRADUAL_METHODS:
+        raise RecipeError(f"method must be one of {', '.join(map(repr, GRADUAL_METHODS))} (a cut to an amount); "
+                          f"got {method!r}.")
     if scope not in ("global", "layer"):
         raise RecipeError(f"scope must be 'global' or 'layer'; got {scope!r}.")
+    return PruneSpec(method, 0.0, scope=scope, norm=norm, seed=seed)
+
+
+def _prune_and_fine_tune(
+    model: LoadedModel,
+    plan: list[tuple[float, int]],
+    data: TrainingData | None,
+    cut: PruneSpec,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    progress: Progress | None,
+) -> tuple[nn.Module, list[GradualStep]]:
+    """A fine-tuned copy of ``model.module`` pruned as ``cut`` says to each (sparsity, epochs) of
+    ``plan`` in turn, and the record of each step."""
+    if model.evaluation is None or model.evaluation.metric != ACCURACY:
+        raise DataError(f"gradual pruning scores steps by held-out accuracy; {model.name!r} has no labelled evaluation data.")
     data = data if data is not None else training_data(model)
     module = copy.deepcopy(model.module)
     weights = dict(module.named_parameters())
     pruned = {name: weights[name] for name in model.compressible}
     generator = torch.Generator().manual_seed(seed)
     record = []
-    for step in range(schedule.steps + 1):
-        target = schedule.sparsity(step)
-        spec = PruneSpec(method="magnitude", amount=target, scope=scope)
+    for step, (target, epochs) in enumerate(plan):
+        spec = replace(cut, amount=target)
         masks = compute_masks({name: w.detach() for name, w in pruned.items()}, dict.fromkeys(pruned, spec))
         with torch.no_grad():
             for name, weight in pruned.items():
                 weight.mul_(masks[name].keep)
         keeps = {name: mask.keep for name, mask in masks.items()}
-        loss = _fine_tune(module, pruned, keeps, data, schedule.epochs_per_step, learning_rate, batch_size, generator)
+        loss = _fine_tune(module, pruned, keeps, data, epochs, learning_rate, batch_size, generator)
         zeros = sum(int((w == 0).sum()) for w in pruned.values())
         thresholds = {mask.threshold for mask in masks.values() if mask.threshold is not None and math.isfinite(mask.threshold)}
         entry = GradualStep(
@@ -152,10 +208,10 @@ def gradual_prune(
         )
         record.append(entry)
         if progress is not None:
-            progress(step + 1, schedule.steps + 1, entry)
+            progress(step + 1, len(plan), entry)
     for weight in module.parameters():
         weight.requires_grad_(False)
-    return GradualResult(replace(model, module=module.eval(), cache={}), schedule, record)
+    return module.eval(), record
 
 
 def _fine_tune(

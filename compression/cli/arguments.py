@@ -1,0 +1,67 @@
+"""What the commands read from their arguments: number lists, recipes, models, output paths.
+
+Every check here fails with ``CommandError``, which the command line reports like bad input:
+one line on stderr, exit status 2, no file written.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import compression
+
+
+class CommandError(Exception):
+    """A problem with the command line itself (paths, options), reported like bad input."""
+
+
+def parse_floats(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def parse_ints(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def read_recipe(value: str) -> compression.Recipe:
+    """A recipe from a JSON file, or inline JSON when the value starts with '{'."""
+    if value.lstrip().startswith("{"):
+        return compression.Recipe.from_json(value)
+    path = Path(value)
+    if not path.is_file():
+        raise CommandError(f"recipe file {value!r} does not exist.")
+    return compression.Recipe.from_json(path.read_text(encoding="utf-8"))
+
+
+def load(args: argparse.Namespace) -> compression.LoadedModel:
+    """The command's model, with its ``--data`` where the command takes one."""
+    return compression.load_model(args.model, getattr(args, "data", None))
+
+
+def _inputs_of(args: argparse.Namespace) -> list[Path]:
+    paths = [Path(p) for p in (args.model, getattr(args, "data", None), getattr(args, "recipe", None)) if p]
+    if getattr(args, "file", None):
+        paths.append(Path(args.file))
+    return [path.resolve() for path in paths if path.exists()]
+
+
+def check_output(path: str | None, args: argparse.Namespace) -> Path | None:
+    """An output path that is not an input, and not an existing file unless --force."""
+    if path is None:
+        return None
+    target = Path(path)
+    if target.resolve() in _inputs_of(args):
+        raise CommandError(f"output {path!r} is also an input; choose another name.")
+    if target.is_dir():
+        raise CommandError(f"output {path!r} is a directory; give a file name.")
+    if target.exists() and not args.force:
+        raise CommandError(f"output {path!r} already exists; pass --force to replace it.")
+    if not target.parent.resolve().is_dir():
+        raise CommandError(f"output folder {str(target.parent)!r} does not exist.")
+    return target

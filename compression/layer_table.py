@@ -1,0 +1,60 @@
+"""A model's compressible layers and its totals: what ``info`` prints and the Model page shows.
+
+>>> import torch
+>>> from compression.model import LoadedModel, module_layer_types
+>>> layer = torch.nn.Linear(4, 2)
+>>> model = LoadedModel("tiny", "module", layer, module_layer_types(layer), (torch.zeros(1, 4),), None)
+>>> table = layer_table(model)
+>>> [(row.name, row.shape, row.parameters, row.bytes) for row in table.layers]
+[('weight', (2, 4), 8, 32)]
+>>> (table.parameters, table.bytes, table.compressible_parameters)
+(10, 40, 8)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from compression.model import LoadedModel
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One compressible parameter: its layer type, shape, value count and bytes as stored."""
+
+    name: str
+    type: str
+    shape: tuple[int, ...]
+    parameters: int
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of ``info --json``: the shape as a list."""
+        return {"name": self.name, "type": self.type, "shape": list(self.shape),
+                "parameters": self.parameters, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """The compressible layers, and the whole state dict's values and bytes (biases, norms and
+    buffers included)."""
+
+    layers: tuple[LayerRow, ...]
+    parameters: int
+    bytes: int
+
+    @property
+    def compressible_parameters(self) -> int:
+        return sum(row.parameters for row in self.layers)
+
+
+def layer_table(model: LoadedModel) -> LayerTable:
+    """The rows of ``model.compressible`` in order, and the totals of every stored tensor."""
+    state = model.module.state_dict()
+    rows = tuple(
+        LayerRow(name, model.layer_types[name], tuple(state[name].shape), state[name].numel(),
+                 state[name].numel() * state[name].element_size())
+        for name in model.compressible
+    )
+    return LayerTable(rows, sum(t.numel() for t in state.values()),
+                      sum(t.numel() * t.element_size() for t in state.values()))
