@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from compression.compress import LayerReport
 from compression.stats import Histogram, SparsityMap
+from ui.text import t
 
 if TYPE_CHECKING:
     import torch
@@ -19,6 +20,8 @@ LEVEL_COLOUR = "rgba(214, 39, 40, 0.55)"
 MAX_DRAWN_LEVELS = 64  # beyond this the grid is a solid band: the title gives the count instead
 CHART_HEIGHT = 330
 ZERO_ON_LOG = 0.3  # where an empty bin is drawn on a log axis: its floor (and "0" in the hover)
+NO_TRACE_BOX = "<extra></extra>"  # ends a hover template: no second box with the trace's name
+LEGEND_GAP = " &nbsp; "  # between the entries of a legend written into a subtitle
 
 # Figures are built in one go.Figure(data, layout) call: plotly's update_layout with
 # underscore paths costs about 5 ms a figure, a noticeable part of a slider move.
@@ -57,23 +60,26 @@ def weight_histogram(
     every slider move (standalone plotly: 20 ms instead of 42 ms).
     """
     top = float(max(before.counts.max(initial=1), after.counts.max(initial=1)))
-    traces = [_step_trace(before, "before", BEFORE_COLOUR, log_y), _step_trace(after, "after", AFTER_COLOUR, log_y)]
-    keys = [_key(BEFORE_COLOUR, "before"), _key(AFTER_COLOUR, "after")]
+    before_name, after_name = t("charts.before"), t("charts.after")
+    traces = [_step_trace(before, before_name, BEFORE_COLOUR, log_y),
+              _step_trace(after, after_name, AFTER_COLOUR, log_y)]
+    keys = [_key(BEFORE_COLOUR, before_name), _key(AFTER_COLOUR, after_name)]
     if levels is not None and 0 < len(levels) <= MAX_DRAWN_LEVELS:
         xs = np.repeat(levels, 3).astype(float)
         xs[2::3] = np.nan
         ys = np.tile([ZERO_ON_LOG if log_y else 0.0, top * 1.05, np.nan], len(levels))
-        name = f"quantization levels ({len(levels)})"
+        name = t("charts.levels", count=len(levels))
         traces.append(dict(type="scatter", x=xs, y=ys, mode="lines", name=name,
                            line=dict(color=LEVEL_COLOUR, width=1), hoverinfo="skip"))
         keys.append(_key(LEVEL_COLOUR, name))
     outside = max(before.outside, after.outside)
     if outside:
-        keys.append(f"end bins also hold {outside:,} weights beyond ±{before.edges[-1]:.3g}")
-    y_axis = dict(title=dict(text="count (log)" if log_y else "count"))
+        keys.append(t("charts.beyond_range", count=outside, edge=before.edges[-1]))
+    y_axis = dict(title=dict(text=t("charts.count_log" if log_y else "charts.count")))
     if log_y:
         y_axis.update(type="log", range=[np.log10(ZERO_ON_LOG), np.log10(top * 2)])
-    return go.Figure(data=traces, layout=_layout(title, "weight value", "", subtitle=" &nbsp; ".join(keys), yaxis=y_axis))
+    return go.Figure(data=traces, layout=_layout(title, t("charts.weight_value"), "", subtitle=LEGEND_GAP.join(keys),
+                                                 yaxis=y_axis))
 
 
 def _step_trace(histogram: Histogram, name: str, colour: str, log_y: bool) -> dict:
@@ -84,7 +90,7 @@ def _step_trace(histogram: Histogram, name: str, colour: str, log_y: bool) -> di
     return dict(
         type="scatter", x=histogram.edges, y=np.append(counts, counts[-1]), mode="lines", name=name,
         line=dict(shape="hv", width=0.5, color=colour), fill="tozeroy", fillcolor=colour,
-        hovertemplate=f"{name}: %{{y:,.0f}} weights from w = %{{x:.4g}}<extra></extra>",
+        hovertemplate=t("charts.histogram_hover", name=name) + NO_TRACE_BOX,
     )
 
 
@@ -111,9 +117,9 @@ def sparsity_bars(names: Sequence[str], zeros: Sequence[int], parameters: Sequen
     bars = dict(
         type="bar", x=[100 * z / max(p, 1) for z, p in zip(zeros, parameters)], y=short_names(names), orientation="h",
         marker=dict(color=AFTER_COLOUR), customdata=[[z, p, name] for z, p, name in zip(zeros, parameters, names)],
-        hovertemplate="%{customdata[2]}: %{x:.1f}% zeros (%{customdata[0]:,} of %{customdata[1]:,})<extra></extra>",
+        hovertemplate=t("charts.sparsity_hover") + NO_TRACE_BOX,
     )
-    layout = _layout("Sparsity per layer", "% of weights that are zero", "", height=_bar_height(len(names)),
+    layout = _layout(t("charts.sparsity_title"), t("charts.sparsity_axis"), "", height=_bar_height(len(names)),
                      yaxis=dict(autorange="reversed"))
     layout["xaxis"]["range"] = [0, 100]
     return go.Figure(data=[bars], layout=layout)
@@ -125,10 +131,10 @@ def sqnr_bars(layers: Sequence[LayerReport]) -> go.Figure:
         type="bar", x=[layer.sqnr_db if np.isfinite(layer.sqnr_db) else None for layer in layers],
         y=short_names([layer.name for layer in layers]), orientation="h", marker=dict(color=AFTER_COLOUR),
         customdata=[[layer.scheme, layer.bits, layer.mse, layer.name] for layer in layers],
-        hovertemplate="%{customdata[3]}: %{x:.1f} dB (%{customdata[0]}, %{customdata[1]} bits, MSE %{customdata[2]:.3g})<extra></extra>",
+        hovertemplate=t("charts.sqnr_hover") + NO_TRACE_BOX,
     )
     return go.Figure(data=[bars], layout=_layout(
-        "Error per layer: SQNR", "SQNR (dB), higher = closer to the original", "", height=_bar_height(len(layers)),
+        t("charts.sqnr_title"), t("charts.sqnr_axis"), "", height=_bar_height(len(layers)),
         yaxis=dict(autorange="reversed"),
     ))
 
@@ -145,11 +151,13 @@ def sparsity_heatmap(sparsity_map: SparsityMap, title: str) -> go.Figure:
         type="heatmap",
         z=np.round(sparsity_map.zero_fraction, 3),  # 3 digits: the colour shows no more
         x0=tile_columns / 2, dx=tile_columns, y0=tile_rows / 2, dy=tile_rows, zmin=0, zmax=1,
-        colorscale=[[0.0, "#08306b"], [0.5, "#6baed6"], [1.0, "#ffffff"]], colorbar=dict(title=dict(text="zeros")),
-        hovertemplate="rows ≈ %{y:.0f}, columns ≈ %{x:.0f}: %{z:.0%} zeros<extra></extra>",
+        colorscale=[[0.0, "#08306b"], [0.5, "#6baed6"], [1.0, "#ffffff"]],
+        colorbar=dict(title=dict(text=t("charts.map_zeros"))),
+        hovertemplate=t("charts.map_hover") + NO_TRACE_BOX,
     )
-    tiles = "" if sparsity_map.tile == (1, 1) else f" (tiles of {tile_rows}×{tile_columns})"
-    layout = _layout(f"{title}{tiles}", "input (in·k·k)", "output channel")
+    if sparsity_map.tile != (1, 1):
+        title = t("charts.map_title_tiles", title=title, rows=tile_rows, columns=tile_columns)
+    layout = _layout(title, t("charts.map_inputs"), t("charts.map_outputs"))
     layout["xaxis"]["range"] = [0, columns]
     layout["yaxis"].update(autorange="reversed", range=[rows, 0])
     return go.Figure(data=[heatmap], layout=layout)
@@ -174,8 +182,8 @@ def kernel_grid(grid: np.ndarray, title: str) -> go.Figure:
     """Conv kernels side by side; pruned weights (NaN in ``grid``) are left blank."""
     limit = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
     heatmap = dict(type="heatmap", z=grid, zmid=0, zmin=-limit, zmax=limit, colorscale="RdBu",
-                   colorbar=dict(title=dict(text="w")), hovertemplate="w = %{z:.4f}<extra></extra>")
-    layout = _layout(title, "input channels →", "output channels →", plot_bgcolor="#ffffff")
+                   colorbar=dict(title=dict(text="w")), hovertemplate="w = %{z:.4f}" + NO_TRACE_BOX)
+    layout = _layout(title, t("charts.kernel_inputs"), t("charts.kernel_outputs"), plot_bgcolor="#ffffff")
     layout["xaxis"]["showticklabels"] = False
     layout["yaxis"].update(autorange="reversed", showticklabels=False)
     return go.Figure(data=[heatmap], layout=layout)
@@ -184,15 +192,17 @@ def kernel_grid(grid: np.ndarray, title: str) -> go.Figure:
 def gradual_chart(planned: Sequence[float], steps: Sequence, metric: str) -> go.Figure:
     """The planned sparsity per step (dashed), the reached sparsity and the metric after each step."""
     traces = [
-        dict(type="scatter", x=list(range(len(planned))), y=list(planned), mode="lines+markers", name="planned sparsity",
+        dict(type="scatter", x=list(range(len(planned))), y=list(planned), mode="lines+markers",
+             name=t("charts.planned"),
              line=dict(color=BEFORE_COLOUR.replace("0.45", "0.9"), dash="dash")),
         dict(type="scatter", x=[s.step for s in steps], y=[s.sparsity for s in steps], mode="lines+markers",
-             name="sparsity reached", line=dict(color=AFTER_COLOUR)),
+             name=t("charts.reached"), line=dict(color=AFTER_COLOUR)),
         dict(type="scatter", x=[s.step for s in steps], y=[s.value for s in steps], mode="lines+markers",
-             name=f"{metric} after fine-tuning", line=dict(color="rgba(44, 160, 44, 0.9)"), yaxis="y2"),
+             name=t("charts.metric_after_fine_tuning", metric=metric), line=dict(color="rgba(44, 160, 44, 0.9)"),
+             yaxis="y2"),
     ]
-    layout = _layout("Sparsity and metric per step", "pruning step k", "sparsity", height=420, showlegend=True,
-                     legend=LEGEND_BELOW,
+    layout = _layout(t("charts.gradual_title"), t("charts.gradual_steps"), t("charts.gradual_sparsity"), height=420,
+                     showlegend=True, legend=LEGEND_BELOW,
                      yaxis2=dict(title=dict(text=metric), overlaying="y", side="right", range=[0, 1.02]))
     layout["yaxis"]["range"] = [0, 1.02]
     return go.Figure(data=traces, layout=layout)
@@ -205,11 +215,11 @@ def sensitivity_curves(frame: pd.DataFrame, kind: str, metric: str) -> go.Figure
     labels = dict(zip(names, short_names(names)))
     traces = [
         dict(type="scatter", x=group["level"], y=group["value"], mode="lines+markers", name=labels[layer],
-             hovertemplate=f"{labels[layer]}: {metric} %{{y:.4f}} at %{{x}}<extra></extra>")
+             hovertemplate=t("charts.curves_hover", layer=labels[layer], metric=metric) + NO_TRACE_BOX)
         for layer, group in rows.groupby("layer", sort=False)
     ]
-    x_title = "amount pruned (this layer only)" if kind == "prune" else "bits (this layer only; 32 = float)"
-    layout = _layout(f"{metric} with one layer compressed", x_title, metric, height=400, showlegend=True,
+    x_title = t("charts.curves_amount" if kind == "prune" else "charts.curves_bits")
+    layout = _layout(t("charts.curves_title", metric=metric), x_title, metric, height=400, showlegend=True,
                      legend=dict(font=dict(size=10)))
     if kind == "quantize":
         layout["xaxis"].update(type="log", autorange="reversed")
@@ -225,10 +235,11 @@ def sensitivity_heatmap(frame: pd.DataFrame, kind: str, metric: str) -> go.Figur
     names = list(table.index)
     heatmap = dict(
         type="heatmap", z=table.to_numpy(), x=[str(level) for level in table.columns], y=short_names(names),
-        colorscale="Reds", zmin=0, colorbar=dict(title=dict(text="drop")),
-        hovertemplate="%{y} at %{x}: drop %{z:.4f}<extra></extra>",
+        colorscale="Reds", zmin=0, colorbar=dict(title=dict(text=t("charts.drop"))),
+        hovertemplate=t("charts.drops_hover") + NO_TRACE_BOX,
     )
-    layout = _layout(f"Drop in {metric.lower()} per layer and level", "amount" if kind == "prune" else "bits", "",
+    x_title = t("charts.drops_amount" if kind == "prune" else "charts.drops_bits")
+    layout = _layout(t("charts.drops_title", metric=metric.lower()), x_title, "",
                      height=max(CHART_HEIGHT, 24 * len(names) + 120), yaxis=dict(autorange="reversed", type="category"))
     layout["xaxis"]["type"] = "category"
     return go.Figure(data=[heatmap], layout=layout)
@@ -239,8 +250,8 @@ def allocation_bars(allocation: dict[str, float], overall: float) -> go.Figure:
     names = list(allocation)
     bars = dict(type="bar", x=[100 * allocation[n] for n in names], y=short_names(names), orientation="h",
                 marker=dict(color=AFTER_COLOUR), customdata=names,
-                hovertemplate="%{customdata}: %{x:.1f}% pruned<extra></extra>")
-    layout = _layout(f"Per-layer amounts for {overall:.0%} overall", "% of the layer's weights pruned", "",
+                hovertemplate=t("charts.allocation_hover") + NO_TRACE_BOX)
+    layout = _layout(t("charts.allocation_title", overall=overall), t("charts.allocation_axis"), "",
                      height=_bar_height(len(names)), yaxis=dict(autorange="reversed"),
                      shapes=[dict(type="line", x0=100 * overall, x1=100 * overall, yref="paper", y0=0, y1=1,
                                   line=dict(color="black", dash="dash", width=1))])
@@ -262,10 +273,10 @@ def search_steps(steps: pd.DataFrame, tolerance: float, metric: str) -> go.Figur
         marker=dict(size=11, color=["rgba(44, 160, 44, 0.9)" if ok else "rgba(214, 39, 40, 0.9)" for ok in steps["accepted"]],
                     symbol=["triangle-up" if far else "circle" for far in beyond]),
         customdata=np.stack([steps["threshold"], steps["drop"]], axis=1),
-        hovertemplate="step %{text}: amount %{x:.2f}, θ %{customdata[0]:.4g}, drop %{customdata[1]:.4f}<extra></extra>",
+        hovertemplate=t("charts.search_hover") + NO_TRACE_BOX,
     )
-    layout = _layout(f"Search steps (green: within {tolerance:.3f}, red: beyond; ▲ off the scale)",
-                     "overall amount pruned", f"drop in {metric.lower()}", height=360,
+    layout = _layout(t("charts.search_title", tolerance=tolerance),
+                     t("charts.search_amount"), t("charts.search_drop", metric=metric.lower()), height=360,
                      shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=tolerance, y1=tolerance,
                                   line=dict(color="black", dash="dash", width=1))])
     layout["xaxis"]["range"] = [-0.03, 1.03]
@@ -276,15 +287,16 @@ def search_steps(steps: pd.DataFrame, tolerance: float, metric: str) -> go.Figur
 def distillation_chart(with_teacher: Sequence, without: Sequence, metric: str) -> go.Figure:
     """Held-out metric and training loss per epoch, distilled student against labels only."""
     traces = []
-    for records, label, colour in ((with_teacher, "distilled", AFTER_COLOUR), (without, "labels only", "rgba(214, 39, 40, 0.85)")):
+    for records, label, colour in ((with_teacher, t("charts.distilled"), AFTER_COLOUR),
+                                   (without, t("charts.labels_only"), "rgba(214, 39, 40, 0.85)")):
         epochs = [r.epoch for r in records]
         traces.append(dict(type="scatter", x=epochs, y=[r.value for r in records], mode="lines+markers",
-                           name=f"{metric}, {label}", line=dict(color=colour)))
+                           name=t("charts.student_metric", metric=metric, student=label), line=dict(color=colour)))
         traces.append(dict(type="scatter", x=epochs, y=[r.loss for r in records], mode="lines", yaxis="y2",
-                           name=f"training loss, {label}", line=dict(color=colour, dash="dot")))
-    layout = _layout("Students per epoch", "epoch", metric, height=420, showlegend=True,
+                           name=t("charts.student_loss", student=label), line=dict(color=colour, dash="dot")))
+    layout = _layout(t("charts.students_title"), t("charts.epoch"), metric, height=420, showlegend=True,
                      legend=LEGEND_BELOW,
-                     yaxis2=dict(title=dict(text="training loss (dotted)"), overlaying="y", side="right"))
+                     yaxis2=dict(title=dict(text=t("charts.loss_dotted")), overlaying="y", side="right"))
     layout["xaxis"]["dtick"] = 1  # whole epochs
     return go.Figure(data=traces, layout=layout)
 
@@ -304,16 +316,15 @@ def tradeoff_chart(
     traces = []
     for (scheme, bits), group in frame.groupby(["scheme", "bits"], sort=True):
         group = group.sort_values("encoded_bytes")
-        label = f"{scheme} {bits}-bit" if bits != 32 else "no quantization (fp32)"
+        label = t("charts.bits_line", scheme=scheme, bits=bits) if bits != 32 else t("charts.no_quantization")
         traces.append(dict(
             type="scatter", x=group["encoded_bytes"] / 1024, y=group["value"], mode="lines+markers", name=label,
             customdata=group[["amount", "sparsity"]].to_numpy(),
-            hovertemplate=f"{label}<br>amount %{{customdata[0]:.2f}}, sparsity %{{customdata[1]:.1%}}"
-            "<br>%{x:,.1f} KiB, " + metric + " %{y:.4f}<extra></extra>",
+            hovertemplate=t("charts.sweep_hover", line=label, metric=metric) + NO_TRACE_BOX,
         ))
     front = frame[frame["pareto"]].sort_values("encoded_bytes")
     traces.append(dict(
-        type="scatter", x=front["encoded_bytes"] / 1024, y=front["value"], mode="lines", name="Pareto front",
+        type="scatter", x=front["encoded_bytes"] / 1024, y=front["value"], mode="lines", name=t("charts.pareto_front"),
         line=dict(color="black", width=3, dash="dot"), hoverinfo="skip",
     ))
     for symbol, (label, group) in zip(("diamond", "square", "cross", "triangle-up", "x", "pentagon"), _grouped(others).items()):
@@ -321,14 +332,14 @@ def tradeoff_chart(
             type="scatter", x=[p["encoded_bytes"] / 1024 for p in group], y=[p["value"] for p in group],
             mode="markers", name=label, marker=dict(symbol=symbol, size=13, line=dict(color="black", width=1)),
             text=[p.get("detail", "") for p in group],
-            hovertemplate=f"{label}: %{{text}}<br>%{{x:,.1f}} KiB, {metric} %{{y:.4f}}<extra></extra>",
+            hovertemplate=t("charts.other_hover", method=label, metric=metric) + NO_TRACE_BOX,
         ))
     if current is not None:
         traces.append(dict(
-            type="scatter", x=[current[0] / 1024], y=[current[1]], mode="markers", name="current recipe",
+            type="scatter", x=[current[0] / 1024], y=[current[1]], mode="markers", name=t("charts.current_recipe"),
             marker=dict(symbol="star", size=18, color="gold", line=dict(color="black", width=1)),
         ))
-    layout = _layout(f"{metric} versus encoded size", "encoded size (KiB, log scale)", metric, height=460,
+    layout = _layout(t("charts.tradeoff_title", metric=metric), t("charts.encoded_size"), metric, height=460,
                      showlegend=True, legend=LEGEND_BELOW)
     layout["xaxis"]["type"] = "log"
     return go.Figure(data=traces, layout=layout)
