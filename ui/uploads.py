@@ -19,6 +19,7 @@ import streamlit as st
 
 import compression
 from ui.model_ids import UPLOAD_PREFIX
+from ui.text import t
 
 # One limit for the browser, the page and the engine. server.maxUploadSize in
 # .streamlit/config.toml holds the same number (the server refuses bigger requests outright);
@@ -79,10 +80,7 @@ def _store_uploads(files: list[tuple[str, bytes]], written: list[Path]) -> str:
     names = [_safe_name(name) for name, _ in files]
     clashes = sorted({name for name in names if names.count(name) > 1})
     if clashes:
-        raise compression.ModelLoadError(
-            f"several uploaded files would be stored as {', '.join(clashes)}; give each file of a "
-            "folder its own name."
-        )
+        raise compression.ModelLoadError(t("uploads.name_clash", names=", ".join(clashes)))
     digest = hashlib.sha256(b"".join(hashlib.sha256(c).digest() + n.encode() for n, c in sorted(files))).hexdigest()[:16]
     folder = _upload_folder() / digest / "model"
     for name, (_, content) in zip(names, files):
@@ -111,10 +109,8 @@ def stored(files: list[tuple[str, bytes]], data: tuple[str, bytes] | None = None
     """
     for name, content in [*files, *([data] if data else [])]:
         if len(content) > MAX_UPLOAD_BYTES:
-            raise compression.ModelLoadError(
-                f"{name} is {len(content):,} bytes, over the upload limit of {MAX_UPLOAD_BYTES:,} "
-                f"bytes ({MAX_UPLOAD_BYTES / 1024**2:g} MB)."
-            )
+            raise compression.ModelLoadError(t("uploads.over_limit", name=name, size=len(content), limit=MAX_UPLOAD_BYTES,
+                                               limit_mb=MAX_UPLOAD_BYTES / 1024**2))
     written: list[Path] = []
     try:
         model_id = _store_uploads(files, written)

@@ -13,6 +13,7 @@ import streamlit as st
 import compression
 from compression.errors import CompressionError
 from ui.model_ids import DEFAULT_MODEL, linkable
+from ui.text import t
 
 
 def linked_model() -> tuple[str, str | None]:
@@ -20,10 +21,7 @@ def linked_model() -> tuple[str, str | None]:
     model_id = st.query_params.get("model", DEFAULT_MODEL)
     if linkable(model_id):
         return model_id, None
-    return DEFAULT_MODEL, (
-        f"The link asks for model {model_id!r}, which is not a sample model here "
-        f"(uploads are not shared by links); showing {DEFAULT_MODEL} instead."
-    )
+    return DEFAULT_MODEL, t("links.unknown_model", model=model_id, default=DEFAULT_MODEL)
 
 
 def linked_recipe() -> tuple[dict[str, Any], str | None]:
@@ -33,7 +31,7 @@ def linked_recipe() -> tuple[dict[str, Any], str | None]:
     try:
         return compression.Recipe.from_json(st.query_params["recipe"]).to_dict(), None
     except CompressionError as error:
-        return {}, f"The link's recipe was not used: {error}"
+        return {}, t("links.recipe_not_used", error=error)
 
 
 def show(model_id: str, recipe: dict[str, Any]) -> None:
