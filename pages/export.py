@@ -4,16 +4,12 @@ import streamlit as st
 
 from ui import controls, navigation
 from ui.export import downloads, latency, onnx_file, smaller_model, tflite_file
+from ui.text import t
 
 navigation.require_navigation()
-st.title("Export")
-st.markdown(
-    "Download what the current recipe produced. The **packed file** is the compressed model as "
-    "stored: bit-packed codes, positions of non-zeros and scales in a safetensors container; its "
-    "size is the one shown on every page. The **dense weights** are the same values decoded back to "
-    "float32 under the original parameter names, for any PyTorch code. The **recipe** reproduces it all."
-)
-st.latex(r"\text{ratio} = \frac{\text{dense fp32 bytes}}{\text{packed file bytes}}")
+st.title(t("export.title"))
+st.markdown(t("export.intro"))
+st.latex(t("export.formula"))
 
 choice, model = controls.load_current_model()
 result = controls.compress_current(choice)

@@ -10,6 +10,7 @@ import streamlit as st
 import compression
 from compression.packing import dense_safetensors
 from ui.model_ids import FOLDED_PREFIX, UPLOAD_PREFIX, ModelChoice
+from ui.text import t
 
 
 def render(choice: ModelChoice, result: compression.CompressionResult, stem: str) -> str:
@@ -17,14 +18,14 @@ def render(choice: ModelChoice, result: compression.CompressionResult, stem: str
     the fused .pt2 for a folded model), for the later sections' commands."""
     recipe_text = json.dumps(result.report.recipe, indent=2)
     columns = st.columns(3)
-    columns[0].download_button("Packed model (.packed)", result.packed.to_bytes(), file_name=f"{stem}.packed",
+    columns[0].download_button(t("export.packed"), result.packed.to_bytes(), file_name=f"{stem}.packed",
                                mime="application/octet-stream", type="primary")
-    columns[1].download_button("Dense weights (.safetensors)",
+    columns[1].download_button(t("export.dense"),
                                dense_safetensors(result.module.state_dict()),
                                file_name=f"{stem}-dense.safetensors", mime="application/octet-stream")
-    columns[2].download_button("Recipe (.json)", recipe_text, file_name=f"{stem}-recipe.json", mime="application/json")
+    columns[2].download_button(t("export.recipe_file"), recipe_text, file_name=f"{stem}-recipe.json", mime="application/json")
 
-    st.subheader("Reproduce from the command line")
+    st.subheader(t("export.command_line"))
     unfolded = choice.model_id.removeprefix(FOLDED_PREFIX)
     source = unfolded if not unfolded.startswith(UPLOAD_PREFIX) else f"path/to/{ModelChoice(unfolded, None).label}"
     setup = []
@@ -36,7 +37,7 @@ def render(choice: ModelChoice, result: compression.CompressionResult, stem: str
     if choice.data_id:
         command += ["--data", "path/to/" + choice.data_id.rsplit("/", 1)[-1]]
     st.code("\n".join([*setup, shlex.join(command)]), language="bash")
-    st.caption("Or save the recipe above and pass --recipe recipe.json. The packed file's size equals the report's file_bytes.")
-    st.subheader("Recipe")
+    st.caption(t("export.command_note"))
+    st.subheader(t("export.recipe"))
     st.code(recipe_text, language="json")
     return source

@@ -12,27 +12,21 @@ from compression.io.onnx.export import evaluate_onnx, export_onnx
 from compression.io.onnx.int8 import calibration_inputs_for, quantize_onnx_dynamic, quantize_onnx_static
 from ui import controls, state, stores
 from ui.model_ids import ModelChoice
+from ui.text import t
 
 
 def render(choice: ModelChoice, model: compression.LoadedModel, result: compression.CompressionResult, stem: str,
            source: str) -> None:
     """Draw the section; ``source`` is the model as the command line names it."""
-    st.subheader("Run it elsewhere: ONNX")
-    st.markdown(
-        "The compressed model as an ONNX graph, run and scored here by **onnxruntime** on the same held-out data. "
-        "**int8** stores weights as 8-bit integers for onnxruntime's integer kernels: *dynamic* quantizes "
-        "activations on the fly; *static* calibrates their ranges once on training rows (QDQ: quantize/dequantize "
-        "pairs around float ops; QOperator: integer operators). Whether that runs faster depends on the CPU: "
-        "the latency table below measures it on this machine."
-    )
-    int8 = st.segmented_control("int8", ["none", "dynamic", "qdq", "qoperator"], default="none", key="export_int8",
-                                format_func={"none": "float32", "dynamic": "int8 dynamic", "qdq": "int8 static (QDQ)",
-                                             "qoperator": "int8 static (QOperator)"}.get) or "none"
+    st.subheader(t("export.onnx"))
+    st.markdown(t("export.onnx_intro"))
+    int8 = st.segmented_control(t("export.int8"), ["none", "dynamic", "qdq", "qoperator"], default="none", key="export_int8",
+                                format_func=lambda name: t(f"export.int8_formats.{name}")) or "none"
     exports = stores.ONNX_EXPORTS  # (model, recipe, int8) → file and scores
     export_key = (choice, state.recipe_json(), int8)
-    if st.button("Export to ONNX and score it", key="export_onnx"):
+    if st.button(t("export.export_onnx"), key="export_onnx"):
         try:
-            with st.spinner("Exporting and running with onnxruntime…"):
+            with st.spinner(t("export.exporting_onnx")):
                 program = export_onnx(model, result.module)
                 if int8 == "dynamic":
                     program = quantize_onnx_dynamic(program)
@@ -41,15 +35,16 @@ def render(choice: ModelChoice, model: compression.LoadedModel, result: compress
                 scores = evaluate_onnx(model, program) if model.evaluation is not None else None
             exports.put(export_key, stores.OnnxExport(program, scores))
         except compression.CompressionError as error:
-            st.error(f"ONNX export failed: {error}")
+            st.error(t("export.onnx_failed", error=error))
     if export_key in exports:
         program, scores = exports[export_key]
         columns = st.columns(3)
-        columns[0].metric("ONNX file", controls.format_bytes(len(program)))
+        columns[0].metric(t("export.onnx_file"), controls.format_bytes(len(program)))
         if scores is not None:
-            columns[1].metric(f"{controls.metric_label(scores.metric)} in onnxruntime", f"{scores.value:.4f}",
-                              delta=f"{scores.value - scores.baseline_value:+.4f}", delta_description="vs. uncompressed torch")
-        columns[2].download_button("Download .onnx", program, file_name=f"{stem}{'' if int8 == 'none' else '-int8-' + int8}.onnx",
+            columns[1].metric(t("export.metric_in_onnxruntime", metric=controls.metric_label(scores.metric)),
+                              f"{scores.value:.4f}", delta=f"{scores.value - scores.baseline_value:+.4f}",
+                              delta_description=t("export.vs_torch"))
+        columns[2].download_button(t("export.download_onnx"), program, file_name=f"{stem}{'' if int8 == 'none' else '-int8-' + int8}.onnx",
                                    mime="application/octet-stream")
         st.code(shlex.join(["python", "-m", "compression", "export", source, "--recipe",
                             json.dumps(result.report.recipe, separators=(",", ":")), "--int8", int8, "--out", f"{stem}.onnx"]),

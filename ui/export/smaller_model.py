@@ -7,6 +7,7 @@ import compression
 from compression.io.program import program_bytes
 from ui import cache, controls
 from ui.model_ids import ModelChoice
+from ui.text import t
 
 
 def render(choice: ModelChoice, model: compression.LoadedModel, result: compression.CompressionResult, stem: str) -> None:
@@ -14,32 +15,27 @@ def render(choice: ModelChoice, model: compression.LoadedModel, result: compress
     prune_section = result.report.recipe.get("prune") or {}
     if prune_section.get("method") != "structured" or "amount" not in prune_section:
         return
-    st.subheader("A smaller dense model")
-    st.markdown(
-        "Structured pruning zeroes whole output channels; here they are **removed**: each pruned layer keeps "
-        "only its surviving channels and the next layer only the matching inputs, so the model is smaller and "
-        "runs dense. Its outputs equal the masked model's (a removed channel's constant bias is folded into "
-        "the next layer). Layers whose channels meet a residual add or the model's output stay whole."
-    )
+    st.subheader(t("export.smaller"))
+    st.markdown(t("export.smaller_intro"))
     try:
         smaller, smaller_value = cache.smaller_model(choice.model_id, choice.data_id, prune_section["amount"],
                                                      prune_section.get("norm", "l1"), prune_section.get("scope", "layer"))
     except compression.CompressionError as error:
-        st.warning(f"Channels cannot be removed from this model: {error}")
+        st.warning(t("export.cannot_remove", error=error))
     else:
         columns = st.columns(3)
-        columns[0].metric("Parameters", f"{smaller.parameters_after:,}",
+        columns[0].metric(t("export.parameters"), f"{smaller.parameters_after:,}",
                           delta=f"{smaller.parameters_after - smaller.parameters_before:+,}", delta_color="off")
         if smaller_value is not None:
             columns[1].metric(controls.metric_label(model.evaluation.metric), f"{smaller_value:.4f}")
         if smaller.skipped:
-            st.caption("Kept whole, so the metric is that of this recipe with these layers unpruned: "
-                       + "; ".join(f"{name}: {why}" for name, why in smaller.skipped.items()))
-        if st.button("Prepare the smaller model (.pt2)", key="export_smaller"):
+            kept = "; ".join(f"{name}: {why}" for name, why in smaller.skipped.items())
+            st.caption(t("export.kept_whole", layers=kept))
+        if st.button(t("export.prepare_smaller"), key="export_smaller"):
             try:
                 program = program_bytes(smaller.module, model)
             except compression.CompressionError as error:
-                st.error(f"The smaller model could not be exported: {error}")
+                st.error(t("export.smaller_failed", error=error))
             else:
-                st.download_button("Download the smaller model (.pt2)", program, file_name=f"{stem}-smaller.pt2",
+                st.download_button(t("export.download_smaller"), program, file_name=f"{stem}-smaller.pt2",
                                    mime="application/octet-stream", key="export_smaller_download")
