@@ -3,8 +3,16 @@ import pandas as pd
 import streamlit as st
 
 import compression
-from compression.workflows.gradual import AgpSchedule, GradualStep, gradual_prune, training_data
-from ui import charts, controls, navigation, stores
+from compression.workflows.gradual import AgpSchedule, GradualStep, training_data
+from compression.workflows.gradual_comparison import (
+    GRADUAL,
+    ONE_SHOT,
+    ONE_SHOT_FINE_TUNED,
+    compare_gradual,
+    pruning_of,
+    without_pruning,
+)
+from ui import charts, controls, navigation, state, stores
 from ui.text import t
 
 navigation.require_navigation()
@@ -24,9 +32,15 @@ if initial > final:
     st.warning(t("gradual.initial_above_final", initial=initial, final=final))
     initial = final
 schedule = AgpSchedule(initial, final, steps, epochs)
+recipe = compression.Recipe.from_dict(state.recipe())
+try:
+    cut = pruning_of(recipe, final)
+except compression.RecipeError as error:
+    st.warning(t("gradual.cannot_compare", error=error))
+    st.stop()
 
-runs = stores.GRADUAL_RUNS  # (model, schedule) → finished run, kept across pages
-run_key = (choice, schedule)
+runs = stores.GRADUAL_RUNS  # (model, schedule, pruning, packing recipe) → finished run, kept across pages
+run_key = (choice, schedule, cut, without_pruning(recipe).to_json())
 chart = st.empty()
 
 
@@ -37,39 +51,39 @@ def draw(rows: list[GradualStep], key: str) -> None:
 
 draw(runs[run_key]["steps"] if run_key in runs else [], "agp_chart")
 st.caption(t("gradual.planned", steps=steps + 1, epochs=epochs * (steps + 1), data=training_data(model).description))
+st.caption(t("gradual.pruned_by", method=t(f"pruning.methods.{cut.method}"), scope=t(f"pruning.scopes.{cut.scope}")))
 
 if st.button(t("gradual.run"), type="primary", key="agp_run"):
     progress = st.progress(0.0, text=t("gradual.starting"))
     done_steps: list[GradualStep] = []
 
-    def report(done: int, total: int, step: GradualStep) -> None:
+    def report(done: int, total: int, arm: str, step: GradualStep) -> None:
+        if arm != GRADUAL:
+            return
         done_steps.append(step)
-        progress.progress(done / total, text=t("gradual.progress", step=step.step, last=total - 1, sparsity=step.sparsity,
-                                               metric=model.evaluation.metric, value=step.value))
+        text = t("gradual.progress", step=step.step, last=total - 2, sparsity=step.sparsity,
+                 metric=model.evaluation.metric, value=step.value)
+        if done == total - 1:  # the schedule is done: the fine-tuned one-shot control trains next
+            text = t("gradual.control_progress", final=final, epochs=epochs * (steps + 1))
+        progress.progress(done / total, text=text)
         draw(done_steps, f"agp_chart_step_{done}")
 
-    result = gradual_prune(model, schedule, progress=report)
-    one_shot = compression.compress(model, {"prune": {"method": "magnitude", "amount": final, "scope": "global"}})
-    packed = compression.compress(result.model, {}).report
-    runs.put(run_key, {
-        "steps": result.steps,
-        "gradual_bytes": packed.file_bytes,
-        "gradual_encoded_bytes": packed.encoded_bytes,
-        "one_shot_value": compression.evaluate(model, one_shot.module).value,
-        "one_shot_bytes": one_shot.report.file_bytes,
-    })
+    comparison = compare_gradual(model, schedule, recipe, progress=report)
+    runs.put(run_key, {"steps": comparison.gradual.steps, "arms": comparison.arms})
     progress.empty()
     st.rerun()
 
 if run_key in runs:
     run = runs[run_key]
-    last = run["steps"][-1]
+    method = t(f"pruning.methods.{cut.method}")
+    labels = {GRADUAL: t("gradual.method_gradual"), ONE_SHOT: t("gradual.method_one_shot", method=method),
+              ONE_SHOT_FINE_TUNED: t("gradual.method_one_shot_fine_tuned", method=method)}
     st.dataframe(pd.DataFrame([vars(step) for step in run["steps"]]), hide_index=True, width="stretch")
     st.dataframe(pd.DataFrame([
-        {t("gradual.columns.method"): t("gradual.method_gradual"), t("gradual.columns.sparsity"): last.sparsity,
-         controls.metric_label(model.evaluation.metric): last.value, t("gradual.columns.packed_bytes"): run["gradual_bytes"]},
-        {t("gradual.columns.method"): t("gradual.method_one_shot"), t("gradual.columns.sparsity"): final,
-         controls.metric_label(model.evaluation.metric): run["one_shot_value"], t("gradual.columns.packed_bytes"): run["one_shot_bytes"]},
+        {t("gradual.columns.method"): labels[arm.name], t("gradual.columns.sparsity"): arm.sparsity,
+         controls.metric_label(model.evaluation.metric): arm.value, t("gradual.columns.epochs"): arm.epochs,
+         t("gradual.columns.packed_bytes"): arm.file_bytes}
+        for arm in run["arms"]
     ]), hide_index=True, width="stretch")
 else:
     st.info(t("gradual.not_run"))

@@ -58,10 +58,11 @@ def other_methods(choice: ModelChoice) -> list[dict]:
     """This session's gradual-pruning runs and tolerance searches on the model, as chart points
     beside the one-shot sweep (same axes: encoded bytes and the held-out metric)."""
     points = []
-    for (model_choice, schedule), run in stores.GRADUAL_RUNS.items():
-        if model_choice == choice and "gradual_encoded_bytes" in run:
-            points.append({"label": t("gradual.method_gradual"), "encoded_bytes": run["gradual_encoded_bytes"],
-                           "value": run["steps"][-1].value,
+    for (model_choice, schedule, *_), run in stores.GRADUAL_RUNS.items():
+        if model_choice == choice:
+            gradual = run["arms"][0]  # compare_gradual's first arm, packed like the others
+            points.append({"label": t("gradual.method_gradual"), "encoded_bytes": gradual.encoded_bytes,
+                           "value": gradual.value,
                            "detail": t("tradeoffs.gradual_detail", final=schedule.final, steps=schedule.steps)})
     for (model_choice, tolerance, per_layer), found in stores.SEARCHES.items():
         if model_choice == choice:

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from compression.evaluation import Evaluation
+    from compression.recipe import PruneSpec
     from compression.workflows.distillation import DistillConfig, DistillResult
     from compression.workflows.gradual import AgpSchedule, GradualStep
+    from compression.workflows.gradual_comparison import ArmScore
     from compression.workflows.latency import Verdict
     from compression.workflows.search import SearchResult
 
@@ -94,13 +96,11 @@ class SessionValue(Generic[T]):
 
 
 class GradualRun(TypedDict):
-    """A finished gradual-pruning run and its one-shot control, sizes in bytes."""
+    """A finished gradual-pruning run: its steps, and the three arms of ``compare_gradual``
+    (gradual, one-shot, one-shot + as much fine-tuning) packed, sizes in bytes."""
 
     steps: list[GradualStep]
-    gradual_bytes: int
-    gradual_encoded_bytes: int
-    one_shot_value: float
-    one_shot_bytes: int
+    arms: tuple[ArmScore, ...]
 
 
 # "with" is a Python keyword, hence the functional form: the two students and their encoded sizes.
@@ -142,9 +142,10 @@ URL_WARNING: SessionValue[str] = SessionValue("url_warning", owner="ui/state.py"
 
 # --- results, by the page that makes them ---------------------------------------------------------
 
-GRADUAL_RUNS: SessionStore[tuple[ModelChoice, AgpSchedule], GradualRun] = SessionStore(
+GRADUAL_RUNS: SessionStore[tuple[ModelChoice, AgpSchedule, PruneSpec, str], GradualRun] = SessionStore(
     "agp_runs", owner="pages/gradual.py")
-"""Finished gradual-pruning runs; the Trade-offs page draws them beside the sweep."""
+"""Finished gradual-pruning runs by (model, schedule, how the arms prune, packing recipe JSON);
+the Trade-offs page draws them beside the sweep."""
 SENSITIVITY_FRAMES: SessionStore[ModelChoice, pd.DataFrame] = SessionStore(
     "sensitivity_runs", owner="pages/sensitivity.py")
 """Per-layer sensitivity measurements of a model."""

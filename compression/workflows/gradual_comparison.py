@@ -13,10 +13,18 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from compression.compress import CompressionResult, as_recipe, compress
+from compression.errors import RecipeError
 from compression.evaluation import evaluate
 from compression.model import LoadedModel
 from compression.recipe import PruneSpec, Recipe
-from compression.workflows.gradual import AgpSchedule, GradualResult, GradualStep, gradual_prune, one_shot_prune
+from compression.workflows.gradual import (
+    GRADUAL_METHODS,
+    AgpSchedule,
+    GradualResult,
+    GradualStep,
+    gradual_prune,
+    one_shot_prune,
+)
 
 GRADUAL = "gradual"
 ONE_SHOT = "one_shot"
@@ -103,6 +111,9 @@ def pruning_of(recipe: Recipe, amount: float, scope: str | None = None) -> Prune
     """The recipe-wide prune section at ``amount`` (magnitude, global where there is none),
     its scope replaced by ``scope`` when given."""
     base = recipe.prune or PruneSpec("magnitude", amount, scope="global")
+    if base.method not in GRADUAL_METHODS:
+        raise RecipeError(f"gradual pruning needs a prune.method that cuts to an amount "
+                          f"({', '.join(map(repr, GRADUAL_METHODS))}); the recipe's is {base.method!r}.")
     fields = {**base.to_dict(), "amount": amount, "scope": scope or base.scope}
     fields.pop("threshold", None)
     return PruneSpec(**fields)

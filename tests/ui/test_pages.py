@@ -537,10 +537,29 @@ def test_gradual_run_fills_the_curves_and_compares_with_one_shot(app):
     reached = trace(figure(app, "agp_chart"), "sparsity reached")
     assert values(reached["y"]) == pytest.approx([0.0, 0.7, 0.8], abs=1e-3)
     comparison = app.dataframe[-1].value
-    assert list(comparison["method"]) == ["gradual (AGP + fine-tuning)", "one-shot magnitude"]
+    assert list(comparison["method"]) == ["gradual (AGP + fine-tuning)", "one-shot magnitude",
+                                          "one-shot magnitude + fine-tuning"]
+    assert list(comparison["fine-tuning epochs"]) == [3, 0, 3]  # the control trains as long as the gradual run
+    assert list(comparison["sparsity"]) == pytest.approx([0.8] * 3, abs=1e-3)
     open_page(app, "pages/pruning.py")
     open_page(app, "pages/gradual.py")
     assert trace(figure(app, "agp_chart"), "sparsity reached") is not None  # kept across pages
+
+
+def test_gradual_page_prunes_by_the_recipes_method_and_scope(app):
+    open_page(app, "pages/pruning.py")
+    app.session_state["recipe"] = {"prune": {"method": "structured", "amount": 0.3, "scope": "layer"}}
+    open_page(app, "pages/gradual.py")
+    assert_clean(app)
+    assert any("Pruning by structured, scope per layer" in caption.value for caption in app.caption)
+
+
+def test_gradual_page_says_why_an_n_m_recipe_cannot_be_followed(app):
+    open_page(app, "pages/pruning.py")
+    app.session_state["recipe"] = {"prune": {"method": "n:m", "n": 2, "m": 4}}
+    open_page(app, "pages/gradual.py")
+    assert not app.exception
+    assert any("cuts to an amount" in warning.value for warning in app.warning)
 
 
 def test_gradual_page_explains_why_minilm_cannot_be_fine_tuned(app):
