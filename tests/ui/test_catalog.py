@@ -197,6 +197,17 @@ def test_the_word_check_catches_a_literal_label():
     assert not [w for a in _text_arguments(looked_up) for w in _words(a)]
 
 
+def test_every_option_the_engine_offers_has_a_label():
+    from compression.recipe import FLOAT_FORMATS, SCHEME_BITS
+    from compression.workflows.sweep import SWEEP_SCHEMES
+    from ui.controls import METRICS_NAMED
+
+    wanted = [f"quantization.schemes.{name}" for name in (*SCHEME_BITS, *FLOAT_FORMATS)]
+    wanted += [f"tradeoffs.sweep_schemes.{name}" for name in SWEEP_SCHEMES]
+    wanted += [f"metrics.{name}" for name in METRICS_NAMED]
+    assert not [key for key in wanted if key not in CATALOG]
+
+
 def test_a_missing_key_raises_a_key_error_naming_it():
     with pytest.raises(KeyError, match="no_such.key"):
         t("no_such.key")
