@@ -5,6 +5,8 @@ import torch
 
 import compression
 import sample_models
+from compression.layer_table import layer_table
+from compression.units import format_bytes
 from ui import cache, controls, navigation, state, uploads
 from ui.model_ids import FOLDED_PREFIX
 from ui.text import t
@@ -57,26 +59,14 @@ choice, model = controls.load_current_model()
 st.subheader(choice.label)
 st.caption(model.description)
 
-parameters = model.module.state_dict()
-table = pd.DataFrame(
-    [
-        {
-            "layer": name,
-            "type": model.layer_types[name],
-            "shape": " × ".join(map(str, parameters[name].shape)),
-            "parameters": parameters[name].numel(),
-            "bytes": parameters[name].numel() * parameters[name].element_size(),
-        }
-        for name in model.compressible
-    ]
-)
-total_values = sum(t.numel() for t in parameters.values())
-total_bytes = sum(t.numel() * t.element_size() for t in parameters.values())
+layers = layer_table(model)
+table = pd.DataFrame([{"layer": row.name, "type": row.type, "shape": " × ".join(map(str, row.shape)),
+                       "parameters": row.parameters, "bytes": row.bytes} for row in layers.layers])
 columns = st.columns(4)
 columns[0].metric(t("model.compressible_layers"), len(table))
-columns[1].metric(t("model.compressible_weights"), f"{int(table['parameters'].sum()):,}" if len(table) else "0")
-columns[2].metric(t("model.all_values"), f"{total_values:,}", help=t("model.all_values_help"))
-columns[3].metric(t("model.size"), controls.format_bytes(total_bytes), help=t("model.size_help"))
+columns[1].metric(t("model.compressible_weights"), f"{layers.compressible_parameters:,}")
+columns[2].metric(t("model.all_values"), f"{layers.parameters:,}", help=t("model.all_values_help"))
+columns[3].metric(t("model.size"), format_bytes(layers.bytes), help=t("model.size_help"))
 st.caption(t("model.fingerprint", fingerprint=cache.weights_fingerprint(choice.model_id, model)))
 if model.evaluation is None:
     st.warning(t("model.no_evaluation"))

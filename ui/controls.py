@@ -15,6 +15,7 @@ import sample_models
 from compression.workflows.gradual import training_data
 from compression.model import ACCURACY, AGREEMENT, COSINE
 from compression.stats import Histogram
+from compression.units import format_bytes
 from ui import cache, state
 from ui.model_ids import ModelChoice
 from ui.text import t
@@ -30,14 +31,6 @@ def seed(key: str, value: Any) -> str:
 def choose(label: str, options: Sequence[Any], key: str, current: Any, **kwargs: Any) -> Any:
     """A selectbox seeded with ``current`` (or the first option when it is not one of them)."""
     return st.selectbox(label, options, key=seed(key, current if current in options else options[0]), **kwargs)
-
-
-def format_bytes(count: int) -> str:
-    if count < 1024:
-        return f"{count} B"
-    if count < 1024**2:
-        return f"{count / 1024:.1f} KiB"
-    return f"{count / 1024**2:.1f} MiB"
 
 
 METRICS_NAMED = (ACCURACY, AGREEMENT, COSINE)  # the engine's metrics with a display name in the catalog

@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 import compression
 import sample_models
+from compression.cli.parser import build_parser
 from compression.io.onnx.export import export_onnx
 from compression.recipe import Recipe
 
@@ -509,6 +510,17 @@ def test_export_shows_the_cli_command_with_the_recipe(app):
     assert command[:5] == ["python", "-m", "compression", "apply", "mlp"]
     recipe = json.loads(command[command.index("--recipe") + 1])
     assert recipe == Recipe.from_dict(LINK_RECIPE).to_dict()
+
+
+def test_every_command_line_on_the_export_page_parses_with_the_cli(app):
+    open_link(app, "folded/bn_cnn", json.dumps(LINK_RECIPE))
+    open_page(app, "pages/export.py")
+    assert_clean(app)
+    lines = [line for code in app.code for line in code.value.splitlines() if line.startswith("python -m compression")]
+    assert [shlex.split(line)[3] for line in lines] == ["fuse", "apply"]
+    for line in lines:
+        parsed = build_parser().parse_args(shlex.split(line)[3:])
+        assert parsed.out.startswith("bn_cnn-bn-folded")
 
 
 def test_export_offers_packed_dense_and_recipe_downloads(app):

@@ -3,11 +3,11 @@ download, and the command lines that redo them."""
 from __future__ import annotations
 
 import json
-import shlex
 
 import streamlit as st
 
 import compression
+from compression.cli.command_lines import command_line
 from compression.packing import dense_safetensors
 from ui.model_ids import FOLDED_PREFIX, UPLOAD_PREFIX, ModelChoice
 from ui.text import t
@@ -30,13 +30,12 @@ def render(choice: ModelChoice, result: compression.CompressionResult, stem: str
     source = unfolded if not unfolded.startswith(UPLOAD_PREFIX) else f"path/to/{ModelChoice(unfolded, None).label}"
     setup = []
     if unfolded != choice.model_id:  # the CLI folds BatchNorm into a .pt2 first
-        setup = [shlex.join(["python", "-m", "compression", "fuse", source, "--out", f"{stem}.pt2"])]
+        setup = [command_line("fuse", source, out=f"{stem}.pt2")]
         source = f"{stem}.pt2"
-    command = ["python", "-m", "compression", "apply", source, "--recipe", json.dumps(result.report.recipe, separators=(",", ":")),
-               "--out", f"{stem}.packed", "--dense-out", f"{stem}-dense.safetensors"]
-    if choice.data_id:
-        command += ["--data", "path/to/" + choice.data_id.rsplit("/", 1)[-1]]
-    st.code("\n".join([*setup, shlex.join(command)]), language="bash")
+    data = "path/to/" + choice.data_id.rsplit("/", 1)[-1] if choice.data_id else None
+    apply = command_line("apply", source, recipe=json.dumps(result.report.recipe, separators=(",", ":")),
+                         out=f"{stem}.packed", dense_out=f"{stem}-dense.safetensors", data=data)
+    st.code("\n".join([*setup, apply]), language="bash")
     st.caption(t("export.command_note"))
     st.subheader(t("export.recipe"))
     st.code(recipe_text, language="json")

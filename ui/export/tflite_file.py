@@ -5,7 +5,8 @@ import streamlit as st
 
 import compression
 from compression.io import tflite_export  # through the module: tests switch tflite_available off
-from ui import controls, state, stores
+from compression.units import format_bytes
+from ui import state, stores
 from ui.model_ids import ModelChoice
 from ui.text import t
 
@@ -27,6 +28,6 @@ def render(choice: ModelChoice, model: compression.LoadedModel, result: compress
                 st.error(t("export.tflite_failed", error=error))
         if tflite_key in tflite_files:
             columns = st.columns(3)
-            columns[0].metric(t("export.tflite_file"), controls.format_bytes(len(tflite_files[tflite_key])))
+            columns[0].metric(t("export.tflite_file"), format_bytes(len(tflite_files[tflite_key])))
             columns[1].download_button(t("export.download_tflite"), tflite_files[tflite_key], file_name=f"{stem}.tflite",
                                        mime="application/octet-stream")
