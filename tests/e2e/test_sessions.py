@@ -61,7 +61,7 @@ ERROR_WATCH_JS = """(() => {
   }).observe(document, {subtree: true, childList: true});
 })();""" % ERRORS
 
-# Server memory. What the server keeps is bounded by the caches of ui/state.py, however many
+# Server memory. What the server keeps is bounded by the caches of ui/cache.py, however many
 # sessions come: here one base model (mlp: 0.2 MB of weights), at most 12 compressions
 # (``compressed``, max_entries=12; an mlp result, a copy of the module plus its report's view
 # data, is about 0.5 MB pickled) and at most 512 small metric dicts; a session itself keeps only
@@ -73,7 +73,7 @@ ERROR_WATCH_JS = """(() => {
 # cached results three times over (copies made while compressing), 4 MiB per session in flight
 # and 128 MiB of allocator slack: about 230 MiB (measured: 60-70 MiB on two cores).
 RESULT_MIB = 0.6
-CACHED_RESULTS = 12  # ui/state.py: compressed(max_entries=12)
+CACHED_RESULTS = 12  # ui/cache.py: compressed(max_entries=12)
 PER_SESSION_MIB = 4
 ALLOCATOR_SLACK_MIB = 128
 PEAK_GROWTH_BOUND_KIB = int((3 * CACHED_RESULTS * RESULT_MIB + SESSIONS * PER_SESSION_MIB + ALLOCATOR_SLACK_MIB) * 1024)
