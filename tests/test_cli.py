@@ -98,7 +98,7 @@ def test_agp_prints_the_three_arms_after_the_steps(capsys) -> None:
     lines = out.splitlines()
     assert [line.split()[0] for line in lines[-3:]] == ["gradual", "one_shot", "one_shot_fine_tuned"]
     assert all("sparsity 0.500" in line and "accuracy" in line for line in lines[-3:])
-    assert "magnitude pruning, global scope" in out
+    assert "magnitude pruning, global scope, to sparsity 0.500:" in out
 
 
 def test_agp_prunes_by_the_recipes_method_and_scope_unless_scope_is_given(capsys) -> None:

@@ -89,6 +89,8 @@ def test_every_arm_is_packed_with_the_recipes_quantization(mlp) -> None:
     plain = compare_gradual(mlp, schedule)
     quantized = compare_gradual(mlp, schedule, {"prune": {"method": "magnitude", "amount": 0.9},
                                                 "quantize": {"scheme": "linear", "bits": 4}})
+    assert quantized.packing.to_dict() == {"quantize": {"scheme": "linear", "bits": 4, "granularity": "per_channel",
+                                                        "symmetric": True}}
     for name in ARMS:
         assert quantized.arm(name).file_bytes < plain.arm(name).file_bytes
         assert quantized.arm(name).sparsity == pytest.approx(0.5, abs=1e-3)  # the schedule's, not the recipe's 0.9

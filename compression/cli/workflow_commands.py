@@ -44,8 +44,8 @@ def command_agp(args: argparse.Namespace) -> None:
                     "prune": comparison.prune.to_dict(),
                     "steps": [vars(step) for step in comparison.gradual.steps], **arms})
         return
-    print(f"{comparison.prune.method} pruning, {comparison.prune.scope} scope; each arm packed with the recipe's "
-          "other sections")
+    packing = "" if comparison.packing.is_empty else f"; every arm packed with {comparison.packing.to_json()}"
+    print(f"{comparison.prune.method} pruning, {comparison.prune.scope} scope, to sparsity {schedule.final:.3f}{packing}:")
     width = max(map(len, arms))
     for name, row in arms.items():
         print(f"{name:<{width}} {comparison.metric} {row['value']:.4f}  sparsity {row['sparsity']:.3f}  "

@@ -57,6 +57,7 @@ class GradualComparison:
 
     metric: str
     prune: PruneSpec  # how every arm pruned: the recipe's method and scope, at the final sparsity
+    packing: Recipe  # the rest of the recipe, which packed every arm
     gradual: GradualResult
     packed: CompressionResult  # the gradual model packed with the recipe's other sections
     arms: tuple[ArmScore, ...]
@@ -104,7 +105,7 @@ def compare_gradual(
         _score(model, ONE_SHOT, compress(one_shot.model, packing), 0),
         _score(model, ONE_SHOT_FINE_TUNED, compress(tuned.model, packing), epochs),
     )
-    return GradualComparison(model.evaluation.metric, cut, gradual, packed, arms)
+    return GradualComparison(model.evaluation.metric, cut, packing, gradual, packed, arms)
 
 
 def pruning_of(recipe: Recipe, amount: float, scope: str | None = None) -> PruneSpec:
