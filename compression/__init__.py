@@ -14,6 +14,7 @@ The public API, in the order a session uses it::
     curves = compression.sensitivity(model)                     # one layer at a time
     best = compression.search_sparsity(model, tolerance=0.01)   # largest amount within a drop
     tuned = compression.gradual_prune(model, compression.AgpSchedule(final=0.9))  # prune + fine-tune
+    arms = compression.compare_gradual(model, compression.AgpSchedule(final=0.9))  # vs one-shot
     fused = compression.fuse_conv_bn(compression.load_model("bn_cnn"))         # BatchNorm folded
     smaller = compression.remove_channels(model, amount=0.5)   # channels physically removed
     student, plain = compression.compare_distillation(model, compression.DistillConfig(width=16))
@@ -61,6 +62,7 @@ _PUBLIC = {
     "allocate_sparsity": "compression.workflows.sensitivity",
     "check_fusion": "compression.graph.fusion",
     "compare_distillation": "compression.workflows.distillation",
+    "compare_gradual": "compression.workflows.gradual_comparison",
     "compress": "compression.compress",
     "distill": "compression.workflows.distillation",
     "evaluate": "compression.evaluation",
@@ -115,6 +117,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from compression.io.program import program_bytes
     from compression.io.tflite_export import export_tflite
     from compression.workflows.gradual import AgpSchedule, GradualResult, gradual_prune
+    from compression.workflows.gradual_comparison import compare_gradual
     from compression.io.loading import load_model
     from compression.model import EvaluationData, LoadedModel
     from compression.packing import PackedModel, load_packed
