@@ -1,12 +1,15 @@
-"""Accuracy and fidelity of a (compressed) module on a loaded model's evaluation data.
+"""A (compressed) module's score on a loaded model's evaluation data, by the data's metric.
 
-Accuracy needs labels; the fidelity metrics compare with the uncompressed model, whose
-outputs are computed once and kept in ``LoadedModel.cache``:
+The base model's summary (``compression.metrics``) is computed once and kept in
+``LoadedModel.cache``; a compressed module is scored against it:
 
-- top-1 agreement: the fraction of inputs whose arg-max class is unchanged;
-- cosine similarity: the mean cosine between base and compressed output rows, with
-  ``extras["nn_agreement"]``, the fraction of inputs whose nearest neighbour in the
-  evaluation set (by cosine, excluding itself) is the same under both models.
+- accuracy (needs labels) and top-1 agreement for classifiers;
+- cosine similarity for embeddings, with ``extras["nn_agreement"]``, the fraction of inputs
+  whose nearest neighbour in the evaluation set is the same under both models;
+- perplexity of the next token for language models (lower is better), with
+  ``extras["next_token_agreement"]``; next-token agreement alone without targets;
+- output cosine for any other graph: every output compared row by row, with the largest
+  relative error in ``extras["relative_error"]``.
 
 >>> from compression.io.loading import load_model
 >>> evaluate(load_model("mlp")).metric
@@ -14,19 +17,16 @@ outputs are computed once and kept in ``LoadedModel.cache``:
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from compression.errors import CompressionError, DataError, ModelLoadError
-from compression.model import ACCURACY, AGREEMENT, COSINE, EvaluationData, LoadedModel
+from compression.errors import CompressionError, DataError
+from compression.metrics import METRICS, Metric, Summary, metric, output_tensor
+from compression.model import EvaluationData, LoadedModel
 
-NN_AGREEMENT = "nn_agreement"
 _BASELINE_KEY = "evaluation.baseline"
-_SIMILARITY_ROWS = 1024  # rows of the N x N similarity matrix held at once
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,17 @@ class Evaluation:
     baseline_value: float
     extras: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def drop(self) -> float:
+        """How much worse than the base model: positive = worse, whichever way the metric points."""
+        return METRICS[self.metric].drop(self.baseline_value, self.value)
+
 
 @dataclass(frozen=True)
 class _Baseline:
-    outputs: torch.Tensor
+    summary: Summary
+    shape: tuple[int, ...]  # of the scored output, over all rows
     value: float
-    neighbours: torch.Tensor | None  # nearest neighbour of each row, for cosine only
 
 
 def evaluate(model: LoadedModel, module: nn.Module | None = None, *, samples: int | None = None) -> Evaluation:
@@ -55,25 +60,33 @@ def evaluate(model: LoadedModel, module: nn.Module | None = None, *, samples: in
     quicker, noisier number, for live views of large models).
     """
     data = evaluation_subset(require_evaluation(model), samples)
-    baseline = _baseline(model, data)
+    scorer = metric(data.metric)
+    baseline = _baseline(model, data, scorer)
     if module is None:
-        extras = {NN_AGREEMENT: 1.0} if data.metric == COSINE else {}
-        return Evaluation(data.metric, baseline.value, baseline.value, extras)
-    outputs = model_outputs(module, data.inputs, data.batch_size)
-    if outputs.shape != baseline.outputs.shape:
+        return Evaluation(data.metric, baseline.value, baseline.value, dict(scorer.baseline_extras))
+    summary, shape = summarize(module, data, scorer)
+    if shape != baseline.shape:
         raise CompressionError(
-            f"module gives outputs of shape {tuple(outputs.shape)} but the base model "
-            f"{model.name!r} gives {tuple(baseline.outputs.shape)}; compare modules of the same model."
+            f"module gives outputs of shape {shape} but the base model {model.name!r} gives "
+            f"{baseline.shape}; compare modules of the same model."
         )
-    if data.metric == ACCURACY:
-        return Evaluation(ACCURACY, _accuracy(outputs, data.labels), baseline.value)
-    if data.metric == AGREEMENT:
-        agreement = (_classes(outputs) == _classes(baseline.outputs)).double().mean().item()
-        return Evaluation(AGREEMENT, agreement, baseline.value)
-    cosine = F.cosine_similarity(_rows(outputs).double(), _rows(baseline.outputs).double(), dim=1)
-    cosine = cosine.clamp(-1.0, 1.0)  # rounding can give 1 + 4e-16 for identical rows
-    same_neighbour = (_nearest_neighbours(outputs) == baseline.neighbours).double().mean().item()
-    return Evaluation(COSINE, cosine.mean().item(), baseline.value, {NN_AGREEMENT: same_neighbour})
+    value, extras = scorer.score(summary, baseline.summary, data.labels)
+    return Evaluation(data.metric, value, baseline.value, extras)
+
+
+def summarize(module: nn.Module, data: EvaluationData, scorer: Metric) -> tuple[Summary, tuple[int, ...]]:
+    """The metric's summary of ``module``'s outputs on every row of ``data``, batch by batch,
+    and the shape of the scored output over all rows (what two modules must agree on)."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    row_shape: tuple[int, ...] = ()
+    for start, rows, output in _batch_outputs(module, data.inputs, data.batch_size):
+        labels = None if data.labels is None else data.labels[start : start + rows]
+        if labels is not None and rows < data.batch_size:  # padded like the inputs (see _batch_outputs)
+            labels = labels[torch.arange(data.batch_size) % rows]
+        row_shape = tuple(output_tensor(output).shape[1:])
+        for key, tensor in scorer.summarize(output, labels).items():
+            parts.setdefault(key, []).append(tensor[:rows])
+    return {key: torch.cat(tensors) for key, tensors in parts.items()}, (data.size, *row_shape)
 
 
 def evaluation_subset(data: EvaluationData, samples: int | None) -> EvaluationData:
@@ -111,13 +124,18 @@ def max_output_difference(model: LoadedModel, module: nn.Module, reference: nn.M
 
 
 def model_outputs(module: nn.Module, inputs: tuple[torch.Tensor, ...], batch_size: int) -> torch.Tensor:
-    """The module's outputs for every row of ``inputs``, in order, as one float tensor.
+    """The module's outputs for every row of ``inputs``, in order, as one float tensor."""
+    return torch.cat([output_tensor(output)[:rows].float() for _, rows, output in _batch_outputs(module, inputs, batch_size)])
+
+
+def _batch_outputs(module: nn.Module, inputs: tuple[torch.Tensor, ...], batch_size: int):
+    """``(start, rows, output)`` for each batch of ``inputs``, in order.
 
     Every call sees exactly ``batch_size`` rows, so programs exported with a static batch run
-    unchanged: a short last batch is padded by repeating its rows, and the padding is dropped.
+    unchanged: a short last batch is padded by repeating its rows (``rows`` says how many of
+    the output's rows are real).
     """
     count = int(inputs[0].shape[0])
-    chunks = []
     with torch.inference_mode():
         for start in range(0, count, batch_size):
             batch = tuple(tensor[start : start + batch_size] for tensor in inputs)
@@ -125,70 +143,13 @@ def model_outputs(module: nn.Module, inputs: tuple[torch.Tensor, ...], batch_siz
             if rows < batch_size:
                 repeat = torch.arange(batch_size) % rows
                 batch = tuple(tensor[repeat] for tensor in batch)
-            chunks.append(output_tensor(module(*batch))[:rows].float())
-    return torch.cat(chunks)
+            yield start, rows, module(*batch)
 
 
-def output_tensor(output: object) -> torch.Tensor:
-    """The tensor to score in what a module returned.
-
-    A tensor as is; a Hugging Face output's ``logits``, or its ``last_hidden_state`` averaged
-    over tokens; otherwise the first tensor of a tuple, list or mapping.
-    """
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, Mapping):
-        if isinstance(output.get("logits"), torch.Tensor):
-            return output["logits"]
-        if isinstance(output.get("last_hidden_state"), torch.Tensor):
-            return output["last_hidden_state"].mean(dim=1)
-        values = list(output.values())
-    elif isinstance(output, (tuple, list)):
-        values = list(output)
-    else:
-        values = []
-    if values and isinstance(values[0], torch.Tensor):
-        return values[0]
-    raise ModelLoadError(
-        f"the model returned {type(output).__name__}, which holds no tensor to score; it must "
-        "return a tensor, a tuple or mapping whose first value is a tensor, or a Hugging Face "
-        "output with logits or last_hidden_state."
-    )
-
-
-def _baseline(model: LoadedModel, data: EvaluationData) -> _Baseline:
-    key = f"{_BASELINE_KEY}.{data.size}"
+def _baseline(model: LoadedModel, data: EvaluationData, scorer: Metric) -> _Baseline:
+    key = f"{_BASELINE_KEY}.{data.metric}.{data.size}"
     cached = model.cache.get(key)
     if cached is None:
-        outputs = model_outputs(model.module, data.inputs, data.batch_size)
-        value = _accuracy(outputs, data.labels) if data.metric == ACCURACY else 1.0
-        neighbours = _nearest_neighbours(outputs) if data.metric == COSINE else None
-        cached = model.cache[key] = _Baseline(outputs, value, neighbours)
+        summary, shape = summarize(model.module, data, scorer)
+        cached = model.cache[key] = _Baseline(summary, shape, scorer.baseline(summary, data.labels))
     return cached
-
-
-def _rows(outputs: torch.Tensor) -> torch.Tensor:
-    return outputs.reshape(outputs.shape[0], -1)
-
-
-def _classes(outputs: torch.Tensor) -> torch.Tensor:
-    return _rows(outputs).argmax(dim=1)
-
-
-def _accuracy(outputs: torch.Tensor, labels: torch.Tensor | None) -> float:
-    if labels is None:
-        raise DataError("metric 'accuracy' needs labels; give a data file with integer labels 'y'.")
-    return (_classes(outputs) == labels).double().mean().item()
-
-
-def _nearest_neighbours(outputs: torch.Tensor) -> torch.Tensor:
-    """Index of each row's most cosine-similar other row, computed in blocks of rows."""
-    unit = F.normalize(_rows(outputs).float(), dim=1)
-    count = unit.shape[0]
-    nearest = torch.empty(count, dtype=torch.long)
-    for start in range(0, count, _SIMILARITY_ROWS):
-        stop = min(start + _SIMILARITY_ROWS, count)
-        similarity = unit[start:stop] @ unit.T
-        similarity[torch.arange(stop - start), torch.arange(start, stop)] = -torch.inf
-        nearest[start:stop] = similarity.argmax(dim=1)
-    return nearest

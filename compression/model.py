@@ -7,12 +7,6 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-# Metric names. "accuracy" needs labels; the others compare with the uncompressed model.
-ACCURACY = "accuracy"
-AGREEMENT = "top1_agreement"  # fraction of inputs whose arg-max class is unchanged
-COSINE = "cosine_similarity"  # mean cosine similarity of output vectors (embeddings)
-METRICS = (ACCURACY, AGREEMENT, COSINE)
-
 # Module types whose ``weight`` is compressible by default.
 DEFAULT_COMPRESSIBLE_TYPES = ("Linear", "Conv1d", "Conv2d", "Conv3d")
 _LAYER_CLASSES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)

@@ -10,9 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from compression.errors import CompressionError, DataError, ModelLoadError
-from compression.evaluation import NN_AGREEMENT, Evaluation, evaluate, model_outputs, output_tensor
+from compression.evaluation import Evaluation, evaluate, model_outputs
+from compression.metrics import NN_AGREEMENT, output_tensor
 from compression.io.loading import load_model
-from compression.model import ACCURACY, AGREEMENT, COSINE, EvaluationData, LoadedModel
+from compression.metrics import ACCURACY, AGREEMENT, COSINE
+from compression.model import EvaluationData, LoadedModel
 
 
 def loaded(

@@ -17,7 +17,7 @@ import sample_models
 from compression.errors import CompressionError, DataError, ModelLoadError, UnsafeFileError
 from compression.evaluation import evaluate
 from compression.io.loading import load_model
-from compression.model import ACCURACY, AGREEMENT, COSINE
+from compression.metrics import ACCURACY, AGREEMENT, COSINE
 
 
 class TwoConvNet(nn.Module):

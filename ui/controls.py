@@ -13,7 +13,7 @@ import streamlit as st
 import compression
 import sample_models
 from compression.workflows.gradual import training_data
-from compression.model import ACCURACY, AGREEMENT, COSINE
+from compression.metrics import ACCURACY, AGREEMENT, COSINE
 from compression.stats import Histogram
 from compression.units import format_bytes
 from ui import cache, state

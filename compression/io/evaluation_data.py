@@ -21,7 +21,8 @@ from torch import nn
 
 from compression.errors import CompressionError, DataError
 from compression.evaluation import model_outputs
-from compression.model import ACCURACY, AGREEMENT, COSINE, METRICS, EvaluationData
+from compression.metrics import ACCURACY, AGREEMENT, COSINE, METRICS
+from compression.model import EvaluationData
 from compression.io.safety import DEFAULT_MAX_FILE_BYTES, inspect_npz
 
 NPZ_KEYS = ("x", "y", "attention_mask")
@@ -121,9 +122,9 @@ def with_metric(evaluation: EvaluationData | None, metric: str | None) -> Evalua
     """The evaluation scored with ``metric`` (checked by ``check_metric``) instead of its default."""
     if metric is None or evaluation is None or metric == evaluation.metric:
         return evaluation
-    if metric == ACCURACY:
+    if METRICS[metric].needs_labels:
         raise DataError(
-            f"metric={ACCURACY!r} needs labels, and the evaluation data ({evaluation.description}) "
+            f"metric={metric!r} needs labels, and the evaluation data ({evaluation.description}) "
             "has none; give a data file with integer labels 'y'."
         )
     return replace(evaluation, labels=None, metric=metric)

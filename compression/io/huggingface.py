@@ -15,7 +15,8 @@ from compression.io.evaluation_data import InputSpec
 from compression.io.limits import check_parameter_count
 from compression.io.program import LOAD_ERRORS
 from compression.io.safety import inspect_hf_folder
-from compression.model import COSINE, EvaluationData, LoadedModel, module_layer_types
+from compression.metrics import COSINE
+from compression.model import EvaluationData, LoadedModel, module_layer_types
 
 RANDOM_TEXT_LENGTH = 32
 

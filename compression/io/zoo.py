@@ -18,7 +18,8 @@ from torch import nn
 
 from compression.errors import ModelLoadError
 from compression.io.evaluation_data import InputSpec
-from compression.model import ACCURACY, COSINE, EvaluationData, LoadedModel, TrainingData, module_layer_types
+from compression.metrics import ACCURACY, COSINE
+from compression.model import EvaluationData, LoadedModel, TrainingData, module_layer_types
 
 TEXT_EMBEDDER = "minilm"
 TEXT_BATCH_SIZE = 128

@@ -33,10 +33,10 @@ from torch import nn
 
 from compression.compress import compress
 from compression.errors import DataError, RecipeError
-from compression.evaluation import evaluate, model_outputs, output_tensor
-from compression.model import TrainingData
+from compression.evaluation import evaluate, model_outputs
+from compression.metrics import ACCURACY, output_tensor
+from compression.model import LoadedModel, TrainingData, module_layer_types
 from compression.workflows.gradual import training_data
-from compression.model import ACCURACY, LoadedModel, module_layer_types
 
 MIN_WIDTH, MAX_WIDTH = 4, 512
 # The digits are 8x8 images; inputs shown larger (simplenet's 28x28) are pooled back to this

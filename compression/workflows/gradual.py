@@ -27,7 +27,8 @@ from torch import nn
 
 from compression.errors import DataError, RecipeError
 from compression.evaluation import evaluate
-from compression.model import ACCURACY, LoadedModel, TrainingData
+from compression.metrics import ACCURACY
+from compression.model import LoadedModel, TrainingData
 from compression.pruning import compute_masks
 from compression.recipe import PruneSpec
 

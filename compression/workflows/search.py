@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from compression.errors import CompressionError, RecipeError
+from compression.metrics import METRICS
 from compression.model import LoadedModel
 from compression.recipe import PRUNE_SCOPES, Recipe
 from compression.workflows.sensitivity import (
@@ -45,8 +46,9 @@ class SearchResult:
     """The amount found, its measurement, and every step the search took.
 
     ``amount`` is the global amount (the parameter-weighted mean for a per-layer search);
-    ``threshold`` the shared cut θ (NaN when layers have cuts of their own); ``drop`` is
-    baseline − value, never above ``tolerance``; ``rejected_above`` the next grid amount,
+    ``threshold`` the shared cut θ (NaN when layers have cuts of their own); ``drop`` is how
+    much worse than the baseline (positive = worse), never above the tolerance: ``tolerance``
+    itself, or for perplexity ``tolerance`` × the baseline (a relative tolerance: 0.05 = 5 %); ``rejected_above`` the next grid amount,
     measured beyond the tolerance (None when the top of the grid was accepted).
     ``allocation`` holds the per-layer amounts of a per-layer search.
     """
@@ -111,7 +113,7 @@ def _bisect(
         if progress is not None:
             progress(len(steps), total, f"amount {grid[index]:g}")
         measured = measure(model, recipe_at(grid[index]), samples=samples, cache=cache)
-        within = measured["drop"] <= tolerance
+        within = measured["drop"] <= METRICS[measured["metric"]].allowed_drop(measured["baseline_value"], tolerance)
         steps.append({
             "step": len(steps),
             "amount": grid[index],
@@ -189,7 +191,8 @@ def search_sparsity(
     Bisection over amounts 0, resolution, … (about log2(1/resolution) + 2 evaluations), with
     ``quantize`` (a recipe section) applied at every amount. Drops are measured on the
     model's evaluation data (its first ``samples`` rows when given): a tolerance met there
-    is met there only. Raises CompressionError when ``quantize`` alone exceeds the tolerance.
+    is met there only. For perplexity the tolerance is relative (0.05: at most 5 % above the
+    baseline). Raises CompressionError when ``quantize`` alone exceeds the tolerance.
     ``progress`` and ``cache`` work as in ``sweep``.
     """
     tolerance = _check_number("tolerance", tolerance, 0.0, math.inf, "a finite number >= 0")

@@ -103,7 +103,7 @@ def measure(
         "metric": evaluation.metric,
         "value": evaluation.value,
         "baseline_value": evaluation.baseline_value,
-        "drop": round(evaluation.baseline_value - evaluation.value, 12),
+        "drop": round(evaluation.drop, 12),
         "recipe": recipe.to_json(),
     }
     if cache is not None:

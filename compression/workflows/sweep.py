@@ -17,6 +17,7 @@ import pandas as pd
 from compression.compress import as_recipe, compress
 from compression.errors import RecipeError
 from compression.evaluation import evaluate
+from compression.metrics import METRICS
 from compression.model import LoadedModel
 from compression.recipe import FLOAT_FORMATS, Recipe
 
@@ -64,8 +65,13 @@ def grid_recipes(
     return points
 
 
-def pareto_mask(sizes: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """True where no other point is at most as large and at least as good, one strictly."""
+def pareto_mask(sizes: np.ndarray, values: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
+    """True where no other point is at most as large and at least as good, one strictly.
+
+    >>> pareto_mask(np.array([1, 2, 3]), np.array([30.0, 20.0, 25.0]), higher_is_better=False).tolist()
+    [True, True, False]
+    """
+    values = values if higher_is_better else -values  # "better" is larger from here on
     order = np.lexsort((-values, sizes))  # by size ascending, then value descending
     best = -np.inf
     mask = np.zeros(len(sizes), dtype=bool)
@@ -105,7 +111,8 @@ def sweep(
     if progress is not None:
         progress(len(points), len(points), "")
     frame = pd.DataFrame(rows).drop_duplicates(subset="recipe", ignore_index=True)
-    frame["pareto"] = pareto_mask(frame["encoded_bytes"].to_numpy(), frame["value"].to_numpy())
+    higher_is_better = METRICS[frame["metric"].iloc[0]].higher_is_better
+    frame["pareto"] = pareto_mask(frame["encoded_bytes"].to_numpy(), frame["value"].to_numpy(), higher_is_better)
     return frame
 
 

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from compression.errors import DataError, ModelLoadError
-from compression.evaluation import Evaluation, evaluate, output_tensor
+from compression.evaluation import Evaluation, evaluate
+from compression.metrics import output_tensor
 from compression.io.onnx.importing import OnnxGraphModule, onnx_with_weights
 from compression.io.onnx.runtime import OnnxRuntimeModule, first_line, quiet_tools, serialize_onnx
 from compression.model import LoadedModel
