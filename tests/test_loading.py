@@ -112,7 +112,7 @@ def test_minilm_zoo_model_comes_with_the_tokenized_corpus_and_cosine() -> None:
 
 
 def test_unknown_source_names_the_zoo() -> None:
-    zoo = r"zoo model \('simplenet', 'mlp', 'bn_cnn', 'minilm'\).*'resnet'"
+    zoo = r"zoo model \('simplenet', 'mlp', 'bn_cnn', 'minilm', 'tinylm'\).*'resnet'"
     with pytest.raises(ModelLoadError, match=zoo):
         load_model("resnet")
 

@@ -13,7 +13,7 @@ import streamlit as st
 import compression
 import sample_models
 from compression.workflows.gradual import training_data
-from compression.metrics import ACCURACY, AGREEMENT, COSINE
+from compression.metrics import ACCURACY, METRICS
 from compression.stats import Histogram
 from compression.units import format_bytes
 from ui import cache, state
@@ -33,12 +33,18 @@ def choose(label: str, options: Sequence[Any], key: str, current: Any, **kwargs:
     return st.selectbox(label, options, key=seed(key, current if current in options else options[0]), **kwargs)
 
 
-METRICS_NAMED = (ACCURACY, AGREEMENT, COSINE)  # the engine's metrics with a display name in the catalog
+METRICS_NAMED = tuple(METRICS)  # every metric the engine scores by has a display name in the catalog
 
 
 def metric_label(metric: str) -> str:
     """The metric's display name; a metric the catalog does not name shows as the engine calls it."""
     return t(f"metrics.{metric}") if metric in METRICS_NAMED else metric
+
+
+def change_color(metric: str) -> str:
+    """Streamlit's delta colour for a change of ``metric``: a rise is good unless lower is better
+    (perplexity), where it shows red."""
+    return "normal" if METRICS[metric].higher_is_better else "inverse"
 
 
 def live_scores(result: compression.CompressionResult, choice: ModelChoice) -> dict[str, Any] | None:
@@ -75,7 +81,8 @@ def size_and_metric_row(result: compression.CompressionResult, scores: dict[str,
         row.metric(t("controls.metric"), "—")
     else:
         row.metric(metric_label(scores["metric"]), f"{scores['value']:.4f}",
-                   delta=f"{scores['value'] - scores['baseline_value']:+.4f}", delta_description=t("controls.vs_uncompressed"))
+                   delta=f"{scores['value'] - scores['baseline_value']:+.4f}", delta_color=change_color(scores["metric"]),
+                   delta_description=t("controls.vs_uncompressed"))
 
 
 def numbers_explained(model: compression.LoadedModel) -> None:

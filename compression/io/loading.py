@@ -19,10 +19,13 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from compression.errors import ModelLoadError
-from compression.io import zoo
+from compression.errors import CompressionError, ModelLoadError
+from compression.evaluation import model_outputs
+from compression.io import families, zoo
+from compression.io.families import check_family
 from compression.io.evaluation_data import InputSpec, check_metric, evaluation_from_npz, with_metric
 from compression.io.huggingface import read_hf_folder
+from compression.io.input_specs import InputShapes
 from compression.io.limits import (
     DEFAULT_MAX_PARAMETERS,
     check_finite,
@@ -30,7 +33,7 @@ from compression.io.limits import (
     check_parameter_count,
     value_count,
 )
-from compression.io.program import read_export, read_torchscript
+from compression.io.program import LOAD_ERRORS, read_export, read_torchscript
 from compression.io.safety import (
     DEFAULT_MAX_FILE_BYTES,
     ONNX,
@@ -48,36 +51,52 @@ def load_model(
     data: str | os.PathLike | None = None,
     *,
     metric: str | None = None,
+    family: str | None = None,
     max_parameters: int = DEFAULT_MAX_PARAMETERS,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    input_shapes: InputShapes | None = None,
 ) -> LoadedModel:
     """Load a zoo model, a model file or a Hugging Face folder, with its evaluation data.
 
     ``data`` is an optional ``.npz`` (``x``, optional labels ``y``) that replaces the default
-    evaluation data; ``metric`` overrides the default metric. Files over ``max_file_bytes``
+    evaluation data; ``metric`` overrides the default metric; ``family`` (one of
+    ``compression.io.families.FAMILIES``) overrides the family told from the file. Files over ``max_file_bytes``
     and models over ``max_parameters`` stored values are refused, before materialising
-    where the format allows.
+    where the format allows. ``input_shapes`` (``{input name: shape}``, the batch first; the
+    name None for a model with one input) sets the sizes an ONNX or .pt2 file leaves open.
     """
     check_metric(metric)
+    check_family(family)
     check_limit("max_parameters", max_parameters)
     check_limit("max_file_bytes", max_file_bytes)
-    model, spec = _read(source, max_parameters, max_file_bytes)
+    model, spec = _read(source, max_parameters, max_file_bytes, family, input_shapes)
+    model = _with_family(model, family)
     check_parameter_count(value_count(model.module.parameters()), max_parameters, model.name)
     check_finite(model.module, model.name)
     evaluation = model.evaluation
     if data is not None:
-        evaluation = evaluation_from_npz(data, model.module, spec, max_file_bytes=max_file_bytes)
+        evaluation = evaluation_from_npz(data, model.module, spec, max_file_bytes=max_file_bytes, inputs=model.input_specs)
     return replace(model, evaluation=with_metric(evaluation, metric))
 
 
 def _read(
-    source: str | os.PathLike, max_parameters: int, max_file_bytes: int
+    source: str | os.PathLike, max_parameters: int, max_file_bytes: int, family: str | None,
+    input_shapes: InputShapes | None = None,
 ) -> tuple[LoadedModel, InputSpec]:
+    if input_shapes and not _takes_input_shapes(source, max_file_bytes):
+        raise ModelLoadError(
+            f"--input-shape sets the sizes an ONNX or .pt2 file leaves open; {Path(source).name} has "
+            "its own inputs (give evaluation data with --data instead)."
+        )
     if isinstance(source, str) and source in zoo.zoo_names():
-        return zoo.zoo_model(source)
+        folder = zoo.model_folder(source)
+        if folder is None:
+            return zoo.zoo_model(source)
+        model, spec = read_hf_folder(folder, max_parameters, max_file_bytes, family)
+        return replace(model, name=source, format="zoo", description=f"zoo model {source}: {model.description}"), spec
     path = Path(source)
     if path.is_dir():
-        return read_hf_folder(path, max_parameters, max_file_bytes)
+        return read_hf_folder(path, max_parameters, max_file_bytes, family)
     if not path.exists():
         names = ", ".join(repr(name) for name in zoo.zoo_names())
         raise ModelLoadError(
@@ -90,9 +109,9 @@ def _read(
     if report.kind == TORCHSCRIPT:
         return read_torchscript(path)
     if report.kind == TORCH_EXPORT:
-        return read_export(path)
+        return read_export(path, input_shapes)
     if report.kind == ONNX:
-        return _read_onnx(path, max_file_bytes)
+        return _read_onnx(path, max_file_bytes, input_shapes)
     if report.kind == SAFETENSORS:
         state_dict, source_format = read_safetensors(path), "safetensors"
     else:
@@ -101,9 +120,44 @@ def _read(
     return zoo.architecture_with_weights(state_dict, source_format, path.name)
 
 
-def _read_onnx(path: Path, max_file_bytes: int) -> tuple[LoadedModel, InputSpec]:
+def _with_family(model: LoadedModel, family: str | None) -> LoadedModel:
+    """A graph's family, told from its example inputs and first output unless given, and the
+    metric that family is scored by on generated inputs.
+
+    A detected classifier keeps the metric the outputs suggest (agreement, or cosine for
+    unit-length rows); language models and other graphs change to next-token agreement and
+    the fidelity of every output. A family given by the caller always sets the metric.
+    """
+    detected = model.family or _graph_family(model)
+    chosen = family or detected
+    evaluation = model.evaluation
+    if evaluation is not None and evaluation.labels is None and model.family != chosen:
+        if family is not None or chosen in (families.CAUSAL_LM, families.OTHER):
+            evaluation = replace(evaluation, metric=families.METRIC_WITHOUT_DATA[chosen])
+    return replace(model, family=chosen, evaluation=evaluation)
+
+
+def _graph_family(model: LoadedModel) -> str:
+    if not model.example_inputs:
+        return families.OTHER
+    try:
+        output = model_outputs(model.module, model.example_inputs, len(model.example_inputs[0]))
+    except (*LOAD_ERRORS, CompressionError):  # it does not run on its example: family unknown
+        return families.OTHER
+    return families.graph_family(model.example_inputs, output)
+
+
+def _takes_input_shapes(source: str | os.PathLike, max_file_bytes: int) -> bool:
+    """Whether the source is a file whose inputs may have open sizes (ONNX, .pt2)."""
+    path = Path(source)
+    return path.is_file() and inspect_file(path, max_file_bytes=max_file_bytes).kind in (ONNX, TORCH_EXPORT)
+
+
+def _read_onnx(
+    path: Path, max_file_bytes: int, input_shapes: InputShapes | None = None
+) -> tuple[LoadedModel, InputSpec]:
     """An ONNX model; the digits sample models' weights are scored on the held-out digits."""
     from compression.io.onnx.importing import read_onnx  # onnx and onnxruntime only when an .onnx is read
 
-    model, spec = read_onnx(path, max_file_bytes=max_file_bytes)
+    model, spec = read_onnx(path, max_file_bytes=max_file_bytes, input_shapes=input_shapes)
     return zoo.with_digits_data(model, spec), spec

@@ -12,11 +12,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from compression.errors import ModelLoadError
+from compression.io import families
 from compression.io.evaluation_data import InputSpec
 from compression.metrics import ACCURACY, COSINE
 from compression.model import EvaluationData, LoadedModel, TrainingData, module_layer_types
@@ -24,6 +26,7 @@ from compression.model import EvaluationData, LoadedModel, TrainingData, module_
 TEXT_EMBEDDER = "minilm"
 TEXT_BATCH_SIZE = 128
 TEXT_MAX_LENGTH = 64
+HELDOUT_TEXT_SOURCE = "topics of CPython's language reference that the sample LM was not trained on"
 
 
 def zoo_names() -> tuple[str, ...]:
@@ -45,6 +48,20 @@ def describe(name: str) -> str:
     import sample_models
 
     return sample_models.describe(name)
+
+
+def model_folder(name: str) -> Path | None:
+    """The Hugging Face folder of a zoo model that is one (the causal LM), else None."""
+    import sample_models
+
+    return sample_models.FOLDER_MODELS.get(name)
+
+
+def heldout_text() -> str:
+    """English text no sample model was trained on: language models are scored on it."""
+    import sample_models
+
+    return sample_models.lm_heldout_text()
 
 
 def zoo_model(name: str) -> tuple[LoadedModel, InputSpec]:
@@ -120,6 +137,10 @@ def _zoo_model(
         spec = InputSpec(tuple(t[:2] for t in inputs), TEXT_BATCH_SIZE, COSINE, vocab_size)
     else:
         evaluation, training, spec = _digits_data(architecture)
+    if architecture == TEXT_EMBEDDER:
+        family = families.TEXT_ENCODER
+    else:
+        family = families.IMAGE_CLASSIFIER if spec.example[0].ndim == 4 else families.CLASSIFIER
     if source_format == "zoo":
         description = f"zoo model {architecture} with its trained weights"
     else:
@@ -128,6 +149,7 @@ def _zoo_model(
         name=name, format=source_format, module=module.eval(),
         layer_types=module_layer_types(module), example_inputs=spec.example,
         evaluation=evaluation, description=description, architecture=architecture, training=training,
+        family=family,
     )
     return model, spec
 
@@ -158,7 +180,7 @@ def _expected_shapes(architecture: str) -> dict[str, tuple[int, ...]]:
 def _match_architecture(
     state_dict: dict[str, torch.Tensor], where: str
 ) -> tuple[str, dict[str, torch.Tensor]]:
-    expected = {name: _expected_shapes(name) for name in zoo_names()}
+    expected = {name: _expected_shapes(name) for name in zoo_names() if model_folder(name) is None}
     for name, shapes in expected.items():
         candidate = _as_embedder_state_dict(state_dict, shapes) if name == TEXT_EMBEDDER else state_dict
         if _shapes(candidate) == shapes:

@@ -38,7 +38,7 @@ def render(choice: ModelChoice, model: compression.LoadedModel, result: compress
         if scores is not None:
             columns[1].metric(t("export.metric_in_onnxruntime", metric=controls.metric_label(scores.metric)),
                               f"{scores.value:.4f}", delta=f"{scores.value - scores.baseline_value:+.4f}",
-                              delta_description=t("export.vs_torch"))
+                              delta_color=controls.change_color(scores.metric), delta_description=t("export.vs_torch"))
         columns[2].download_button(t("export.download_onnx"), program, file_name=f"{stem}{'' if int8 == NO_INT8 else '-int8-' + int8}.onnx",
                                    mime="application/octet-stream")
         st.code(command_line("export", source, recipe=json.dumps(result.report.recipe, separators=(",", ":")), int8=int8,
