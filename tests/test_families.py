@@ -1,0 +1,133 @@
+"""Model families: Hugging Face folders built at test time from transformers configs (random
+init, tiny) load as their family and are scored by its metric; the sample LM by perplexity."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import compression
+import sample_models
+from compression.io import families
+from compression.metrics import (
+    AGREEMENT,
+    COSINE,
+    NEXT_TOKEN_AGREEMENT,
+    OUTPUT_COSINE,
+    PERPLEXITY,
+)
+
+transformers = pytest.importorskip("transformers")
+HALF_AND_4_BIT = {"prune": {"amount": 0.5, "scope": "global"}, "quantize": {"bits": 4}}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+TOKENIZER_VOCAB = 2048  # the sample LM's tokenizer: folders given it need this vocabulary
+
+
+def _tiny_text(cls, config) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return getattr(transformers, cls)(config)
+
+
+# name → (model class, config, family, metric without a tokenizer)
+ARCHITECTURES = {
+    "gpt2": ("GPT2LMHeadModel", lambda: transformers.GPT2Config(
+        n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=TOKENIZER_VOCAB), families.CAUSAL_LM, NEXT_TOKEN_AGREEMENT),
+    "llama": ("LlamaForCausalLM", lambda: transformers.LlamaConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+        max_position_embeddings=64, vocab_size=TOKENIZER_VOCAB, tie_word_embeddings=True), families.CAUSAL_LM, NEXT_TOKEN_AGREEMENT),
+    "qwen2": ("Qwen2ForCausalLM", lambda: transformers.Qwen2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+        max_position_embeddings=64, vocab_size=TOKENIZER_VOCAB), families.CAUSAL_LM, NEXT_TOKEN_AGREEMENT),
+    "t5": ("T5ForConditionalGeneration", lambda: transformers.T5Config(
+        d_model=32, d_ff=64, num_layers=2, num_heads=2, d_kv=16, vocab_size=TOKENIZER_VOCAB), families.SEQ2SEQ, NEXT_TOKEN_AGREEMENT),
+    "bart": ("BartForConditionalGeneration", lambda: transformers.BartConfig(
+        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64, vocab_size=TOKENIZER_VOCAB),
+        families.SEQ2SEQ, NEXT_TOKEN_AGREEMENT),
+    "bert": ("BertModel", lambda: transformers.BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=100),
+        families.TEXT_ENCODER, COSINE),
+    "vit": ("ViTForImageClassification", lambda: transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8,
+        num_labels=5), families.IMAGE_CLASSIFIER, AGREEMENT),
+    "resnet": ("ResNetForImageClassification", lambda: transformers.ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=5), families.IMAGE_CLASSIFIER, AGREEMENT),
+    "mobilenet_v2": ("MobileNetV2ForImageClassification", lambda: transformers.MobileNetV2Config(
+        depth_multiplier=0.25, image_size=32, num_labels=5), families.IMAGE_CLASSIFIER, AGREEMENT),
+    "vit_base": ("ViTModel", lambda: transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8),
+        families.OTHER, OUTPUT_COSINE),
+}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    built = {}
+    for name, (cls, config, _, _) in ARCHITECTURES.items():
+        folder = tmp_path_factory.mktemp(name)
+        _tiny_text(cls, config()).save_pretrained(folder)
+        built[name] = folder
+    return built
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_a_folder_loads_as_its_family_and_is_scored_by_its_metric(folders, name: str) -> None:
+    _, _, family, metric = ARCHITECTURES[name]
+    model = compression.load_model(folders[name])
+    assert (model.family, model.evaluation.metric) == (family, metric)
+    baseline = compression.evaluate(model)
+    result = compression.compress(model, HALF_AND_4_BIT)
+    scored = compression.evaluate(model, result.module)
+    assert scored.metric == metric and scored.baseline_value == baseline.value
+    assert result.report.sparsity == pytest.approx(0.5, abs=0.01)
+    assert 0 < result.report.encoded_bytes < result.report.dense_fp32_bytes
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "t5"])
+def test_a_text_model_with_a_tokenizer_is_scored_by_perplexity_on_held_out_text(folders, tmp_path, name) -> None:
+    folder = tmp_path / name
+    shutil.copytree(folders[name], folder)
+    for file in TOKENIZER_FILES:
+        shutil.copy(sample_models.TINYLM_DIR / file, folder / file)
+    model = compression.load_model(folder)
+    assert model.evaluation.metric == PERPLEXITY and "held-out English" in model.evaluation.description
+    baseline = compression.evaluate(model)
+    # Random weights spread their guesses over the vocabulary: near-uniform perplexity.
+    assert TOKENIZER_VOCAB / 4 < baseline.value < TOKENIZER_VOCAB * 4
+
+
+def test_the_sample_lm_scores_its_recorded_held_out_perplexity() -> None:
+    model = compression.load_model("tinylm")
+    assert (model.family, model.format) == (families.CAUSAL_LM, "zoo")
+    recorded = 117.43080505207715  # sample_models/weights/tinylm/evaluation.json
+    baseline = compression.evaluate(model)
+    assert baseline.value == pytest.approx(recorded, rel=1e-5)
+    scored = compression.evaluate(model, compression.compress(model, HALF_AND_4_BIT).module)
+    assert scored.value > baseline.value and scored.drop == pytest.approx(scored.value - baseline.value)
+    assert 0 < scored.extras["next_token_agreement"] < 1
+
+
+def test_family_given_overrides_the_detected_one(folders) -> None:
+    model = compression.load_model(folders["gpt2"], family="text_encoder")
+    assert (model.family, model.evaluation.metric) == (families.TEXT_ENCODER, COSINE)
+
+
+def test_an_unknown_family_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(compression.ModelLoadError, match="family must be one of text_encoder, causal_lm"):
+        compression.load_model("mlp", family="detector")
+
+
+@pytest.mark.parametrize(
+    "inputs, output, family",
+    [
+        ((torch.zeros(2, 3, 8, 8),), torch.zeros(2, 10), families.IMAGE_CLASSIFIER),
+        ((torch.zeros(2, 64),), torch.zeros(2, 10), families.CLASSIFIER),
+        ((torch.zeros(2, 7, dtype=torch.int64),), torch.zeros(2, 7, 30), families.CAUSAL_LM),
+        ((torch.zeros(2, 3, 64, 64),), torch.zeros(2, 100, 85), families.OTHER),
+        ((torch.zeros(2, 16000), torch.zeros(2, 64)), torch.zeros(2, 10), families.OTHER),
+    ],
+)
+def test_a_graph_family_is_told_from_its_inputs_and_output(inputs, output, family) -> None:
+    assert families.graph_family(inputs, output) == family
