@@ -25,6 +25,7 @@ from torch import nn
 from compression.errors import CompressionError, DataError
 from compression.metrics import METRICS, Metric, Summary, metric, output_tensor
 from compression.model import EvaluationData, LoadedModel
+from compression.model_inputs import scoring_refusal
 
 _BASELINE_KEY = "evaluation.baseline"
 
@@ -106,6 +107,9 @@ def evaluation_subset(data: EvaluationData, samples: int | None) -> EvaluationDa
 def require_evaluation(model: LoadedModel) -> EvaluationData:
     """The model's evaluation data, or a DataError saying why there is none and what to give."""
     if model.evaluation is None:
+        refusal = scoring_refusal(model.name, model.input_specs)
+        if refusal is not None:
+            raise DataError(refusal)
         raise DataError(
             f"{model.name!r} has no evaluation data: a {model.format} file does not record the "
             "shape of its inputs. Give a data file (--data x.npz, an .npz with an array 'x' of "

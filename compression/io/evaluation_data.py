@@ -2,8 +2,9 @@
 random inputs shaped like the model's example inputs.
 
 A data file is an ``.npz`` (``numpy.savez``) holding ``x``, the inputs (one row per sample),
-and optionally ``y``, integer class labels; text models may add ``attention_mask``. With labels
-the metric is accuracy; without, it is fidelity to the uncompressed model.
+and optionally ``y``, integer class labels; text models may add ``attention_mask``. A model
+with several inputs takes one array per input, named after it (``compression.io.input_arrays``).
+With labels the metric is accuracy; without, it is fidelity to the uncompressed model.
 
 >>> import numpy as np  # doctest: +SKIP
 >>> np.savez("digits.npz", x=x_test.numpy(), y=y_test.numpy())  # doctest: +SKIP
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,7 +24,9 @@ from torch import nn
 from compression.errors import CompressionError, DataError
 from compression.evaluation import model_outputs
 from compression.metrics import ACCURACY, AGREEMENT, COSINE, METRICS
+from compression.io.input_arrays import input_rows
 from compression.model import EvaluationData
+from compression.model_inputs import ModelInput
 from compression.io.safety import DEFAULT_MAX_FILE_BYTES, inspect_npz
 
 NPZ_KEYS = ("x", "y", "attention_mask")
@@ -58,26 +62,35 @@ def evaluation_from_npz(
     spec: InputSpec,
     *,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    inputs: Sequence[ModelInput] = (),
 ) -> EvaluationData:
-    """Read a user's .npz and check it against the model: shapes, lengths, labels, values."""
+    """Read a user's .npz and check it against the model: shapes, lengths, labels, values.
+
+    ``inputs`` are the model's input specs: a model with several takes arrays named after them.
+    """
     path = Path(path)
-    arrays = _read_npz(path, max_file_bytes)
-    x = arrays["x"]
-    inputs = _inputs(x, arrays.get("attention_mask"), spec, path.name)
+    named = tuple(inputs) if len(inputs) > 1 else ()
+    arrays = _read_npz(path, max_file_bytes, tuple(spec.name for spec in named))
+    if "x" in arrays or not named:
+        x = arrays["x"]
+        tensors = _inputs(x, arrays.get("attention_mask"), spec, path.name)
+        given = f"x (per-sample shape {x.shape[1:]}, dtype {x.dtype})"
+    else:
+        tensors = input_rows(arrays, named, path.name)
+        given = f"its inputs ({', '.join(f'{s.name} {arrays[s.name].shape}' for s in named)})"
+    count = len(tensors[0])
     try:
-        first = model_outputs(module, tuple(t[: spec.batch_size] for t in inputs), spec.batch_size)
+        first = model_outputs(module, tuple(t[: spec.batch_size] for t in tensors), spec.batch_size)
     except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as error:
-        raise DataError(
-            f"{path.name}: the model could not run on x (per-sample shape {x.shape[1:]}, "
-            f"dtype {x.dtype}): {error}"
-        ) from None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{path.name}: the model could not run on {given}: {reason}") from None
     if "y" in arrays:
-        labels = _labels(arrays["y"], len(x), first, path.name)
-        description = f"{len(x)} samples with labels from {path.name}"
-        return EvaluationData(inputs, labels, ACCURACY, description, spec.batch_size)
+        labels = _labels(arrays["y"], count, first, path.name)
+        description = f"{count} samples with labels from {path.name}"
+        return EvaluationData(tensors, labels, ACCURACY, description, spec.batch_size)
     metric = spec.fidelity_metric or _fidelity_metric(first)
-    description = f"{len(x)} samples from {path.name} (no labels: fidelity to the original model)"
-    return EvaluationData(inputs, None, metric, description, spec.batch_size)
+    description = f"{count} samples from {path.name} (no labels: fidelity to the original model)"
+    return EvaluationData(tensors, None, metric, description, spec.batch_size)
 
 
 def random_evaluation(
@@ -130,7 +143,8 @@ def with_metric(evaluation: EvaluationData | None, metric: str | None) -> Evalua
     return replace(evaluation, labels=None, metric=metric)
 
 
-def _read_npz(path: Path, max_file_bytes: int) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, max_file_bytes: int, input_names: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The archive's arrays: ``x`` (or one per name in ``input_names``), ``y``, ``attention_mask``."""
     inspect_npz(path, max_file_bytes=max_file_bytes)
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -144,23 +158,25 @@ def _read_npz(path: Path, max_file_bytes: int) -> dict[str, np.ndarray]:
         raise DataError(f"{path.name} is not a readable .npz archive ({error}).") from None
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise DataError(f"{path.name} is not a readable .npz archive ({error}).") from None
-    unknown = sorted(set(arrays) - set(NPZ_KEYS))
+    allowed = (*NPZ_KEYS, *input_names)
+    unknown = sorted(set(arrays) - set(allowed))
     if unknown:
         raise DataError(
             f"{path.name} holds array(s) {', '.join(map(repr, unknown))}; allowed names are "
-            f"{', '.join(map(repr, NPZ_KEYS))}."
+            f"{', '.join(map(repr, allowed))}."
         )
-    if "x" not in arrays:
+    if "x" not in arrays and not input_names:
         raise DataError(f"{path.name} has no array named 'x' (the inputs); it holds {sorted(arrays)}.")
     for name, array in arrays.items():
-        _check_array(name, array, path.name)
+        _check_array(name, array, path.name, scalar=name in input_names)
     return arrays
 
 
-def _check_array(name: str, array: np.ndarray, where: str) -> None:
+def _check_array(name: str, array: np.ndarray, where: str, *, scalar: bool = False) -> None:
+    """Numbers, finite, at least one sample (``scalar``: an input that may be a single value)."""
     if array.dtype.kind not in "biuf":
         raise DataError(f"{where}: {name} has dtype {array.dtype}; expected numbers (bool, int or float).")
-    if array.ndim == 0 or len(array) == 0:
+    if array.size == 0 or (array.ndim == 0 and not scalar):
         raise DataError(f"{where}: {name} is empty (shape {array.shape}); it needs at least one sample.")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise DataError(f"{where}: {name} holds NaN or infinite values.")
@@ -176,7 +192,7 @@ def _inputs(
     if len(spec.example) > 1:
         raise DataError(
             f"{where}: the model takes {len(spec.example)} inputs, but a data file supplies one "
-            "(x); export the model with a single input to evaluate it on your data."
+            "(x); give one array per input, named after it."
         )
     if spec.example:
         expected = tuple(spec.example[0].shape[1:])

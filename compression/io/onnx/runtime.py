@@ -23,6 +23,7 @@ from torch import nn
 from compression.errors import CompressionError, DataError, ModelLoadError
 from compression.evaluation import model_outputs
 from compression.io.safety import DEFAULT_MAX_FILE_BYTES
+from compression.model_inputs import batch_axes, to_graph_layout
 
 # Every exception onnxruntime's C++ layer raises (they share no base class but Exception).
 RUNTIME_ERRORS = tuple(
@@ -107,6 +108,13 @@ def external_tensors(graph: onnx.GraphProto) -> list[str]:
     return names
 
 
+def declared_dims(value: onnx.ValueInfoProto) -> tuple[int | str | None, ...]:
+    """The sizes a graph input declares: an int where fixed, its ``dim_param`` name where named,
+    else None."""
+    dims = value.type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None) for d in dims)
+
+
 def serialize_onnx(proto: onnx.ModelProto, where: str) -> bytes:
     """The bytes of a model this tool wrote, checked as any ONNX file read back is checked."""
     try:
@@ -127,18 +135,20 @@ class OnnxRuntimeModule(nn.Module):
     """An onnxruntime session called like a module, so ``evaluate`` scores it as it scores torch.
 
     ``threads`` sets ``intra_op_num_threads`` (None: onnxruntime's default, one per core).
-    A model exported with a static batch is fed exactly that many rows per run.
+    A model exported with a static batch is fed exactly that many rows per run. The first
+    ``data_inputs`` session inputs (default: all) are given rows first, whatever axis the graph
+    keeps its batch on (``compression.model_inputs.to_graph_layout``).
     """
 
-    def __init__(self, onnx_bytes: bytes, *, threads: int | None = None) -> None:
+    def __init__(self, onnx_bytes: bytes, *, threads: int | None = None, data_inputs: int | None = None) -> None:
         super().__init__()
-        parse_onnx(onnx_bytes)
+        proto = parse_onnx(onnx_bytes)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise CompressionError(f"threads must be a positive integer or None; got {threads!r}.")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: a run should not print
+        options.log_severity_level = 4  # a failed run raises; its log line would only repeat it
         try:
             self.session = onnxruntime.InferenceSession(
                 bytes(onnx_bytes), options, providers=["CPUExecutionProvider"]
@@ -146,6 +156,11 @@ class OnnxRuntimeModule(nn.Module):
         except RUNTIME_ERRORS as error:
             raise ModelLoadError(f"onnxruntime cannot load the ONNX model ({first_line(error)}).") from None
         self.input_names = [value.name for value in self.session.get_inputs()]
+        # The first ``data_inputs`` inputs are the caller's rows (the rest: weights fed each run),
+        # rows first, each moved to the axis where the graph keeps its batch.
+        declared = {value.name: declared_dims(value) for value in proto.graph.input}
+        data = self.input_names[: len(self.input_names) if data_inputs is None else data_inputs]
+        self.batch_axes = batch_axes([declared.get(name, ()) for name in data])
         self.output_name = self.session.get_outputs()[0].name
         batch = self.session.get_inputs()[0].shape[:1]
         self.static_batch = batch[0] if batch and isinstance(batch[0], int) else None
@@ -163,13 +178,16 @@ class OnnxRuntimeModule(nn.Module):
 
     def run(self, *inputs: torch.Tensor) -> torch.Tensor:
         """One session run on exactly these inputs, one per session input, in order."""
+        axes = self.batch_axes + (0,) * (len(inputs) - len(self.batch_axes))
         feeds = {
-            name: np.ascontiguousarray(tensor.detach().cpu().numpy()) for name, tensor in zip(self.input_names, inputs)
+            name: np.ascontiguousarray(to_graph_layout(tensor.detach().cpu(), axis).numpy())
+            for name, tensor, axis in zip(self.input_names, inputs, axes)
         }
         try:
             (output,) = self.session.run([self.output_name], feeds)
         except RUNTIME_ERRORS as error:
-            shapes = ", ".join(f"{n} {tuple(f.shape)} {f.dtype}" for n, f in feeds.items())
+            data = list(feeds.items())[: len(self.batch_axes)]  # never the weights: a graph has thousands
+            shapes = ", ".join(f"{n} {tuple(f.shape)} {f.dtype}" for n, f in data)
             raise DataError(f"onnxruntime refused the inputs ({shapes}): {first_line(error)}") from None
         return torch.from_numpy(output)
 
