@@ -4,6 +4,10 @@ The input model is never mutated: the result holds a new module whose compressed
 the decoded values of the packed encoding, the packed encoding itself, a report of sizes and
 errors, and the view data (histograms, grids, sparsity maps) for the dashboard.
 
+Pruning, quantization, encoding and sparsity maps see each weight with its output channels
+as rows: a weight that keeps them on axis 1 (``LoadedModel.output_axes``) is rearranged
+channels-first for that work and its values put back in its own layout after.
+
 >>> import torch
 >>> result = compress(torch.nn.Linear(64, 8), {"prune": {"method": "magnitude", "amount": 0.5}})
 >>> result.report.sparsity
@@ -23,6 +27,7 @@ from torch import nn
 
 from compression.errors import RecipeError
 from compression.model import LoadedModel, module_layer_types
+from compression.output_axes import CHANNELS_ON_AXIS_0
 from compression.packing import EncodedTensor, PackedModel, encode_tensor
 from compression.pruning import PruneMask, compute_masks
 from compression.quantization import QuantizedTensor, dequantize_tensor, quantize_tensor
@@ -200,7 +205,8 @@ def _targets(loaded: LoadedModel, state: Mapping[str, torch.Tensor], recipe: Rec
 def _compress_tensor(
     weight: torch.Tensor, mask: PruneMask | None, spec: QuantizeSpec | None
 ) -> tuple[torch.Tensor, QuantizedTensor | None]:
-    """Final float32 values and their codes; values come only from decoding the codes."""
+    """Final float32 values and their codes, output channels first as ``weight`` has them;
+    values come only from decoding the codes."""
     pruned = torch.where(mask.keep, weight, torch.zeros((), dtype=weight.dtype)) if mask is not None else weight
     pruned = pruned.float()
     if spec is None:
@@ -227,6 +233,7 @@ def _layer_report(
     before: ValueRange,
     after: ValueRange,
     mean: float,
+    zeros_map: SparsityMap,
 ) -> LayerReport:
     # Quantization may round the largest |w| up; outliers far beyond the bulk go to the end bins.
     limit = display_limit(max(before.magnitude, after.magnitude), mean)
@@ -249,7 +256,7 @@ def _layer_report(
         histogram_before=histogram(original, limit, extremes=before),
         histogram_after=histogram(values, limit, extremes=after),
         levels=quantized.levels if quantized is not None else None,
-        sparsity_map=sparsity_map(values),
+        sparsity_map=zeros_map,
     )
 
 
@@ -292,8 +299,10 @@ def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] 
     state = loaded.module.state_dict()
     tied = _tied_names(state)
     targets = _targets(loaded, state, recipe, tied)
+    axes = {name: loaded.output_axes.get(name, CHANNELS_ON_AXIS_0) for name in targets}
+    weights = {name: axes[name].channels_first(state[name]) for name in targets}  # axis 0: no copy
     prune_specs = {name: spec for name in targets if (spec := recipe.specs_for(name)[0]) is not None}
-    masks = compute_masks({name: state[name] for name in prune_specs}, prune_specs)
+    masks = compute_masks({name: weights[name] for name in prune_specs}, prune_specs)
 
     replacements: dict[str, torch.Tensor] = {}
     encoded: dict[str, EncodedTensor] = {}
@@ -304,16 +313,17 @@ def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] 
         original = state[name]
         quantize_spec = recipe.specs_for(name)[1]
         mask = masks.pop(name, None)  # each mask freed once used: a quarter copy less at the peak
-        values, quantized = _compress_tensor(original, mask, quantize_spec)
-        encoded[name] = encode_tensor(values, quantized, quantize_spec)
-        replacements[name] = values
+        rows, quantized = _compress_tensor(weights.pop(name), mask, quantize_spec)
+        encoded[name] = encode_tensor(rows, quantized, quantize_spec, axes[name])
+        values = replacements[name] = axes[name].restored(rows)
         layer_type = loaded.layer_types.get(name, "included")
         ranges[name] = (value_range(original), value_range(values))
         spreads[name] = mean_magnitude(original)
-        layers.append(
-            _layer_report(name, layer_type, original, values, mask, quantized, encoded[name], *ranges[name], spreads[name])
-        )
-        del mask, quantized  # the codes are packed by now: not alive while the next tensor is worked on
+        layers.append(_layer_report(
+            name, layer_type, original, values, mask, quantized, encoded[name], *ranges[name], spreads[name],
+            sparsity_map(rows),
+        ))
+        del mask, quantized, rows  # the codes are packed by now: not alive while the next tensor is worked on
 
     # The other names of a compressed tied tensor hold its compressed values, as in the module.
     raw = {

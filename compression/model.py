@@ -3,13 +3,22 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from typing import Mapping
 
 import torch
 from torch import nn
 
-# Module types whose ``weight`` is compressible by default.
-DEFAULT_COMPRESSIBLE_TYPES = ("Linear", "Conv1d", "Conv2d", "Conv3d")
-_LAYER_CLASSES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+from compression.output_axes import OutputAxis
+
+# Layer classes whose weights are compressible by default (subclasses included), by the name
+# reported; transformers' Conv1D is matched by name, to leave transformers unimported.
+_LAYER_CLASSES = (
+    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+    nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.MultiheadAttention,
+)
+DEFAULT_COMPRESSIBLE_TYPES = (*(cls.__name__ for cls in _LAYER_CLASSES), "Conv1D")
+# TorchScript keeps each module's own class name: MultiheadAttention's out_proj is a Linear.
+_SCRIPTED_NAMES = {"NonDynamicallyQuantizableLinear": "Linear"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,9 @@ class LoadedModel:
 
     ``module`` is in eval mode and shared read-only: the engine never mutates it.
     ``layer_types`` maps each parameter name of the default compressible set to the type of
-    the layer that owns it ("Linear", "Conv2d", ...).
+    the layer that owns it ("Linear", "Conv2d", "LSTM", ...). ``output_axes`` gives each of
+    them the axis of its output channels: what the loader read from a graph (an ONNX LSTM's
+    directions, a .pt2 weight multiplied as ``x @ W``), else what its layer type and module say.
     """
 
     name: str
@@ -69,7 +80,13 @@ class LoadedModel:
     description: str = ""
     architecture: str | None = None  # the sample architecture it is, where it is one
     training: TrainingData | None = None  # labelled training rows, where the source brings them
+    family: str | None = None  # what kind of model (compression.io.families), which decides the metric
     cache: dict = field(default_factory=dict, repr=False)  # per-model memo (baseline outputs)
+    output_axes: dict[str, OutputAxis] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        derived = module_output_axes(self.module, self.layer_types)
+        object.__setattr__(self, "output_axes", {**derived, **self.output_axes})
 
     @property
     def compressible(self) -> tuple[str, ...]:
@@ -85,23 +102,39 @@ class LoadedModel:
             layer_types=module_layer_types(module),
             description=f"{self.description}; {note}" if self.description else note,
             cache={},
+            output_axes={},
         )
 
 
 def module_layer_types(module: nn.Module) -> dict[str, str]:
-    """``{"<layer>.weight": "Linear" | "Conv2d" | ...}`` for the compressible layers of a module.
+    """``{"<layer>.weight": "Linear" | "Conv2d" | "LSTM" | ...}`` for the compressible weights of a module.
 
-    Covers nn.Linear and nn.Conv1d/2d/3d (subclasses included), transformers' Conv1D, and
-    TorchScript submodules by their ``original_name``. Tied weights are listed once.
+    Covers the ``weight`` of nn.Linear, Conv1d/2d/3d and ConvTranspose1d/2d/3d (subclasses
+    included) and of transformers' Conv1D; every weight of LSTM/GRU/RNN (``weight_ih_l0``,
+    ``weight_hh_l1_reverse``, ``weight_hr_l0``) and of their cells (``weight_ih``,
+    ``weight_hh``); MultiheadAttention's input projection (``in_proj_weight``, or
+    ``q/k/v_proj_weight``: its ``out_proj`` is a Linear); TorchScript submodules by their
+    ``original_name``. Biases are left out, and tied weights listed once.
+
+    >>> module_layer_types(nn.Sequential(nn.Linear(4, 4), nn.LSTMCell(4, 2)))
+    {'0.weight': 'Linear', '1.weight_ih': 'LSTMCell', '1.weight_hh': 'LSTMCell'}
     """
     parameters = dict(module.named_parameters())
     types = {}
     for name, layer in module.named_modules():
-        key = f"{name}.weight" if name else "weight"
         kind = _layer_kind(layer)
-        if kind is not None and key in parameters:
-            types[key] = kind
+        if kind is None:
+            continue
+        for own, _ in layer.named_parameters(recurse=False):
+            key = f"{name}.{own}" if name else own
+            if _is_weight(own) and key in parameters:
+                types[key] = kind
     return types
+
+
+def _is_weight(name: str) -> bool:
+    """``weight``, ``weight_ih_l0``, ``in_proj_weight``: not a bias (nor attention's ``bias_k``)."""
+    return name == "weight" or name.startswith("weight_") or name.endswith("_weight")
 
 
 def _layer_kind(layer: nn.Module) -> str | None:
@@ -109,11 +142,29 @@ def _layer_kind(layer: nn.Module) -> str | None:
         if isinstance(layer, cls):
             return cls.__name__
     if isinstance(layer, torch.jit.ScriptModule):
-        name = layer.original_name
+        name = _SCRIPTED_NAMES.get(layer.original_name, layer.original_name)
         return name if name in DEFAULT_COMPRESSIBLE_TYPES else None
     if type(layer).__name__ == "Conv1D" and type(layer).__module__.startswith("transformers."):
         return "Conv1D"  # GPT-2's linear layer, weight stored (in, out)
     return None
+
+
+def module_output_axes(module: nn.Module, layer_types: Mapping[str, str]) -> dict[str, OutputAxis]:
+    """The output axis of each weight in ``layer_types``: its layer type's, in the groups of
+    its module where it has them (a grouped ConvTranspose, eager or TorchScript).
+
+    >>> module_output_axes(nn.ConvTranspose2d(4, 6, 3, groups=2), {"weight": "ConvTranspose2d"})
+    {'weight': OutputAxis(axis=1, groups=2)}
+    """
+    axes = {key: OutputAxis.of_layer(kind) for key, kind in layer_types.items()}
+    if any(axis.axis == 1 for axis in axes.values()):
+        owners = dict(module.named_modules())  # TorchScript modules have no get_submodule
+        for key, axis in axes.items():
+            # A graph module's parameter may have no layer module owning it: no groups then.
+            groups = getattr(owners.get(key.rpartition(".")[0]), "groups", 1) if axis.axis == 1 else 1
+            if isinstance(groups, int) and groups > 1:
+                axes[key] = OutputAxis.of_layer(layer_types[key], groups)
+    return axes
 
 
 def named_module(model: LoadedModel | nn.Module) -> tuple[str, nn.Module, tuple[torch.Tensor, ...]]:

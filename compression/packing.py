@@ -12,7 +12,11 @@ reader can list its parts. For a compressed tensor ``W`` it holds
 
 and every other tensor of the state dict raw under its own name. The JSON in the safetensors
 metadata (key ``compression_lab``) records per tensor: shape, quantize section, bits,
-min_code, encoding (dense/bitmap/deltas), non-zero count and gap width.
+min_code, encoding (dense/bitmap/deltas), non-zero count and gap width, and, for a weight
+whose output channels lie on axis 1 (a ConvTranspose, GPT-2's Conv1D, an ONNX LSTM), its
+``output_axis``: its codes and positions are then stored in the channels-first order the
+kernel worked in (``compression.output_axes``). Such a file is format version 2, which readers
+of version 1 refuse rather than misread; a file without one is still written as version 1.
 
 ``encoded_bytes`` is the sum of those tensors' byte lengths; ``file_bytes`` adds the
 safetensors header (the JSON index and the metadata). Loading decodes with the same function
@@ -35,13 +39,15 @@ import torch
 from compression.bitpack import pack_bits, packed_size, unpack_bits
 from compression.errors import PackedFileError
 from compression.files import write_atomically
+from compression.output_axes import CHANNELS_ON_AXIS_0, OutputAxis
 from compression.recipe import sorted_keys
 from compression.quantization import dequantize_tensor
 from compression.quantization.base import QuantizedTensor
 from compression.recipe import QuantizeSpec
 
 FORMAT_NAME = "compression-lab-packed"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest: version 1 plus output axes
+_READABLE_VERSIONS = (1, 2)
 _METADATA_KEY = "compression_lab"
 
 
@@ -83,8 +89,14 @@ def choose_encoding(numel: int, nonzero: int, bits: int, gap_width: int, represe
     return encoding, options[encoding]
 
 
-def encode_tensor(values: torch.Tensor, quantized: QuantizedTensor | None, spec: QuantizeSpec | None) -> EncodedTensor:
-    """Encode the final dense ``values`` of one tensor whose codes are ``quantized``."""
+def encode_tensor(
+    values: torch.Tensor,
+    quantized: QuantizedTensor | None,
+    spec: QuantizeSpec | None,
+    output_axis: OutputAxis = CHANNELS_ON_AXIS_0,
+) -> EncodedTensor:
+    """Encode the final dense ``values`` of one tensor whose codes are ``quantized``, both with
+    the output channels first (``output_axis.channels_first`` of the tensor)."""
     quantized = quantized if quantized is not None else _raw_codes(values)
     flat_values = values.reshape(-1)
     nonzero_mask = (flat_values != 0).numpy()
@@ -105,7 +117,7 @@ def encode_tensor(values: torch.Tensor, quantized: QuantizedTensor | None, spec:
     for name, param in quantized.params.items():
         buffers[name] = param.contiguous()
     entry = {
-        "shape": list(values.shape),
+        "shape": list(output_axis.stored_shape(values.shape)),
         "quantize": spec.to_dict() if spec is not None else None,
         "scheme": quantized.label,
         "bits": quantized.bits,
@@ -115,12 +127,15 @@ def encode_tensor(values: torch.Tensor, quantized: QuantizedTensor | None, spec:
         "gap_width": gap_width,
         "params": sorted(quantized.params),
     }
+    if output_axis != CHANNELS_ON_AXIS_0:
+        entry["output_axis"] = output_axis.to_entry()
     return EncodedTensor(buffers, entry)
 
 
 def decode_tensor(buffers: dict[str, torch.Tensor], entry: dict[str, Any]) -> torch.Tensor:
     """Dense float32 values of one stored tensor (the inverse of :func:`encode_tensor`)."""
-    shape = torch.Size(entry["shape"])
+    output_axis = OutputAxis.from_entry(entry["output_axis"]) if "output_axis" in entry else CHANNELS_ON_AXIS_0
+    shape = output_axis.channels_first_shape(entry["shape"])  # the order the codes are stored in
     numel = shape.numel()
     bits, nonzero = entry["bits"], entry["nonzero"]
     encoding = entry["encoding"]
@@ -146,10 +161,10 @@ def decode_tensor(buffers: dict[str, torch.Tensor], entry: dict[str, Any]) -> to
         params = {name: buffers[name] for name in entry["params"]}
         values = dequantize_tensor(codes_tensor, params, QuantizeSpec(**entry["quantize"]), shape)
     if flat_nonzero is None:
-        return values.masked_fill(values == 0, 0.0)  # one canonical zero, as compress makes it
+        return output_axis.restored(values.masked_fill(values == 0, 0.0))  # one canonical zero, as compress makes it
     keep = torch.zeros(numel, dtype=torch.bool)
     keep[torch.from_numpy(flat_nonzero)] = True
-    return torch.where(keep.reshape(shape), values, torch.zeros((), dtype=values.dtype))
+    return output_axis.restored(torch.where(keep.reshape(shape), values, torch.zeros((), dtype=values.dtype)))
 
 
 @dataclass(frozen=True)
@@ -184,9 +199,14 @@ class PackedModel:
             "model": self.model_name,
             "raw": sorted(self.raw),
             "recipe": json.loads(self.recipe_json),
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if self.has_output_axes else 1,
         }
         return {_METADATA_KEY: json.dumps(index)}
+
+    @property
+    def has_output_axes(self) -> bool:
+        """Whether a tensor is stored channels-first from axis 1 (what needs version 2)."""
+        return any("output_axis" in encoded.entry for encoded in self.encoded.values())
 
     @property
     def encoded_bytes(self) -> int:
@@ -268,7 +288,7 @@ def _read_index(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         index = json.loads(metadata[_METADATA_KEY])
     except json.JSONDecodeError:
         raise PackedFileError(f"{path}: the packed file's index is not valid JSON.") from None
-    if index.get("format") != FORMAT_NAME or index.get("version") != FORMAT_VERSION:
+    if index.get("format") != FORMAT_NAME or index.get("version") not in _READABLE_VERSIONS:
         raise PackedFileError(f"{path}: unsupported packed format {index.get('format')!r} v{index.get('version')!r}.")
     return index, tensors
 

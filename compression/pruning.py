@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 
+from compression.output_axes import CHANNELS_ON_AXIS_0, OutputAxis
 from compression.recipe import PruneSpec
 
 
@@ -152,8 +153,18 @@ def _group_key(spec: PruneSpec, name: str) -> tuple:
     return (spec,) if spec.scope == "global" and spec.method != "n:m" else (spec, name)
 
 
-def compute_masks(weights: dict[str, torch.Tensor], specs: dict[str, PruneSpec]) -> dict[str, PruneMask]:
-    """Keep-masks for every tensor in ``specs``; ``weights`` is only read."""
+def compute_masks(
+    weights: dict[str, torch.Tensor], specs: dict[str, PruneSpec], output_axes: Mapping[str, OutputAxis] | None = None
+) -> dict[str, PruneMask]:
+    """Keep-masks for every tensor in ``specs``; ``weights`` is only read.
+
+    Output channels are rows (axis 0); ``output_axes`` names the weights that keep them on
+    axis 1: those are masked channels-first, and their masks given back in their own layout.
+    """
+    if output_axes:
+        axes = {name: output_axes.get(name, CHANNELS_ON_AXIS_0) for name in specs}
+        rows = compute_masks({name: axes[name].channels_first(weights[name]) for name in specs}, specs)
+        return {name: PruneMask(axes[name].restored(mask.keep), mask.threshold) for name, mask in rows.items()}
     groups: dict[tuple, list[str]] = {}
     for name, spec in specs.items():
         groups.setdefault(_group_key(spec, name), []).append(name)

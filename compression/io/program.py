@@ -11,6 +11,7 @@ from torch import nn
 
 from compression.errors import CompressionError, ModelLoadError
 from compression.io.evaluation_data import DEFAULT_BATCH_SIZE, InputSpec, random_evaluation
+from compression.io.program_layers import export_layers
 from compression.model import LoadedModel, module_layer_types
 
 _EXPORT_ERRORS = (RuntimeError, ValueError, TypeError, AssertionError, NotImplementedError)
@@ -67,10 +68,11 @@ def read_export(path: Path) -> tuple[LoadedModel, InputSpec]:
     if not all(isinstance(arg, torch.Tensor) for arg in args):
         raise ModelLoadError(f"{path.name} takes inputs that are not tensors; export it with tensors only.")
     spec = InputSpec(tuple(args), _static_batch_size(program) or DEFAULT_BATCH_SIZE)
+    layer_types, output_axes = export_layers(program)
     # No .eval(): the program's train/eval behaviour was fixed at export and its module refuses it.
     model = LoadedModel(
         name=path.name, format="torch_export", module=module,
-        layer_types=export_layer_types(program), example_inputs=spec.example,
+        layer_types=layer_types, output_axes=output_axes, example_inputs=spec.example,
         evaluation=random_evaluation(module, spec) if args else None,
         description="torch.export program",
     )
@@ -88,50 +90,3 @@ def _static_batch_size(program: torch.export.ExportedProgram) -> int | None:
         return size if isinstance(size, int) else None
     return None
 
-
-# Graph operators that multiply by a weight, with the position of the weight argument.
-_WEIGHT_ARGUMENT = {
-    "linear": 1, "mm": 1, "addmm": 2, "conv1d": 1, "conv2d": 1, "conv3d": 1, "convolution": 1,
-}
-_VIEW_OPERATORS = {"t", "permute", "transpose", "view", "reshape", "_reshape_alias", "alias"}
-
-
-def export_layer_types(program: torch.export.ExportedProgram) -> dict[str, str]:
-    """Compressible weights of an exported program, found from its graph.
-
-    A parameter counts when it feeds (possibly through a transpose or view) the weight argument
-    of aten.linear/mm/addmm ("Linear") or aten.conv*/convolution ("Conv<n>d", not transposed).
-    """
-    parameters = program.graph_signature.inputs_to_parameters
-    types = {}
-    for node in program.graph.nodes:
-        operator = _operator_name(node)
-        if node.op != "call_function" or operator not in _WEIGHT_ARGUMENT:
-            continue
-        position = _WEIGHT_ARGUMENT[operator]
-        source = _through_views(node.args[position]) if len(node.args) > position else None
-        if source is None or source.name not in parameters:
-            continue
-        if operator in ("linear", "mm", "addmm"):
-            types[parameters[source.name]] = "Linear"
-            continue
-        transposed = operator == "convolution" and len(node.args) > 6 and node.args[6]
-        dims = source.meta["val"].ndim - 2
-        if not transposed and 1 <= dims <= 3:
-            types[parameters[source.name]] = f"Conv{dims}d"
-    return types
-
-
-def _operator_name(node: torch.fx.Node) -> str | None:
-    """``"linear"`` for a node calling aten.linear.default, and so on."""
-    return getattr(getattr(node.target, "overloadpacket", None), "__name__", None)
-
-
-def _through_views(argument: object) -> torch.fx.Node | None:
-    """The placeholder an argument comes from, following single-input view operators."""
-    node = argument
-    while isinstance(node, torch.fx.Node) and node.op == "call_function":
-        if _operator_name(node) not in _VIEW_OPERATORS:
-            return None
-        node = node.args[0]
-    return node if isinstance(node, torch.fx.Node) and node.op == "placeholder" else None

@@ -191,7 +191,8 @@ def _prune_and_fine_tune(
     record = []
     for step, (target, epochs) in enumerate(plan):
         spec = replace(cut, amount=target)
-        masks = compute_masks({name: w.detach() for name, w in pruned.items()}, dict.fromkeys(pruned, spec))
+        current = {name: w.detach() for name, w in pruned.items()}
+        masks = compute_masks(current, dict.fromkeys(pruned, spec), model.output_axes)  # in each weight's layout
         with torch.no_grad():
             for name, weight in pruned.items():
                 weight.mul_(masks[name].keep)

@@ -42,10 +42,10 @@ def channel_keeps(
             del reaches[layer]
 
 
-def masked_recipe(amount: float, norm: str, scope: str, skipped: dict[str, str]) -> dict[str, Any]:
+def masked_recipe(amount: float, norm: str, scope: str, skipped_weights: list[str]) -> dict[str, Any]:
     """The recipe whose masked model the smaller copy equals: the same structured pruning, off
-    for each skipped layer."""
+    for each weight of a skipped layer."""
     recipe: dict[str, Any] = {"prune": {"method": "structured", "amount": float(amount), "norm": norm, "scope": scope}}
-    if skipped:
-        recipe["overrides"] = {(f"{layer}.weight" if layer else "weight"): {"prune": None} for layer in skipped}
+    if skipped_weights:
+        recipe["overrides"] = {weight: {"prune": None} for weight in skipped_weights}
     return recipe

@@ -63,7 +63,9 @@ def remove_channels(
     pools those layers only). ``model`` is not changed; the copy is traced in eval mode.
     ``example_inputs`` (by default the LoadedModel's) let the channels be followed through a
     flatten into a Linear: without them, such layers are skipped. A layer the mask would empty
-    is skipped too: every layer keeps at least one channel.
+    is skipped too: every layer keeps at least one channel. Only exact Linear and Conv1d/2d/3d
+    layers are followed: the other compressible ones (ConvTranspose, recurrent, attention,
+    GPT-2's Conv1D) are skipped with the reason, and all their weights left unmasked.
     """
     _check_arguments(amount, norm, scope)
     name, source, inputs = _source(model, example_inputs)
@@ -76,7 +78,10 @@ def remove_channels(
     graph = Traced(traced, module_references(traced.graph), holders, bool(inputs))
     reaches: dict[str, Reach] = {}
     skipped: dict[str, str] = {}
-    layers = [key.removesuffix("weight").removesuffix(".") for key in module_layer_types(module)]
+    weights: dict[str, list[str]] = {}  # each layer's compressible weights (an LSTM has several)
+    for key in module_layer_types(module):
+        weights.setdefault(key.rpartition(".")[0], []).append(key)
+    layers = list(weights)
     if not layers:
         # A torch.export program keeps its layers as graph operations: no module to shrink, while
         # the masked recipe would still mask every weight its graph multiplies.
@@ -95,7 +100,7 @@ def remove_channels(
 
     removed = {layer: torch.nonzero(~keeps[layer]).flatten().tolist() for layer in layers if layer in reaches}
     skipped = {layer: skipped[layer] for layer in layers if layer in skipped}
-    recipe = masked_recipe(amount, norm, scope, skipped)
+    recipe = masked_recipe(amount, norm, scope, [weight for layer in skipped for weight in weights[layer]])
     before = _parameter_count(source)
     if not any(removed.values()):
         return ChannelResult(module, removed, skipped, before, before, recipe)

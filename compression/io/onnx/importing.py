@@ -6,7 +6,8 @@ graph is rewritten to take them as inputs: onnxruntime always runs the weights t
 holds now, and a compressed copy runs its compressed weights through the same session.
 Weights that MatMul/Gemm read stored ``(in, out)`` are held transposed, ``(out, in)`` as in
 ``torch.nn.Linear``, so structured and N:M pruning find output channels in rows as they do
-for torch layers. ``onnx_with_weights`` writes the graph back with the module's weights.
+for torch layers; ConvTranspose and LSTM/GRU/RNN weights are held as stored, with their
+output axis (``layers``). ``onnx_with_weights`` writes the graph back with the module's weights.
 
 An ONNX file is protobuf: parsed, never executed; files that keep tensors elsewhere
 (external data) are refused by ``runtime.parse_onnx``.
@@ -27,8 +28,10 @@ from compression.errors import DataError, ModelLoadError
 from compression.evaluation import model_outputs
 from compression.io.evaluation_data import DEFAULT_BATCH_SIZE, InputSpec, random_evaluation
 from compression.io.onnx.runtime import OnnxRuntimeModule, external_tensors, parse_onnx, serialize_onnx
+from compression.io.onnx.layers import NOT_A_LAYER, weight_uses
 from compression.io.safety import DEFAULT_MAX_FILE_BYTES
 from compression.model import ForeignRuntimeModule, LoadedModel
+from compression.output_axes import OutputAxis
 
 ONNX_FORMAT = "onnx"
 # Float element types that become parameters; the rest (shapes, indices) stay constants.
@@ -66,20 +69,22 @@ class OnnxGraphModule(ForeignRuntimeModule):
 
     def __init__(self, proto: onnx.ModelProto, *, threads: int | None = None) -> None:
         super().__init__()
-        uses = _weight_uses(proto.graph)
+        uses = weight_uses(proto.graph)
         self.bindings: tuple[WeightBinding, ...] = ()
         self.layer_types: dict[str, str] = {}
+        self.output_axes: dict[str, OutputAxis] = {}
         bindings = []
         for initializer in proto.graph.initializer:
             if initializer.data_type not in _WEIGHT_TYPES or not initializer.dims:
                 continue
-            layer_type, transposed = uses.get(initializer.name, (None, False))
+            use = uses.get(initializer.name, NOT_A_LAYER)
             values = torch.from_numpy(numpy_helper.to_array(initializer).copy())
-            parameter = nn.Parameter(values.t() if transposed else values, requires_grad=False)
+            parameter = nn.Parameter(values.t() if use.transposed else values, requires_grad=False)
             path = _register(self, initializer.name, parameter)
-            bindings.append(WeightBinding(path, initializer.name, transposed))
-            if layer_type is not None:
-                self.layer_types[path] = layer_type
+            bindings.append(WeightBinding(path, initializer.name, use.transposed))
+            if use.layer_type is not None:
+                self.layer_types[path] = use.layer_type
+                self.output_axes[path] = use.output_axis
         self.bindings = tuple(bindings)
         self.original = proto.SerializeToString()
         graph_inputs = [value.name for value in proto.graph.input]
@@ -129,6 +134,7 @@ def read_onnx(path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tu
     producer = f" from {proto.producer_name}" if proto.producer_name else ""
     model = LoadedModel(
         name=path.name, format=ONNX_FORMAT, module=module, layer_types=dict(module.layer_types),
+        output_axes=dict(module.output_axes),
         example_inputs=example, evaluation=evaluation,
         description=f"ONNX graph{producer} ({len(proto.graph.node)} nodes) run by onnxruntime",
     )
@@ -161,28 +167,6 @@ def _function_external_tensors(proto: onnx.ModelProto) -> list[str]:
                 subgraphs = ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs)
                 names += [name for graph in subgraphs for name in external_tensors(graph)]
     return names
-
-
-def _weight_uses(graph: onnx.GraphProto) -> dict[str, tuple[str | None, bool]]:
-    """``{initializer: (layer type or None, held transposed)}`` for weights of Conv/Gemm/MatMul.
-
-    A weight used in two layouts (rare: tied weights read as Gemm and as MatMul) is kept as
-    stored and not listed as a layer.
-    """
-    ranks = {init.name: len(init.dims) for init in graph.initializer}
-    found: dict[str, set[tuple[str, bool]]] = {}
-    for node in graph.node:
-        if len(node.input) < 2 or node.input[1] not in ranks:
-            continue
-        weight, rank = node.input[1], ranks[node.input[1]]
-        attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
-        if node.op_type == "Conv" and 3 <= rank <= 5:
-            found.setdefault(weight, set()).add((f"Conv{rank - 2}d", False))
-        elif node.op_type == "Gemm" and rank == 2:
-            found.setdefault(weight, set()).add(("Linear", not attributes.get("transB", 0)))
-        elif node.op_type == "MatMul" and rank == 2:
-            found.setdefault(weight, set()).add(("Linear", True))
-    return {name: next(iter(uses)) if len(uses) == 1 else (None, False) for name, uses in found.items()}
 
 
 def _weights_as_inputs(proto: onnx.ModelProto, bindings: list[WeightBinding]) -> bytes:
