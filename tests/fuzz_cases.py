@@ -59,7 +59,8 @@ _TINY = torch.finfo(torch.float32).tiny
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer: ``kind`` Linear/Conv1d/Conv2d, its sizes, and how its weights are filled.
+    """One layer: ``kind`` Linear/Conv1d/Conv2d (or, for the odd-case model, ConvTranspose1d/2d
+    and GPT-2's Conv1D: output channels on axis 1), its sizes, and how its weights are filled.
 
     ``fill``: ``normal`` (seeded N(0, 1)), ``zero`` (all zero), ``sparse`` (about half zeros,
     some of them -0.0), ``ties`` (integers -2..2: many exact ties), ``constant`` (one value);
@@ -79,8 +80,14 @@ class LayerSpec:
     def build(self) -> nn.Module:
         if self.kind == "Linear":
             layer: nn.Module = nn.Linear(self.inputs, self.outputs, bias=self.bias)
+        elif self.kind == "Conv1D":
+            from transformers.pytorch_utils import Conv1D  # transformers takes seconds to import
+
+            layer = Conv1D(self.outputs, self.inputs)  # weight (inputs, outputs)
+            if not self.bias:
+                layer.register_parameter("bias", None)
         else:
-            cls = nn.Conv1d if self.kind == "Conv1d" else nn.Conv2d
+            cls = getattr(nn, self.kind)
             layer = cls(self.inputs, self.outputs, self.kernel, groups=self.groups, bias=self.bias)
         generator = torch.Generator().manual_seed(self.seed)
         with torch.no_grad():
@@ -441,7 +448,8 @@ def _is_positive_zero(values: torch.Tensor) -> torch.Tensor:
 
 
 def _groups(values: torch.Tensor, granularity: str, group_size: int) -> list[torch.Tensor]:
-    """The quantization groups of a tensor, as flat tensors (README: axis 0, input dimension)."""
+    """The quantization groups of a tensor, output channels first, as flat tensors (README:
+    output channels, input dimension)."""
     if granularity == "per_tensor" or values.ndim == 0:
         return [values.reshape(-1)]
     rows = values.reshape(values.shape[0], -1)
@@ -511,7 +519,7 @@ def _check_quantization(name: str, pruned: torch.Tensor, values: torch.Tensor, s
                 assert error <= step / 2 + largest * 2.0**-20, f"{name}: error {error:g} beyond half a step {step / 2:g}"
 
 
-def _check_sizes(result: Any, state: Mapping[str, torch.Tensor], path: Path, written: int) -> None:
+def _check_sizes(result: Any, state: Mapping[str, torch.Tensor], path: Path, written: int, rows: Any) -> None:
     report = result.report
     data = path.read_bytes()
     assert written == len(data) == report.file_bytes, f"file bytes: written {written}, on disk {len(data)}, reported {report.file_bytes}"
@@ -530,13 +538,14 @@ def _check_sizes(result: Any, state: Mapping[str, torch.Tensor], path: Path, wri
     for layer in report.layers:
         own = {key.split("::", 1)[1]: size for key, size in sizes.items() if key.startswith(f"{layer.name}::")}
         assert sum(own.values()) == layer.encoded_bytes, f"{layer.name}: its parts in the file do not add up to its encoded_bytes ({own} != {layer.encoded_bytes})"
-        _check_layout(layer, own, result.module.state_dict()[layer.name])
+        _check_layout(layer, own, rows(layer.name, result.module.state_dict()[layer.name]))
     raw = sum(size for key, size in sizes.items() if "::" not in key)
     assert report.encoded_bytes == raw + sum(layer.encoded_bytes for layer in report.layers), "encoded_bytes != raw + layers"
 
 
 def _check_layout(layer: Any, own: Mapping[str, int], values: torch.Tensor) -> None:
-    """Codes and positions hold exactly what the encoding needs, and it is the cheapest one."""
+    """Codes and positions hold exactly what the encoding needs, and it is the cheapest one
+    (``values`` output channels first, the order the file stores them in)."""
     flat = values.reshape(-1)
     numel, nonzero_index = flat.numel(), torch.nonzero(flat != 0).reshape(-1).tolist()
     nonzero = len(nonzero_index)
@@ -626,8 +635,13 @@ def check_case(model: ModelSpec, recipe: Mapping[str, Any] | str, recompress: bo
     ]
     assert [layer.name for layer in report.layers] == targets, "compressed tensors are not the recipe's selection"
 
+    def rows(name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` output channels first: what per-channel, structured and N:M checks read.
+        (Which axis each layer type keeps them on is tests/test_layer_types.py's to check.)"""
+        return loaded.output_axes[name].channels_first(tensor) if name in loaded.output_axes else tensor
+
     prune_specs = {name: spec for name in targets if (spec := recipe_object.specs_for(name)[0]) is not None}
-    masks = compute_masks({name: state[name] for name in prune_specs}, prune_specs)
+    masks = compute_masks({name: state[name] for name in prune_specs}, prune_specs, loaded.output_axes)
     groups: dict[Any, list[str]] = {}
     for name, spec in prune_specs.items():
         groups.setdefault(spec if spec.scope == "global" and spec.method not in ("n:m",) else (spec, name), []).append(name)
@@ -646,7 +660,7 @@ def check_case(model: ModelSpec, recipe: Mapping[str, Any] | str, recompress: bo
         assert bool(_is_positive_zero(values[values == 0]).all()), f"{name}: a -0.0 in the output"
         keep = masks[name].keep if name in masks else torch.ones_like(original, dtype=torch.bool)
         if prune_spec is not None:
-            _check_pruning(name, original, values, keep, prune_spec, layer.threshold)
+            _check_pruning(name, rows(name, original), rows(name, values), rows(name, keep), prune_spec, layer.threshold)
         else:
             assert layer.threshold is None, f"{name}: a threshold without pruning"
         pruned = torch.where(keep, original, torch.zeros(()))
@@ -655,7 +669,7 @@ def check_case(model: ModelSpec, recipe: Mapping[str, Any] | str, recompress: bo
             assert _bits(values) == _bits(expected), f"{name}: unquantized weights changed beyond pruning"
             assert (layer.scheme, layer.bits) == ("fp32", 32), f"{name}: an unquantized tensor reported as quantized ({layer.scheme}, {layer.bits} bits)"
         else:
-            _check_quantization(name, pruned, values, quantize_spec)
+            _check_quantization(name, rows(name, pruned), rows(name, values), quantize_spec)
             assert layer.bits == quantize_spec.bits, f"{name}: reported other bits than the recipe's ({layer.bits} != {quantize_spec.bits})"
         zeros = int((values == 0).sum())
         assert (layer.parameters, layer.shape, layer.zeros) == (original.numel(), tuple(original.shape), zeros), f"{name}: counts"
@@ -672,7 +686,7 @@ def check_case(model: ModelSpec, recipe: Mapping[str, Any] | str, recompress: bo
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.packed"
         written = save_packed(result, path)
-        _check_sizes(result, state, path, written)
+        _check_sizes(result, state, path, written, rows)
         loaded_state, index = load_packed(path)
     assert set(loaded_state) == set(compressed), "the packed file holds other tensors than the compressed module"
     for name, tensor in compressed.items():

@@ -37,7 +37,8 @@ pytestmark = [
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # One layer of each odd kind: a single weight, 1×1 kernels, all zeros, grouped conv with ties,
-# -0.0 among the weights, huge and tiny magnitudes; a BatchNorm (int64 buffer) and a tied weight.
+# -0.0 among the weights, huge and tiny magnitudes, output channels on axis 1 (a grouped
+# ConvTranspose2d, GPT-2's Conv1D); a BatchNorm (int64 buffer) and a tied weight.
 ODD_MODEL = ModelSpec(
     layers=(
         LayerSpec("Linear", 1, 1, (), True, "normal", 1.0, 1),
@@ -45,6 +46,8 @@ ODD_MODEL = ModelSpec(
         LayerSpec("Conv1d", 2, 3, (3,), True, "zero", 1.0, 3),
         LayerSpec("Conv2d", 4, 4, (3, 2), True, "ties", 1e-30, 4, groups=2),
         LayerSpec("Linear", 9, 7, (), False, "sparse", 1e-3, 5),
+        LayerSpec("ConvTranspose2d", 4, 6, (2, 3), True, "sparse", 1.0, 6, groups=2),
+        LayerSpec("Conv1D", 5, 3, (), True, "ties", 1e3, 7),
     ),
     norm=3,
     tied=True,
