@@ -8,6 +8,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from compression.model_inputs import ModelInput
 from compression.output_axes import OutputAxis
 
 # Layer classes whose weights are compressible by default (subclasses included), by the name
@@ -83,6 +84,7 @@ class LoadedModel:
     family: str | None = None  # what kind of model (compression.io.families), which decides the metric
     cache: dict = field(default_factory=dict, repr=False)  # per-model memo (baseline outputs)
     output_axes: dict[str, OutputAxis] = field(default_factory=dict)
+    input_specs: tuple[ModelInput, ...] = ()  # each input as the file records it (compression.model_inputs)
 
     def __post_init__(self) -> None:
         derived = module_output_axes(self.module, self.layer_types)

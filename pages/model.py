@@ -7,7 +7,8 @@ import compression
 import sample_models
 from compression.layer_table import layer_table
 from compression.units import format_bytes
-from ui import cache, controls, navigation, state, uploads
+from compression.model_inputs import scoring_refusal
+from ui import cache, controls, input_shapes, navigation, state, uploads
 from ui.model_ids import FOLDED_PREFIX
 from ui.text import t
 
@@ -69,7 +70,8 @@ columns[2].metric(t("model.all_values"), f"{layers.parameters:,}", help=t("model
 columns[3].metric(t("model.size"), format_bytes(layers.bytes), help=t("model.size_help"))
 st.caption(t("model.fingerprint", fingerprint=cache.weights_fingerprint(choice.model_id, model)))
 if model.evaluation is None:
-    st.warning(t("model.no_evaluation"))
+    refusal = scoring_refusal(choice.label, model.input_specs)
+    st.warning(t("model.inputs.not_scored", reason=refusal) if refusal else t("model.no_evaluation"))
 else:
     try:
         with st.spinner(t("model.evaluating")):
@@ -85,6 +87,7 @@ if len(table):
                                 "bytes": st.column_config.NumberColumn(t("model.columns.bytes"), format="%d B")})
 else:
     st.warning(t("model.nothing_compressible"))
+input_shapes.render(choice, model)
 
 is_folded = choice.model_id.startswith(FOLDED_PREFIX)
 if not is_folded and any(isinstance(layer, torch.nn.modules.batchnorm._BatchNorm) for layer in model.module.modules()):

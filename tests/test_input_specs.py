@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 import compression
@@ -20,6 +18,7 @@ from compression.evaluation import model_outputs
 from compression.io.input_specs import IMAGE_SIZES, parse_input_shape
 from compression.io.onnx.runtime import quiet_tools
 from compression.model_inputs import EXAMPLE, GIVEN, GUESSED, STATIC, batch_axes
+from tests.input_graphs import fixed_area_graph, speech_graph
 
 RECIPE = {"prune": {"method": "magnitude", "amount": 0.5}, "quantize": {"scheme": "linear", "bits": 4}}
 
@@ -56,40 +55,6 @@ def detector(tmp_path_factory) -> Path:
                                     input_names=["images"], verbose=False)
     program.save(str(path))
     return path
-
-
-def speech_graph() -> onnx.ModelProto:
-    """A voice-activity-like graph: audio (batch, 64), a state (2, batch, 64), an int64 sample rate."""
-    rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array(rng.normal(size=(64, 64)).astype(np.float32), name) for name in ("w", "s")]
-    nodes = [
-        helper.make_node("MatMul", ["audio", "w"], ["a"]),
-        helper.make_node("ReduceMean", ["state"], ["mean_state"], axes=[0], keepdims=0),
-        helper.make_node("MatMul", ["mean_state", "s"], ["b"]),
-        helper.make_node("Add", ["a", "b"], ["sum"]),
-        helper.make_node("Cast", ["sr"], ["rate"], to=TensorProto.FLOAT),
-        helper.make_node("Div", ["sum", "rate"], ["y"]),
-    ]
-    inputs = [
-        helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["batch", 64]),
-        helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 64]),
-        helper.make_tensor_value_info("sr", TensorProto.INT64, []),
-    ]
-    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64])]
-    graph = helper.make_graph(nodes, "speech", inputs, outputs, weights)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
-def fixed_area_graph() -> onnx.ModelProto:
-    """x (n, 3, h, w) reshaped into rows of 429 values: it runs only where 143 divides h * w."""
-    weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(429, 2)).astype(np.float32), "fc")
-    shape = numpy_helper.from_array(np.array([-1, 429], dtype=np.int64), "rows")
-    nodes = [helper.make_node("Reshape", ["x", "rows"], ["flat"]), helper.make_node("MatMul", ["flat", "fc"], ["y"])]
-    graph = helper.make_graph(
-        nodes, "fixed_area", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])], [weight, shape],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 @pytest.fixture(scope="module")

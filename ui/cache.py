@@ -12,20 +12,23 @@ import streamlit as st
 
 import compression
 from ui import uploads
-from ui.model_ids import FOLDED_PREFIX
+from ui.model_ids import FOLDED_PREFIX, input_shapes
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
 def base_model(model_id: str, data_id: str | None) -> compression.LoadedModel:
     """The loaded model, shared by every session of this process (read-only). Sample models
     and uploads alike are held to the upload limits (MiniLM is well inside them); a
-    ``folded/`` id is the model after it with its BatchNorm layers folded."""
+    ``folded/`` id is the model after it with its BatchNorm layers folded, a ``shaped/`` one the
+    model after it loaded with the input sizes the id holds."""
     if model_id.startswith(FOLDED_PREFIX):
         source_id = model_id.removeprefix(FOLDED_PREFIX)
         return folded(source_id, data_id)[0].as_loaded(base_model(source_id, data_id))
+    source_id, shapes = input_shapes(model_id)
     return compression.load_model(
-        uploads.source(model_id), uploads.source(data_id) if data_id else None,
+        uploads.source(source_id), uploads.source(data_id) if data_id else None,
         max_parameters=uploads.MAX_UPLOAD_PARAMETERS, max_file_bytes=uploads.MAX_UPLOAD_BYTES,
+        input_shapes=shapes or None,
     )
 
 

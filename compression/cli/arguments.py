@@ -9,6 +9,9 @@ import argparse
 from pathlib import Path
 
 import compression
+from compression.errors import CompressionError
+from compression.io.input_specs import parse_input_shape
+from compression.model_inputs import guessed_sizes
 
 
 class CommandError(Exception):
@@ -29,6 +32,14 @@ def parse_ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def parse_input_shape_argument(text: str) -> tuple[str | None, tuple[int, ...]]:
+    """``--input-shape NAME=1,3,320,320`` (or the sizes alone) as (name, shape)."""
+    try:
+        return parse_input_shape(text)
+    except CompressionError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def read_recipe(value: str) -> compression.Recipe:
     """A recipe from a JSON file, or inline JSON when the value starts with '{'."""
     if value.lstrip().startswith("{"):
@@ -40,8 +51,25 @@ def read_recipe(value: str) -> compression.Recipe:
 
 
 def load(args: argparse.Namespace) -> compression.LoadedModel:
-    """The command's model, with its ``--data`` where the command takes one."""
-    return compression.load_model(args.model, getattr(args, "data", None))
+    """The command's model, with its ``--data`` and ``--input-shape`` where the command takes them.
+
+    Input sizes the loader guessed are noted on standard output (not with --json, whose output
+    is the JSON alone).
+    """
+    model = compression.load_model(args.model, getattr(args, "data", None), input_shapes=_input_shapes(args))
+    guessed = guessed_sizes(model.input_specs)
+    if guessed and not getattr(args, "json", False):
+        print(f"note: guessed input sizes {guessed} (set them with --input-shape)")
+    return model
+
+
+def _input_shapes(args: argparse.Namespace) -> dict[str | None, tuple[int, ...]] | None:
+    shapes: dict[str | None, tuple[int, ...]] = {}
+    for name, shape in getattr(args, "input_shape", None) or ():
+        if name in shapes:
+            raise CommandError(f"--input-shape gives input {name or 'of the model'!r} twice; give each input once.")
+        shapes[name] = shape
+    return shapes or None
 
 
 def _inputs_of(args: argparse.Namespace) -> list[Path]:

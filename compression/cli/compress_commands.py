@@ -35,6 +35,7 @@ def command_info(args: argparse.Namespace) -> None:
         "bytes": table.bytes,
         "compressible_parameters": table.compressible_parameters,
         "layers": [row.to_dict() for row in table.layers],
+        "inputs": [spec.to_dict() for spec in model.input_specs],
     }
     if model.evaluation is not None:
         baseline = compression.evaluate(model)
@@ -47,6 +48,8 @@ def command_info(args: argparse.Namespace) -> None:
     for row in table.layers:
         print(f"{row.name:<48} {row.type:<8} {str(row.shape):<20} {row.parameters:>12,}")
     print(f"compressible: {info['compressible_parameters']:,} of {info['parameters']:,}")
+    for spec in model.input_specs:
+        print(f"input {spec}" + (f": {spec.problem}" if spec.problem else ""))
     if "metric" in info:
         print(f"baseline {info['metric']}: {info['baseline_value']:.4f} on {info['evaluation']}")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from compression.cli.arguments import parse_floats, parse_ints
+from compression.cli.arguments import parse_floats, parse_input_shape_argument, parse_ints
 from compression.cli.compress_commands import (
     command_apply,
     command_eval,
@@ -24,7 +24,9 @@ from compression.workflows.distillation import DistillConfig
 from compression.workflows.gradual import AgpSchedule
 from compression.workflows.onnx_scoring import INT8_MODES, NO_INT8
 
-DATA_HELP = "evaluation data: .npz with x (and optional labels y)"
+DATA_HELP = "evaluation data: .npz with x, or one array per input named after it (and optional labels y)"
+INPUT_SHAPE_HELP = ("sizes of an input an ONNX or .pt2 file leaves open, the batch first: images=1,3,320,320 "
+                    "(repeatable; the name may be left out for a model with one input)")
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -60,6 +62,8 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, CommandParser]]:
         sub.set_defaults(handler=handler, force=False)
         if model:
             sub.add_argument("model", help="a zoo name (see `models`) or a model file/folder")
+            sub.add_argument("--input-shape", action="append", type=parse_input_shape_argument, metavar="[NAME=]SIZES",
+                             help=INPUT_SHAPE_HELP)
         return sub
 
     sub = command("models", command_models, "list the sample models", model=False)

@@ -4,15 +4,18 @@ removed, leave the lab as files that ``load_model`` reads back)."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from compression.errors import CompressionError, ModelLoadError
-from compression.io.evaluation_data import DEFAULT_BATCH_SIZE, InputSpec, random_evaluation
+from compression.io.evaluation_data import InputSpec, random_evaluation
+from compression.io.input_specs import InputShapes, generated_rows, scoring_batch, with_given_shapes
 from compression.io.program_layers import export_layers
 from compression.model import LoadedModel, module_layer_types
+from compression.model_inputs import EXAMPLE, Dimension, ModelInput
 
 _EXPORT_ERRORS = (RuntimeError, ValueError, TypeError, AssertionError, NotImplementedError)
 # What torch.jit.load and torch.export.load raise on files they cannot read.
@@ -53,7 +56,9 @@ def read_torchscript(path: Path) -> tuple[LoadedModel, InputSpec]:
     return model, InputSpec()
 
 
-def read_export(path: Path) -> tuple[LoadedModel, InputSpec]:
+def read_export(path: Path, input_shapes: InputShapes | None = None) -> tuple[LoadedModel, InputSpec]:
+    """A .pt2 program, scored on seeded random inputs shaped like its example inputs, or like
+    ``input_shapes`` (``{input name: shape}``, the batch first) on its dynamic axes."""
     try:
         program = torch.export.load(path)
         module = program.module()
@@ -67,26 +72,49 @@ def read_export(path: Path) -> tuple[LoadedModel, InputSpec]:
         )
     if not all(isinstance(arg, torch.Tensor) for arg in args):
         raise ModelLoadError(f"{path.name} takes inputs that are not tensors; export it with tensors only.")
-    spec = InputSpec(tuple(args), _static_batch_size(program) or DEFAULT_BATCH_SIZE)
+    specs = with_given_shapes(program_input_specs(program, args), input_shapes, path.name)
+    batch = scoring_batch(specs)
+    example = tuple(_resized(arg, spec.shape) for arg, spec in zip(args, specs))
+    evaluation = None
+    if args:
+        try:
+            evaluation = random_evaluation(module, InputSpec(example, batch), generated_rows(specs, batch))
+        except (*LOAD_ERRORS, CompressionError) as error:  # sizes given that the program refuses
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            specs = (replace(specs[0], problem=f"does not run at the sizes given ({reason})"), *specs[1:])
     layer_types, output_axes = export_layers(program)
     # No .eval(): the program's train/eval behaviour was fixed at export and its module refuses it.
     model = LoadedModel(
         name=path.name, format="torch_export", module=module,
-        layer_types=layer_types, output_axes=output_axes, example_inputs=spec.example,
-        evaluation=random_evaluation(module, spec) if args else None,
-        description="torch.export program",
+        layer_types=layer_types, output_axes=output_axes, example_inputs=example, evaluation=evaluation,
+        description="torch.export program", input_specs=specs,
     )
-    return model, spec
+    return model, InputSpec(example, batch)
 
 
-def _static_batch_size(program: torch.export.ExportedProgram) -> int | None:
-    """The batch size the program was exported with, when its batch dimension is not dynamic."""
-    user_inputs = set(program.graph_signature.user_inputs)
-    for node in program.graph.nodes:
-        value = node.meta.get("val")
-        if node.op != "placeholder" or node.name not in user_inputs or not isinstance(value, torch.Tensor):
-            continue
-        size = value.shape[0] if value.ndim else None
-        return size if isinstance(size, int) else None
-    return None
+def program_input_specs(program: torch.export.ExportedProgram, args: tuple[torch.Tensor, ...]) -> tuple[ModelInput, ...]:
+    """The program's inputs: static sizes, and dynamic ones named by their symbol (``s0``; the
+    names given at export are not saved) with the example input's size."""
+    placeholders = {node.name: node.meta.get("val") for node in program.graph.nodes if node.op == "placeholder"}
+    specs = []
+    for name, example in zip(program.graph_signature.user_inputs, args):
+        value = placeholders.get(name)
+        sizes = value.shape if isinstance(value, torch.Tensor) else example.shape
+        dims = tuple(
+            Dimension(size) if isinstance(size, int) else Dimension(int(actual), EXAMPLE, str(size))
+            for size, actual in zip(sizes, example.shape)
+        )
+        specs.append(ModelInput(name, str(example.dtype).removeprefix("torch."), dims, 0 if dims else None))
+    return tuple(specs)
+
+
+def _resized(example: torch.Tensor, shape: tuple[int | None, ...]) -> torch.Tensor:
+    """The example's values repeated into ``shape`` (integers keep their range: token ids stay valid)."""
+    if tuple(example.shape) == shape:
+        return example
+    flat = example.reshape(-1)
+    count = 1
+    for size in shape:
+        count *= size
+    return flat[torch.arange(count) % max(flat.numel(), 1)].reshape(shape)
 

@@ -21,6 +21,7 @@ import sample_models
 from compression.cli.parser import build_parser
 from compression.io.onnx.export import export_onnx
 from compression.recipe import Recipe
+from tests.input_graphs import pooled_conv_graph, speech_graph
 
 PAGES = ["pages/overview.py", "pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/gradual.py",
          "pages/sensitivity.py", "pages/distillation.py",
@@ -218,6 +219,31 @@ def test_uploaded_onnx_model_is_scored_and_its_compressed_weights_exported_back(
     app.button(key="export_onnx").click().run(timeout=120)
     assert_clean(app)
     assert metric_value(app, "Accuracy in onnxruntime").startswith("0.9")
+
+
+def test_the_model_page_shows_an_uploaded_graphs_inputs_and_reloads_it_with_the_sizes_typed_in(app):
+    open_page(app, "pages/model.py")
+    upload_model(app, "conv.onnx", pooled_conv_graph().SerializeToString())
+    assert_clean(app)
+    inputs = app.dataframe[1].value
+    assert list(inputs["input"]) == ["x"] and "(guessed)" in inputs["shape"][0]
+    [sizes] = [box for box in app.text_input if box.key == "model_input_shape_0"]
+    assert sizes.label.startswith("Sizes of x: float32 [n=")
+    sizes.set_value("2,3,32,40")
+    [apply] = [b for b in app.button if b.label == "Apply"]
+    apply.click().run()
+    assert_clean(app)
+    assert [s.value for s in app.subheader] == ["conv.onnx (x=2,3,32,40)"]
+    assert app.dataframe[1].value["shape"][0] == "[n=2 (given), 3, h=32 (given), w=40 (given)]"
+    assert [m.value for m in app.metric if m.label.startswith("Baseline")] == ["1.0000"]
+
+
+def test_the_model_page_says_which_input_keeps_a_graph_from_being_scored(app):
+    open_page(app, "pages/model.py")
+    upload_model(app, "speech.onnx", speech_graph().SerializeToString())
+    assert not app.exception
+    assert list(app.dataframe[0].value["layer"]) == ["w", "s"]
+    assert any("input 'sr'" in warning.value for warning in app.warning)
 
 
 class _RunsAShellCommand:

@@ -15,10 +15,9 @@ An ONNX file is protobuf: parsed, never executed; files that keep tensors elsewh
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
@@ -27,16 +26,36 @@ from torch import nn
 from compression.errors import DataError, ModelLoadError
 from compression.evaluation import model_outputs
 from compression.io.evaluation_data import DEFAULT_BATCH_SIZE, InputSpec, random_evaluation
-from compression.io.onnx.runtime import OnnxRuntimeModule, external_tensors, parse_onnx, serialize_onnx
+from compression.io.input_specs import (
+    EXAMPLE_ROWS,
+    InputShapes,
+    batch_size,
+    example_input,
+    generated_rows,
+    guess_sizes,
+    scoring_batch,
+    with_batch,
+    with_given_shapes,
+)
+from compression.io.onnx.runtime import (
+    OnnxRuntimeModule,
+    declared_dims,
+    external_tensors,
+    first_line,
+    parse_onnx,
+    serialize_onnx,
+)
 from compression.io.onnx.layers import NOT_A_LAYER, weight_uses
 from compression.io.safety import DEFAULT_MAX_FILE_BYTES
 from compression.model import ForeignRuntimeModule, LoadedModel
+from compression.model_inputs import GUESSED, Dimension, ModelInput, batch_axes, guessed_sizes
 from compression.output_axes import OutputAxis
 
 ONNX_FORMAT = "onnx"
 # Float element types that become parameters; the rest (shapes, indices) stay constants.
 _WEIGHT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)
-_SYMBOLIC_LENGTH = 8  # rows of a free non-batch dimension in the example input
+# What a run on inputs that do not fit raises (onnxruntime's refusal, a wrong count of inputs).
+_RUN_ERRORS = (DataError,)
 
 
 @dataclass(frozen=True)
@@ -89,7 +108,8 @@ class OnnxGraphModule(ForeignRuntimeModule):
         self.original = proto.SerializeToString()
         graph_inputs = [value.name for value in proto.graph.input]
         self.user_inputs = tuple(name for name in graph_inputs if name not in {b.initializer for b in bindings})
-        self._runner = _SharedRunner(OnnxRuntimeModule(_weights_as_inputs(proto, bindings), threads=threads))
+        runner = OnnxRuntimeModule(_weights_as_inputs(proto, bindings), threads=threads, data_inputs=len(self.user_inputs))
+        self._runner = _SharedRunner(runner)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         if len(inputs) != len(self.user_inputs):
@@ -114,8 +134,15 @@ class OnnxGraphModule(ForeignRuntimeModule):
         return weights
 
 
-def read_onnx(path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[LoadedModel, InputSpec]:
-    """An .onnx file as a LoadedModel evaluated on seeded random inputs (a data file replaces them)."""
+def read_onnx(
+    path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, input_shapes: InputShapes | None = None
+) -> tuple[LoadedModel, InputSpec]:
+    """An .onnx file as a LoadedModel evaluated on seeded random inputs (a data file replaces them).
+
+    Sizes the graph leaves open come from ``input_shapes`` (``{input name: shape}``, the batch
+    first), else from guesses that the graph runs on (``compression.io.input_specs``). A graph
+    whose inputs cannot be made loads without evaluation data; its inputs say why.
+    """
     proto = parse_onnx(path.read_bytes(), path.name, max_file_bytes)
     external = _function_external_tensors(proto)
     if external:
@@ -125,20 +152,33 @@ def read_onnx(path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tu
             "save_as_external_data=False)."
         )
     module = OnnxGraphModule(proto)
-    example, static_batch = _example_inputs(proto.graph, set(module.user_inputs))
-    spec = InputSpec(example, static_batch or DEFAULT_BATCH_SIZE)
-    try:
-        evaluation = random_evaluation(module, spec)
-    except DataError as error:
-        raise ModelLoadError(f"{path.name}: onnxruntime could not run the model on example inputs ({error}).") from None
+    specs = with_given_shapes(_input_specs(proto.graph, module.user_inputs), input_shapes, path.name)
+    specs = guess_sizes(specs, module, _RUN_ERRORS)
+    batch = scoring_batch(specs)
+    specs = with_batch(specs, batch)
+    example, evaluation = (), None
+    if not any(spec.problem for spec in specs):
+        rows = batch_size(specs) or EXAMPLE_ROWS
+        example = tuple(example_input(spec, rows) for spec in specs)
+        try:
+            evaluation = random_evaluation(module, InputSpec(example, batch), generated_rows(specs, batch))
+        except _RUN_ERRORS as error:
+            problem = f"does not run in batches of {batch} rows ({first_line(error)})"
+            specs = (replace(specs[0], problem=problem), *specs[1:])
+            example = ()
     producer = f" from {proto.producer_name}" if proto.producer_name else ""
+    description = f"ONNX graph{producer} ({len(proto.graph.node)} nodes) run by onnxruntime"
+    guessed = guessed_sizes(specs)
+    if guessed:
+        description += f"; guessed input sizes: {guessed}"
+    if batch_size(specs) is None and batch < DEFAULT_BATCH_SIZE:
+        description += f"; scored in batches of {batch} (large rows)"
     model = LoadedModel(
         name=path.name, format=ONNX_FORMAT, module=module, layer_types=dict(module.layer_types),
         output_axes=dict(module.output_axes),
-        example_inputs=example, evaluation=evaluation,
-        description=f"ONNX graph{producer} ({len(proto.graph.node)} nodes) run by onnxruntime",
+        example_inputs=example, evaluation=evaluation, description=description, input_specs=specs,
     )
-    return model, spec
+    return model, InputSpec(example, batch)
 
 
 def onnx_with_weights(module: OnnxGraphModule) -> bytes:
@@ -186,21 +226,27 @@ def _weights_as_inputs(proto: onnx.ModelProto, bindings: list[WeightBinding]) ->
     return rewritten.SerializeToString()
 
 
-def _example_inputs(graph: onnx.GraphProto, user_inputs: set[str]) -> tuple[tuple[torch.Tensor, ...], int | None]:
-    """Two rows shaped like each graph input (free dimensions get a small size), and a fixed batch."""
-    examples, static_batch = [], None
-    for position, value in enumerate(v for v in graph.input if v.name in user_inputs):
-        tensor_type = value.type.tensor_type
+def _input_specs(graph: onnx.GraphProto, user_inputs: tuple[str, ...]) -> tuple[ModelInput, ...]:
+    """The graph's data inputs as specs: static sizes, open ones (None) named by their dim_param.
+
+    An integer scalar (a sample rate, a step count) has a value no guess can stand for.
+    """
+    values = {value.name: value for value in graph.input}
+    declared = [declared_dims(values[name]) for name in user_inputs]
+    specs = []
+    for name, dims, axis in zip(user_inputs, declared, batch_axes(declared)):
+        value = values[name]
         if not value.type.HasField("tensor_type"):
-            raise ModelLoadError(f"graph input {value.name!r} is not a tensor; only tensor inputs are supported.")
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor_type.shape.dim]
-        if position == 0 and dims and dims[0] is not None:
-            static_batch = dims[0]
-        shape = [size if size is not None else (2 if axis == 0 else _SYMBOLIC_LENGTH) for axis, size in enumerate(dims)]
-        dtype = torch.from_numpy(np.zeros(0, onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))).dtype
-        # Integers as ones: token ids and attention masks both stay valid (random ids need a vocabulary).
-        examples.append(torch.zeros(shape, dtype=dtype) if dtype.is_floating_point else torch.ones(shape, dtype=dtype))
-    return tuple(examples), static_batch
+            raise ModelLoadError(f"graph input {name!r} is not a tensor; only tensor inputs are supported.")
+        dtype = str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
+        problem = None
+        if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
+            problem = f"has element type {dtype}, which the lab cannot make"
+        elif not dims and dtype.startswith(("int", "uint")):
+            problem = "holds a value that cannot be guessed (a sample rate, a count)"
+        sizes = tuple(Dimension(size) if isinstance(size, int) else Dimension(None, GUESSED, size) for size in dims)
+        specs.append(ModelInput(name, dtype, sizes, axis, problem))
+    return tuple(specs)
 
 
 def _register(root: nn.Module, name: str, parameter: nn.Parameter) -> str:
