@@ -10,6 +10,7 @@ from torch import nn
 
 from compression.model_inputs import ModelInput
 from compression.output_axes import OutputAxis
+from compression.stored_weights import StoredWeights
 
 # Layer classes whose weights are compressible by default (subclasses included), by the name
 # reported; transformers' Conv1D is matched by name, to leave transformers unimported.
@@ -85,6 +86,7 @@ class LoadedModel:
     cache: dict = field(default_factory=dict, repr=False)  # per-model memo (baseline outputs)
     output_axes: dict[str, OutputAxis] = field(default_factory=dict)
     input_specs: tuple[ModelInput, ...] = ()  # each input as the file records it (compression.model_inputs)
+    stored_weights: StoredWeights | None = None  # what the checkpoint file(s) hold, where one was read
 
     def __post_init__(self) -> None:
         derived = module_output_axes(self.module, self.layer_types)

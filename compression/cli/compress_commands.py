@@ -33,6 +33,7 @@ def command_info(args: argparse.Namespace) -> None:
         "description": model.description,
         "parameters": table.parameters,
         "bytes": table.bytes,
+        "checkpoint": model.stored_weights.to_dict() if model.stored_weights else None,
         "compressible_parameters": table.compressible_parameters,
         "layers": [row.to_dict() for row in table.layers],
         "inputs": [spec.to_dict() for spec in model.input_specs],
@@ -44,6 +45,8 @@ def command_info(args: argparse.Namespace) -> None:
         print_json(info)
         return
     print(f"{info['model']} ({info['format']}): {info['parameters']:,} values, {format_bytes(info['bytes'])}")
+    if model.stored_weights is not None:
+        print(f"checkpoint: {model.stored_weights} (loaded as float32: {format_bytes(info['bytes'])})")
     print(f"{'layer':<48} {'type':<8} {'shape':<20} {'parameters':>12}")
     for row in table.layers:
         print(f"{row.name:<48} {row.type:<8} {str(row.shape):<20} {row.parameters:>12,}")

@@ -8,9 +8,15 @@ family their config says (``compression.io.families``) and scored by that family
 - image classifier, and any other model taking images: generated images, top-1 agreement or
   the fidelity of every output (a folder of labelled images gives accuracy: ``--data``).
 Without a tokenizer a text model is scored on seeded random token ids by agreement, and says so.
+
+Weights are read from the files the safety scan inspected (one file, or the shards an index
+names; ``compression.io.safety.huggingface``), and always as float32 (``dtype=torch.float32``:
+transformers 5 would otherwise keep a checkpoint's own float16 or bfloat16); what the files
+store is noted on the model (``LoadedModel.stored_weights``) and any upcast in its description.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,7 @@ import torch
 from torch import nn
 
 from compression.errors import ModelLoadError
+from compression.io.checkpoints import stored_in_files, with_stored_weights
 from compression.evaluation import model_outputs
 from compression.io import families, text_data, zoo
 from compression.io.evaluation_data import InputSpec
@@ -32,7 +39,7 @@ RANDOM_TEXT_LENGTH = 32
 GENERATED_IMAGES = 16
 DEFAULT_IMAGE_SIZE = 224
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model", "vocab.json")
-_OPTIONS = {"local_files_only": True, "trust_remote_code": False}
+_OPTIONS = {"local_files_only": True, "trust_remote_code": False, "dtype": torch.float32}
 _LOGIT_BYTES = 1 << 26  # logits of one batch at most (64 MiB): how many windows go together
 
 
@@ -43,12 +50,13 @@ def read_hf_folder(
     ``max_parameters`` before anything is loaded."""
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"folder {folder.name} is not a Hugging Face model folder: it has no config.json.")
-    minimum = inspect_hf_folder(folder, max_file_bytes=max_file_bytes)
-    check_parameter_count(minimum, max_parameters, folder.name, at_least=True)
+    weights = inspect_hf_folder(folder, max_file_bytes=max_file_bytes)
+    check_parameter_count(weights.minimum_parameters, max_parameters, folder.name, at_least=not weights.exact)
+    stored = stored_in_files(weights.files, weights.reports)
     config = _config(folder)
     family = family or families.hf_family(config)
-    model, spec = _BUILDERS[family](folder, config)
-    return model, spec
+    model, spec = _BUILDERS[family](folder, config, weights.use_safetensors)
+    return with_stored_weights(model, stored), spec
 
 
 def _config(folder: Path) -> Any:
@@ -60,11 +68,13 @@ def _config(folder: Path) -> Any:
         raise ModelLoadError(f"{folder.name}: transformers could not read config.json ({_first_line(error)}).") from None
 
 
-def _load(folder: Path, auto_class: str, **options: Any) -> nn.Module:
+def _load(folder: Path, auto_class: str, use_safetensors: bool, **options: Any) -> nn.Module:
+    """The model as ``auto_class`` in float32, from the weights format the scan inspected."""
     import transformers
 
     try:
-        return getattr(transformers, auto_class).from_pretrained(folder, **_OPTIONS, **options).eval()
+        return getattr(transformers, auto_class).from_pretrained(
+            folder, **_OPTIONS, use_safetensors=use_safetensors, **options).eval()
     except (OSError, *LOAD_ERRORS) as error:
         raise ModelLoadError(f"{folder.name}: transformers could not load it as {auto_class} ({_first_line(error)}).") from None
 
@@ -81,12 +91,12 @@ def _loaded(folder: Path, module: nn.Module, family: str, evaluation: Evaluation
 # --- text ----------------------------------------------------------------------------------
 
 
-def _text_encoder(folder: Path, config: Any) -> tuple[LoadedModel, InputSpec]:
+def _text_encoder(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedModel, InputSpec]:
     """A sentence embedder (as MiniLM): the base model without a pooler, mean-pooled."""
     try:
-        transformer = _load(folder, "AutoModel", add_pooling_layer=False)
+        transformer = _load(folder, "AutoModel", use_safetensors, add_pooling_layer=False)
     except ModelLoadError:  # the class has no pooler option
-        transformer = _load(folder, "AutoModel")
+        transformer = _load(folder, "AutoModel", use_safetensors)
     module = zoo.sentence_embedder(transformer).eval()
     vocab_size = getattr(config, "vocab_size", None)
     tokenizer = _tokenizer(folder)
@@ -116,9 +126,9 @@ def _text_encoder(folder: Path, config: Any) -> tuple[LoadedModel, InputSpec]:
     return _loaded(folder, module, families.TEXT_ENCODER, evaluation, spec, summary)
 
 
-def _causal_lm(folder: Path, config: Any) -> tuple[LoadedModel, InputSpec]:
+def _causal_lm(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedModel, InputSpec]:
     """The model with its LM head; perplexity of each next token of the held-out text."""
-    module = _load(folder, "AutoModelForCausalLM")
+    module = _load(folder, "AutoModelForCausalLM", use_safetensors)
     module.config.use_cache = False  # scoring needs no cache of past keys and values
     context = min(_max_positions(config) or text_data.MAX_CONTEXT, text_data.MAX_CONTEXT)
     tokenizer = _tokenizer(folder)
@@ -138,9 +148,9 @@ def _causal_lm(folder: Path, config: Any) -> tuple[LoadedModel, InputSpec]:
                    f"{type(module).__name__} (causal LM, LM head included)")
 
 
-def _seq2seq(folder: Path, config: Any) -> tuple[LoadedModel, InputSpec]:
+def _seq2seq(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedModel, InputSpec]:
     """Encoder-decoder: teacher-forced perplexity of each window's second half given its first."""
-    module = _load(folder, "AutoModelForSeq2SeqLM")
+    module = _load(folder, "AutoModelForSeq2SeqLM", use_safetensors)
     module.config.use_cache = False
     start = getattr(config, "decoder_start_token_id", None)
     start = start if start is not None else (getattr(config, "pad_token_id", None) or 0)
@@ -194,10 +204,10 @@ def _logit_batch(length: int, vocab_size: int) -> int:
 # --- images --------------------------------------------------------------------------------
 
 
-def _image_model(folder: Path, config: Any, family: str) -> tuple[LoadedModel, InputSpec]:
+def _image_model(folder: Path, config: Any, use_safetensors: bool, family: str) -> tuple[LoadedModel, InputSpec]:
     """An image classifier (its head included) or another image model, on generated images."""
     classifier = family == families.IMAGE_CLASSIFIER
-    module = _load(folder, "AutoModelForImageClassification" if classifier else "AutoModel")
+    module = _load(folder, "AutoModelForImageClassification" if classifier else "AutoModel", use_safetensors)
     channels = getattr(config, "num_channels", None) or 3
     height, width = _image_size(folder, config)
     generator = torch.Generator().manual_seed(text_data.RANDOM_SEED)
@@ -229,10 +239,10 @@ def _image_size(folder: Path, config: Any) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, int) else (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
 
 
-def _other(folder: Path, config: Any) -> tuple[LoadedModel, InputSpec]:
+def _other(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedModel, InputSpec]:
     if getattr(config, "vocab_size", None) is not None:
-        return _text_encoder(folder, config)
-    return _image_model(folder, config, families.OTHER)
+        return _text_encoder(folder, config, use_safetensors)
+    return _image_model(folder, config, use_safetensors, families.OTHER)
 
 
 def _first_line(error: BaseException) -> str:
@@ -244,7 +254,7 @@ _BUILDERS = {
     families.TEXT_ENCODER: _text_encoder,
     families.CAUSAL_LM: _causal_lm,
     families.SEQ2SEQ: _seq2seq,
-    families.IMAGE_CLASSIFIER: lambda folder, config: _image_model(folder, config, families.IMAGE_CLASSIFIER),
-    families.CLASSIFIER: lambda folder, config: _image_model(folder, config, families.IMAGE_CLASSIFIER),
+    families.IMAGE_CLASSIFIER: functools.partial(_image_model, family=families.IMAGE_CLASSIFIER),
+    families.CLASSIFIER: functools.partial(_image_model, family=families.IMAGE_CLASSIFIER),
     families.OTHER: _other,
 }

@@ -22,6 +22,7 @@ from pathlib import Path
 from compression.errors import CompressionError, ModelLoadError
 from compression.evaluation import model_outputs
 from compression.io import families, zoo
+from compression.io.checkpoints import with_stored_weights
 from compression.io.families import check_family
 from compression.io.evaluation_data import InputSpec, check_metric, evaluation_from_npz, with_metric
 from compression.io.huggingface import read_hf_folder
@@ -44,6 +45,7 @@ from compression.io.safety import (
 )
 from compression.io.state_dict import read_safetensors, read_torch_state_dict
 from compression.model import LoadedModel
+from compression.stored_weights import StoredWeights
 
 
 def load_model(
@@ -117,7 +119,9 @@ def _read(
     else:
         state_dict, source_format = read_torch_state_dict(path, report.kind), "state_dict"
     check_parameter_count(value_count(state_dict.values()), max_parameters, path.name)
-    return zoo.architecture_with_weights(state_dict, source_format, path.name)
+    stored = StoredWeights.of_tensors(state_dict.values())
+    model, spec = zoo.architecture_with_weights(state_dict, source_format, path.name)
+    return with_stored_weights(model, stored), spec
 
 
 def _with_family(model: LoadedModel, family: str | None) -> LoadedModel:

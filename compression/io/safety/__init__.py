@@ -17,7 +17,7 @@ refuse anything beyond what ``torch.save(state_dict)``, ``torch.jit.save`` and
 >>> inspect_file("weights.safetensors").kind  # doctest: +SKIP
 'safetensors'
 """
-from compression.io.safety.huggingface import inspect_hf_folder
+from compression.io.safety.huggingface import FolderWeights, inspect_hf_folder
 from compression.io.safety.limits import DEFAULT_MAX_FILE_BYTES
 from compression.io.safety.model_files import inspect_file
 from compression.io.safety.npz import inspect_npz
@@ -32,7 +32,11 @@ from compression.io.safety.report import (
     WHAT_TO_UPLOAD,
     FileReport,
 )
-from compression.io.safety.safetensors import read_safetensors_header, safetensors_parameter_count
+from compression.io.safety.safetensors import (
+    read_safetensors_header,
+    safetensors_bytes_by_dtype,
+    safetensors_parameter_count,
+)
 
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
@@ -44,11 +48,13 @@ __all__ = [
     "TORCH_SAVE_LEGACY",
     "WHAT_TO_UPLOAD",
     "FileReport",
+    "FolderWeights",
     "check_pickle",
     "inspect_file",
     "inspect_hf_folder",
     "inspect_npz",
     "pickle_globals",
     "read_safetensors_header",
+    "safetensors_bytes_by_dtype",
     "safetensors_parameter_count",
 ]

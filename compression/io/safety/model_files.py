@@ -51,14 +51,17 @@ def inspect_file(
                 "rename it to .pt (or .pt2) if that is what you meant to upload."
             )
         return FileReport(kind, parameters, storage_bytes)
+    # Before the pickle test: a header length whose low byte is 0x80 starts like a pickle. A file
+    # taken for safetensors is only ever read as safetensors, which runs nothing.
+    if looks_like_safetensors(head, size):
+        return _safetensors_report(path, size)
     if head[:1] == b"\x80":  # the PROTO opcode that starts every pickle since protocol 2
         inspect_legacy_pickle(path)
         if named_safetensors:
             raise ModelLoadError(f"{path.name} is named .safetensors but is a torch.save pickle.")
         return FileReport(TORCH_SAVE_LEGACY, None, size)
-    if named_safetensors or looks_like_safetensors(head, size):
-        header = read_safetensors_header(path)
-        return FileReport(SAFETENSORS, safetensors_parameter_count(header), size)
+    if named_safetensors:
+        return _safetensors_report(path, size)
     if path.suffix.lower() == ".onnx" or head[:1] == _ONNX_FIRST_FIELD:
         return FileReport(ONNX, None, size)  # compression.io.onnx.importing parses and checks it
     raise ModelLoadError(
@@ -66,6 +69,11 @@ def inspect_file(
         "Supported: a state_dict (.pt/.pth from torch.save), .safetensors, a torch.export "
         "program (.pt2), a TorchScript file or an ONNX model (.onnx)."
     )
+
+
+def _safetensors_report(path: Path, size: int) -> FileReport:
+    header = read_safetensors_header(path)
+    return FileReport(SAFETENSORS, safetensors_parameter_count(header), size)
 
 
 def _inspect_torch_zip(path: Path, max_file_bytes: int) -> tuple[str, int, int | None]:

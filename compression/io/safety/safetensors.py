@@ -20,6 +20,12 @@ _SAFETENSORS_ITEM_BYTES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
     "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8,
 }
+# torch's names for them, as StoredWeights reports dtypes
+SAFETENSORS_DTYPE_NAMES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "I16": "int16", "U16": "uint16", "F16": "float16", "BF16": "bfloat16", "I32": "int32", "U32": "uint32",
+    "F32": "float32", "I64": "int64", "U64": "uint64", "F64": "float64", "C64": "complex64",
+}
 
 
 def looks_like_safetensors(head: bytes, size: int) -> bool:
@@ -123,3 +129,13 @@ def _check_safetensors_entry(where: str, name: str, entry: Any, data_bytes: int)
 def safetensors_parameter_count(header: dict[str, dict]) -> int:
     """The values stored, from the header's shapes alone."""
     return sum(math.prod(entry["shape"]) for entry in header.values())
+
+
+def safetensors_bytes_by_dtype(header: dict[str, dict]) -> dict[str, int]:
+    """The data bytes of each dtype (torch's name), from a checked header alone."""
+    totals: dict[str, int] = {}
+    for entry in header.values():
+        begin, end = entry["data_offsets"]
+        name = SAFETENSORS_DTYPE_NAMES[entry["dtype"]]
+        totals[name] = totals.get(name, 0) + end - begin
+    return totals
