@@ -63,11 +63,15 @@ st.caption(model.description)
 layers = layer_table(model)
 table = pd.DataFrame([{"layer": row.name, "type": row.type, "shape": " × ".join(map(str, row.shape)),
                        "parameters": row.parameters, "bytes": row.bytes} for row in layers.layers])
-columns = st.columns(4)
+columns = st.columns(4 if model.stored_weights is None else 5)
 columns[0].metric(t("model.compressible_layers"), len(table))
 columns[1].metric(t("model.compressible_weights"), f"{layers.compressible_parameters:,}")
 columns[2].metric(t("model.all_values"), f"{layers.parameters:,}", help=t("model.all_values_help"))
 columns[3].metric(t("model.size"), format_bytes(layers.bytes), help=t("model.size_help"))
+if model.stored_weights is not None:
+    stored = model.stored_weights
+    columns[4].metric(t("model.checkpoint", dtypes=", ".join(stored.dtypes)), format_bytes(stored.total_bytes),
+                      help=t("model.checkpoint_help", stored=str(stored)))
 st.caption(t("model.fingerprint", fingerprint=cache.weights_fingerprint(choice.model_id, model)))
 if model.evaluation is None:
     refusal = scoring_refusal(choice.label, model.input_specs)

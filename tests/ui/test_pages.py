@@ -21,6 +21,7 @@ import sample_models
 from compression.cli.parser import build_parser
 from compression.io.onnx.export import export_onnx
 from compression.recipe import Recipe
+from compression.units import format_bytes
 from tests.input_graphs import pooled_conv_graph, speech_graph
 
 PAGES = ["pages/overview.py", "pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/gradual.py",
@@ -196,6 +197,18 @@ def test_uploaded_state_dict_becomes_the_current_model(app):
     assert_clean(app)
     assert [s.value for s in app.subheader] == ["mlp.pt"]
     assert "fc1.weight" in list(app.dataframe[0].value["layer"])
+
+
+def test_uploaded_bfloat16_state_dict_shows_what_its_checkpoint_stores_beside_the_float32_size(app):
+    state = {key: value.to(torch.bfloat16) for key, value in sample_models.load_trained("mlp").state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    open_page(app, "pages/model.py")
+    upload_model(app, "mlp_bf16.pt", buffer.getvalue())
+    assert_clean(app)
+    stored = sum(t.numel() * 2 for t in state.values())
+    assert metric_value(app, "Checkpoint (bfloat16)") == format_bytes(stored)
+    assert metric_value(app, "Size") == format_bytes(2 * stored)
 
 
 def test_uploaded_state_dict_is_offered_in_the_sidebar(app):
