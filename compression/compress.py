@@ -169,11 +169,11 @@ def _nominal_fp32_bytes(state: Mapping[str, torch.Tensor]) -> int:
     return sum(t.numel() * 4 if t.is_floating_point() else t.numel() * t.element_size() for t in state.values())
 
 
-def _tied_names(state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+def tied_names(state: Mapping[str, torch.Tensor]) -> dict[str, str]:
     """Each state-dict name whose tensor is an earlier name's (tied weights), mapped to that name.
 
     >>> shared = torch.zeros(2)
-    >>> _tied_names({"a": shared, "b": torch.zeros(2), "c": shared})
+    >>> tied_names({"a": shared, "b": torch.zeros(2), "c": shared})
     {'c': 'a'}
     """
     first: dict[tuple, str] = {}
@@ -297,7 +297,7 @@ def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] 
     recipe = as_recipe(recipe)
     loaded = _as_loaded(model)
     state = loaded.module.state_dict()
-    tied = _tied_names(state)
+    tied = tied_names(state)
     targets = _targets(loaded, state, recipe, tied)
     axes = {name: loaded.output_axes.get(name, CHANNELS_ON_AXIS_0) for name in targets}
     weights = {name: axes[name].channels_first(state[name]) for name in targets}  # axis 0: no copy
@@ -325,13 +325,10 @@ def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] 
         ))
         del mask, quantized, rows  # the codes are packed by now: not alive while the next tensor is worked on
 
-    # The other names of a compressed tied tensor hold its compressed values, as in the module.
-    raw = {
-        name: replacements[tied[name]].to(tensor.dtype) if tied.get(name) in replacements else tensor
-        for name, tensor in state.items()
-        if name not in encoded
-    }
-    packed = PackedModel(encoded=encoded, raw=raw, recipe_json=recipe.to_json(), model_name=loaded.name)
+    # A tied tensor is stored once; its other names are recorded as aliases of that name.
+    raw = {name: tensor for name, tensor in state.items() if name not in encoded and name not in tied}
+    packed = PackedModel(encoded=encoded, raw=raw, recipe_json=recipe.to_json(), model_name=loaded.name,
+                         aliases=dict(tied))
     report = _report(loaded, recipe, state, layers, packed, replacements, ranges, spreads)
     return CompressionResult(module=_rebuilt_module(loaded.module, replacements), report=report, packed=packed)
 
@@ -356,7 +353,7 @@ def _report(
         model=loaded.name,
         recipe=json.loads(recipe.to_json()),
         sparsity=zeros / parameters if parameters else 0.0,
-        dense_fp32_bytes=_nominal_fp32_bytes(state),
+        dense_fp32_bytes=_nominal_fp32_bytes({name: t for name, t in state.items() if name not in packed.aliases}),
         encoded_bytes=packed.encoded_bytes,
         file_bytes=packed.file_bytes,  # exact, without serialising the file
         layers=tuple(layers),

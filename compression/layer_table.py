@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from compression.compress import tied_names
 from compression.model import LoadedModel
 
 
@@ -56,5 +57,6 @@ def layer_table(model: LoadedModel) -> LayerTable:
                  state[name].numel() * state[name].element_size())
         for name in model.compressible
     )
-    return LayerTable(rows, sum(t.numel() for t in state.values()),
-                      sum(t.numel() * t.element_size() for t in state.values()))
+    tied = tied_names(state)  # a tied weight (an LM head's) is one tensor: counted once
+    stored = [tensor for name, tensor in state.items() if name not in tied]
+    return LayerTable(rows, sum(t.numel() for t in stored), sum(t.numel() * t.element_size() for t in stored))

@@ -118,21 +118,23 @@ def module_layer_types(module: nn.Module) -> dict[str, str]:
     ``weight_hh_l1_reverse``, ``weight_hr_l0``) and of their cells (``weight_ih``,
     ``weight_hh``); MultiheadAttention's input projection (``in_proj_weight``, or
     ``q/k/v_proj_weight``: its ``out_proj`` is a Linear); TorchScript submodules by their
-    ``original_name``. Biases are left out, and tied weights listed once.
+    ``original_name``. Biases are left out, and a tied weight is listed once, under its canonical
+    name: a Llama's LM head tied to its embeddings is ``model.embed_tokens.weight`` ("Linear").
 
     >>> module_layer_types(nn.Sequential(nn.Linear(4, 4), nn.LSTMCell(4, 2)))
     {'0.weight': 'Linear', '1.weight_ih': 'LSTMCell', '1.weight_hh': 'LSTMCell'}
     """
-    parameters = dict(module.named_parameters())
+    # A tied weight (an LM head sharing the embedding matrix) is one tensor: it is listed once,
+    # under its canonical name, the first that named_parameters gives it.
+    canonical = {id(parameter): name for name, parameter in module.named_parameters()}
     types = {}
     for name, layer in module.named_modules():
         kind = _layer_kind(layer)
         if kind is None:
             continue
-        for own, _ in layer.named_parameters(recurse=False):
-            key = f"{name}.{own}" if name else own
-            if _is_weight(own) and key in parameters:
-                types[key] = kind
+        for own, parameter in layer.named_parameters(recurse=False):
+            if _is_weight(own) and id(parameter) in canonical:
+                types[canonical[id(parameter)]] = kind
     return types
 
 

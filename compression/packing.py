@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,8 @@ from compression.quantization.base import QuantizedTensor
 from compression.recipe import QuantizeSpec
 
 FORMAT_NAME = "compression-lab-packed"
-FORMAT_VERSION = 2  # the newest: version 1 plus output axes
-_READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # the newest: version 1, plus output axes (2), plus tied names (3)
+_READABLE_VERSIONS = (1, 2, 3)
 _METADATA_KEY = "compression_lab"
 
 
@@ -175,6 +175,9 @@ class PackedModel:
     raw: dict[str, torch.Tensor]
     recipe_json: str
     model_name: str
+    # Tied weights (an LM head sharing the embedding matrix): each other name of a tensor, mapped
+    # to the name it is stored under. The file holds the tensor once, as the module does.
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Every stored tensor by file key; tied tensors are cloned (safetensors refuses aliases)."""
@@ -199,8 +202,10 @@ class PackedModel:
             "model": self.model_name,
             "raw": sorted(self.raw),
             "recipe": json.loads(self.recipe_json),
-            "version": FORMAT_VERSION if self.has_output_axes else 1,
+            "version": 3 if self.aliases else 2 if self.has_output_axes else 1,  # the oldest that reads it
         }
+        if self.aliases:
+            index["aliases"] = dict(sorted(self.aliases.items()))
         return {_METADATA_KEY: json.dumps(index)}
 
     @property
@@ -309,4 +314,8 @@ def load_packed(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[
             state[name] = decode_tensor(buffers, entry)
         except (KeyError, ValueError, RuntimeError) as error:
             raise PackedFileError(f"{path}: tensor {name!r} is damaged ({error}).") from None
+    for alias, stored in dict(index.get("aliases", {})).items():
+        if stored not in state:
+            raise PackedFileError(f"{path}: tied name {alias!r} refers to {stored!r}, which the file does not hold.")
+        state[alias] = state[stored]
     return state, index

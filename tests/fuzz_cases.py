@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from compression import load_packed, save_packed
-from compression.compress import compress
+from compression.compress import compress, tied_names
 from compression.errors import CompressionError
 from compression.model import LoadedModel, module_layer_types
 from compression.pruning import compute_masks
@@ -529,11 +529,16 @@ def _check_sizes(result: Any, state: Mapping[str, torch.Tensor], path: Path, wri
     sizes = {key: value["data_offsets"][1] - value["data_offsets"][0] for key, value in parts.items()}
     assert 8 + header_length + sum(sizes.values()) == len(data), "header + tensors != file"
     assert sum(sizes.values()) == report.encoded_bytes, f"tensors in the file {sum(sizes.values())} != encoded_bytes {report.encoded_bytes}"
-    dense = sum(t.numel() * (4 if t.is_floating_point() else t.element_size()) for t in state.values())
+    # A tied tensor is one tensor: counted and stored once, its other names recorded as aliases.
+    aliases = json.loads(header["__metadata__"]["compression_lab"]).get("aliases", {})
+    assert aliases == tied_names(state), f"aliases {aliases} != the state dict's tied names {tied_names(state)}"
+    dense = sum(t.numel() * (4 if t.is_floating_point() else t.element_size()) for n, t in state.items() if n not in aliases)
     assert report.dense_fp32_bytes == dense, f"dense_fp32_bytes {report.dense_fp32_bytes} != {dense}"
     targets = {layer.name for layer in report.layers}
     for name, tensor in state.items():
-        if name not in targets:
+        if name in aliases:
+            assert name not in sizes, f"{name}: a tied name is stored again"
+        elif name not in targets:
             assert sizes.get(name) == tensor.numel() * tensor.element_size(), f"{name}: stored raw with other bytes than its own ({sizes.get(name)})"
     for layer in report.layers:
         own = {key.split("::", 1)[1]: size for key, size in sizes.items() if key.startswith(f"{layer.name}::")}

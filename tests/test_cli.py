@@ -27,7 +27,7 @@ def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
 def test_models_lists_the_zoo_as_json(capsys) -> None:
     status, out, _ = run(capsys, "models", "--json")
     assert status == 0
-    assert [row["name"] for row in json.loads(out)] == ["simplenet", "mlp", "bn_cnn", "minilm"]
+    assert [row["name"] for row in json.loads(out)] == ["simplenet", "mlp", "bn_cnn", "minilm", "tinylm"]
 
 
 def test_info_gives_the_layers_and_the_baseline(capsys) -> None:

@@ -131,3 +131,16 @@ def test_an_unknown_family_is_refused_with_the_known_ones() -> None:
 )
 def test_a_graph_family_is_told_from_its_inputs_and_output(inputs, output, family) -> None:
     assert families.graph_family(inputs, output) == family
+
+
+def test_a_head_tied_to_the_embeddings_is_one_tensor_listed_and_stored_once(tmp_path) -> None:
+    model = compression.load_model("tinylm")
+    assert model.module.lm_head.weight is model.module.model.embed_tokens.weight
+    assert model.layer_types["model.embed_tokens.weight"] == "Linear" and "lm_head.weight" not in model.layer_types
+    result = compression.compress(model, HALF_AND_4_BIT)
+    state = model.module.state_dict()
+    assert result.report.dense_fp32_bytes == 4 * sum(t.numel() for name, t in state.items() if name != "lm_head.weight")
+    written = compression.save_packed(result, tmp_path / "tinylm.packed")
+    state, index = compression.load_packed(tmp_path / "tinylm.packed")
+    assert written == result.report.file_bytes and index["aliases"] == {"lm_head.weight": "model.embed_tokens.weight"}
+    assert torch.equal(state["lm_head.weight"], result.module.lm_head.weight)
