@@ -205,24 +205,23 @@ def _shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]
 
 
 def _no_match_message(shapes: dict[str, tuple], expected: dict[str, dict], where: str) -> str:
+    """Why a state_dict is refused, in two lines at most: the closest architecture and one
+    difference from it by example, never the list of tensors."""
     closest = max(expected, key=lambda name: len(shapes.keys() & expected[name].keys()))
     wanted = expected[closest]
-    reshaped = sorted(k for k in shapes.keys() & wanted.keys() if shapes[k] != wanted[k])
     differences = {
-        "missing": sorted(wanted.keys() - shapes.keys()),
-        "unexpected": sorted(shapes.keys() - wanted.keys()),
-        "shapes differ": [f"{k} {shapes[k]} instead of {wanted[k]}" for k in reshaped],
+        "reshaped": [f"{k} {shapes[k]} instead of {wanted[k]}" for k in sorted(shapes.keys() & wanted.keys())
+                     if shapes[k] != wanted[k]],
+        "missing": [f"{k} missing" for k in sorted(wanted.keys() - shapes.keys())],
+        "unexpected": [f"{k} unexpected" for k in sorted(shapes.keys() - wanted.keys())],
     }
-    closest_summary = "; ".join(
-        f"{label}: {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
-        for label, items in differences.items() if items
-    )
-    architectures = "; ".join(
-        f"{name} ({len(keys)} tensors: {', '.join(list(keys)[:3])}, ...)" for name, keys in expected.items()
-    )
+    if shapes.keys() & wanted.keys():
+        counts = ", ".join(f"{len(items)} {label}" for label, items in differences.items() if items)
+        closest_text = f"Closest is {closest!r}: {counts}, e.g. {next(i[0] for i in differences.values() if i)}."
+    else:
+        closest_text = f"No tensor name matches theirs (this file has e.g. {min(shapes, default='none')!r})."
     return (
-        f"{where}: the state_dict ({len(shapes)} tensors) matches none of the zoo architectures. "
-        f"Expected one of: {architectures}. Closest is {closest!r} ({closest_summary}). For any "
-        "other architecture upload a torch.export program (.pt2, torch.export.save) or a "
-        "TorchScript file (torch.jit.save), which carry their own code."
+        f"{where}: its {len(shapes)} tensors match no zoo architecture ({', '.join(expected)}). "
+        f"{closest_text} Load a torch.export program (.pt2), a TorchScript file or a Hugging "
+        "Face folder instead: they carry their own architecture."
     )

@@ -146,7 +146,7 @@ def _check_layers(model: LoadedModel, layers: Sequence[str] | None) -> list[str]
         if name not in state or not state[name].is_floating_point():
             raise RecipeError(
                 f"layers must name floating-point parameters of {model.name!r}; got {name!r}. "
-                f"Compressible by default: {', '.join(model.compressible)}."
+                f"LoadedModel.compressible lists the {len(model.compressible)} compressed by default."
             )
     return list(dict.fromkeys(layers))
 

@@ -75,15 +75,14 @@ def check_pickle(stream: bytes | BinaryIO, where: str, allowed: Callable[[str], 
     refused = list(dict.fromkeys(g for g in pickle_globals(stream, where) if not allowed(g)))
     if not refused:
         return
-    shown = ", ".join(repr(g) for g in refused[:4])
-    if len(refused) > 4:
-        shown += f" and {len(refused) - 4} more"
-    hint = ""
+    refused.sort(key=lambda g: g.startswith("torch."))  # the foreign names first: they tell most
+    shown = ", ".join(map(repr, refused[:2])) + (f" and {len(refused) - 2} more" if len(refused) > 2 else "")
+    what_to_do = WHAT_TO_UPLOAD
     if any(g.startswith(("torch.nn.modules.", "__main__.")) for g in refused):
-        hint = " It looks like a whole model saved with torch.save(model); save model.state_dict() instead."
+        what_to_do = "It looks like a whole model saved with torch.save(model): save model.state_dict() instead."
     raise UnsafeFileError(
-        f"{where} refers to {shown}, which is not a tensor or a plain container: loading it "
-        f"would import and run code named by the file, so it was not loaded.{hint} {WHAT_TO_UPLOAD}"
+        f"{where} refers to {shown} (not tensors or plain containers): loading it would import and "
+        f"run code named by the file, so it was not loaded. {what_to_do}"
     )
 
 

@@ -20,9 +20,8 @@ KIND_WORDS = {
 }
 
 WHAT_TO_UPLOAD = (
-    "Upload instead a state_dict saved with torch.save(model.state_dict(), path), a "
-    ".safetensors file, a torch.export program (.pt2, torch.export.save), a TorchScript "
-    "file (torch.jit.save) or an ONNX model (.onnx)."
+    "Give instead the weights (torch.save(model.state_dict(), path) or .safetensors), or a .pt2 "
+    "program, TorchScript or ONNX file."
 )
 
 
