@@ -16,6 +16,9 @@
 
 On bad input every command exits with status 2 and one line on stderr, writes no partial
 file, and refuses to overwrite an input or an existing file (unless --force for outputs).
+Standard error carries nothing else: the libraries' warnings and logs are filtered while a
+command runs (``quiet.py``; ``python -m compression --verbose <command>`` shows them), and the
+engine's own notes go to standard output.
 The argument tree is ``parser.py``; the commands live by kind in ``compress_commands.py``,
 ``workflow_commands.py`` and ``export_commands.py``.
 """
@@ -26,6 +29,7 @@ from typing import Sequence
 
 from compression.cli.arguments import CommandError
 from compression.cli.parser import build_parser
+from compression.cli.quiet import library_noise_filtered
 from compression.errors import CompressionError
 
 EXIT_BAD_INPUT = 2
@@ -35,11 +39,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 when it succeeds, ``EXIT_BAD_INPUT`` with one line on stderr when not."""
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        with library_noise_filtered(args.verbose, notes=not getattr(args, "json", False)):
+            args.handler(args)
     except (CompressionError, CommandError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        _refuse(str(error))
         return EXIT_BAD_INPUT
     except OSError as error:
-        print(f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+        _refuse(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
         return EXIT_BAD_INPUT
     return 0
+
+
+def _refuse(message: str) -> None:
+    """``error: <message>`` on stderr as one line, whatever line breaks a library put in it."""
+    print("error:", " ".join(message.split()), file=sys.stderr)

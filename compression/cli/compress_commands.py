@@ -113,8 +113,8 @@ def command_sweep(args: argparse.Namespace) -> None:
     csv_out = check_output(args.csv, args)
     base = read_recipe(args.recipe) if args.recipe else None
     model = load(args)
-    frame = compression.sweep(model, args.amounts, args.bits, args.scheme, base,
-                              progress=lambda done, total, _: print_counter(done, total, "configurations"))
+    progress = None if args.json else lambda done, total, _: print_counter(done, total, "configurations")
+    frame = compression.sweep(model, args.amounts, args.bits, args.scheme, base, progress=progress)
     if csv_out is not None:
         write_atomically(csv_out, frame.to_csv(index=False).encode("utf-8"))
     if args.json:

@@ -11,6 +11,7 @@ from typing import Any
 import compression
 from compression.cli.arguments import check_output, load, read_recipe
 from compression.cli.output import print_json
+from compression.cli.quiet import import_without_c_stderr, library_prints_hidden
 from compression.evaluation import max_output_difference
 from compression.files import write_atomically
 from compression.graph.fusion import check_fusion, fuse_conv_bn
@@ -97,9 +98,13 @@ def command_export(args: argparse.Namespace) -> None:
     model = load(args)
     module = compression.compress(model, read_recipe(args.recipe)).module if args.recipe else model.module
     if args.format == "tflite":
-        from compression.io.tflite_export import export_tflite
+        from compression.io.tflite_export import export_tflite, tflite_available
 
-        write_atomically(out, export_tflite(model, module))
+        if tflite_available() and not args.verbose:
+            import_without_c_stderr("litert_torch")
+        with library_prints_hidden(args.verbose):  # litert-torch prints each conversion step
+            program = export_tflite(model, module)
+        write_atomically(out, program)
         print(f"wrote {out} (TFLite, float32 weights as compressed)")
         return
     exported = export_and_score(model, module, args.int8)

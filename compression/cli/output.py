@@ -1,8 +1,11 @@
-"""How the commands print: JSON for ``--json``, aligned tables, and progress counters on stderr."""
+"""How the commands print: JSON for ``--json``, aligned tables, and progress counters.
+
+Everything goes to standard output, which ``--json`` keeps for the JSON alone (no counters);
+standard error is for the refusal of bad input only.
+"""
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 
@@ -11,8 +14,8 @@ def print_json(payload: Any) -> None:
 
 
 def print_counter(done: int, total: int, what: str) -> None:
-    """``done/total what`` rewritten in place on stderr; the last one ends the line."""
-    print(f"\r{done}/{total} {what}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    """``done/total what`` rewritten in place; the last one ends the line."""
+    print(f"\r{done}/{total} {what}", end="" if done < total else "\n", flush=True)
 
 
 def print_evaluations(done: int, total: int, *_: Any) -> None:

@@ -6,7 +6,7 @@ dashboard's command lines (``command_lines.py``) are spelled from this tree, not
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from typing import Callable, NoReturn
 
 from compression.cli.arguments import parse_floats, parse_input_shape_argument, parse_ints
 from compression.cli.compress_commands import (
@@ -27,15 +27,27 @@ from compression.workflows.onnx_scoring import INT8_MODES, NO_INT8
 DATA_HELP = "evaluation data: .npz with x, or one array per input named after it (and optional labels y)"
 INPUT_SHAPE_HELP = ("sizes of an input an ONNX or .pt2 file leaves open, the batch first: images=1,3,320,320 "
                     "(repeatable; the name may be left out for a model with one input)")
+VERBOSE_HELP = "let the libraries' own warnings and logs through to stderr"
 
 
-class CommandParser(argparse.ArgumentParser):
+class RefusingParser(argparse.ArgumentParser):
+    """An argument parser that refuses bad arguments as the commands refuse bad input: one line
+    on stderr, exit status 2, and where to look instead of argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see `{self.prog} --help`.\n")
+
+
+class CommandParser(RefusingParser):
     """An argument parser that keeps each option it declares by destination (``dense_out``)."""
 
     def __init__(self, *args, **kwargs) -> None:
         self.options: dict[str, argparse.Action] = {}
         super().__init__(*args, **kwargs)
         self.options.pop("help", None)  # -h, which argparse adds to every parser
+        # The global --verbose, taken after the command too; unset there, it keeps the global value.
+        self.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+        self.options.pop("verbose")
 
     def add_argument(self, *args, **kwargs) -> argparse.Action:
         action = super().add_argument(*args, **kwargs)
@@ -54,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _build() -> tuple[argparse.ArgumentParser, dict[str, CommandParser]]:
-    parser = argparse.ArgumentParser(prog="python -m compression", description="Compress PyTorch models.")
+    parser = RefusingParser(prog="python -m compression", description="Compress PyTorch models.")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     def command(name: str, handler: Callable, help_text: str, model: bool = True) -> CommandParser:

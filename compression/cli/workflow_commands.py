@@ -60,7 +60,8 @@ def command_sensitivity(args: argparse.Namespace) -> None:
     csv_out = check_output(args.csv, args)
     model = load(args)
     levels = {name: value for name in ("amounts", "bits") if (value := getattr(args, name)) is not None}
-    frame = sensitivity(model, scheme=args.scheme, progress=print_evaluations, **levels)
+    progress = None if args.json else print_evaluations
+    frame = sensitivity(model, scheme=args.scheme, progress=progress, **levels)
     if csv_out is not None:
         write_atomically(csv_out, frame.drop(columns=["recipe"]).to_csv(index=False).encode("utf-8"))
     shown = frame.drop(columns=["recipe"])
@@ -77,12 +78,13 @@ def command_search(args: argparse.Namespace) -> None:
     from compression.workflows.sensitivity import sensitivity
 
     model = load(args)
+    progress = None if args.json else print_evaluations
     if args.per_layer:
-        curves = sensitivity(model, bits=(32,), progress=print_evaluations)
+        curves = sensitivity(model, bits=(32,), progress=progress)
         result = search_layerwise(model, curves, tolerance=args.tolerance, resolution=args.resolution,
-                                  progress=print_evaluations)
+                                  progress=progress)
     else:
-        result = search_sparsity(model, tolerance=args.tolerance, resolution=args.resolution, progress=print_evaluations)
+        result = search_sparsity(model, tolerance=args.tolerance, resolution=args.resolution, progress=progress)
     steps = result.steps.drop(columns=["recipe", "thresholds"], errors="ignore")
     if args.json:
         print_json({"amount": result.amount, "threshold": result.threshold, "metric": result.metric,
