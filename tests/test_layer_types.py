@@ -8,17 +8,20 @@ The expected rows are written out here from each layer's definition, not from th
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import safetensors.torch
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from compression.compress import compress
+from compression.errors import PackedFileError
 from compression.graph.channels import remove_channels
 from compression.io.loading import load_model
 from compression.model import LoadedModel, module_layer_types
@@ -245,6 +248,17 @@ def test_a_model_with_every_output_axis_0_still_writes_the_first_format(tmp_path
     result = compress(seeded(nn.Sequential(nn.Linear(8, 4), nn.LSTMCell(4, 4))), {"quantize": {"bits": 4}})
     save_packed(result.packed, tmp_path / "plain.packed")
     assert load_packed(tmp_path / "plain.packed")[1]["version"] == 1
+
+
+@pytest.mark.parametrize("output_axis", [{"axis": 2, "groups": 1}, {"axis": 1, "groups": 3}, {"axis": 1}, [1, 2]])
+def test_an_output_axis_that_does_not_fit_its_tensor_is_a_damaged_packed_file(output_axis, tmp_path: Path) -> None:
+    packed = compress(every_layer(), {"quantize": {"bits": 4}}).packed
+    index = json.loads(packed.metadata()["compression_lab"])
+    index["encoded"]["up.weight"]["output_axis"] = output_axis  # up.weight: (4, 4, 2), axis 1 in 2 groups
+    path = tmp_path / "damaged.packed"
+    path.write_bytes(safetensors.torch.save(packed.tensors(), metadata={"compression_lab": json.dumps(index)}))
+    with pytest.raises(PackedFileError, match="tensor 'up.weight' is damaged"):
+        load_packed(path)
 
 
 def test_the_sparsity_map_shows_output_channels_as_rows() -> None:
