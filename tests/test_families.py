@@ -144,3 +144,14 @@ def test_a_head_tied_to_the_embeddings_is_one_tensor_listed_and_stored_once(tmp_
     state, index = compression.load_packed(tmp_path / "tinylm.packed")
     assert written == result.report.file_bytes and index["aliases"] == {"lm_head.weight": "model.embed_tokens.weight"}
     assert torch.equal(state["lm_head.weight"], result.module.lm_head.weight)
+
+
+def test_weights_that_do_not_fit_the_config_are_refused_in_a_line_naming_one_tensor(folders, tmp_path) -> None:
+    folder = tmp_path / "misfit"
+    shutil.copytree(folders["llama"], folder)
+    config = (folder / "config.json").read_text().replace('"intermediate_size": 64', '"intermediate_size": 96')
+    (folder / "config.json").write_text(config)
+    with pytest.raises(compression.ModelLoadError) as refused:
+        compression.load_model(folder)
+    message = str(refused.value)
+    assert "mlp." in message and "by config.json" in message and "\n" not in message and len(message) < 300

@@ -17,7 +17,6 @@ store is noted on the model (``LoadedModel.stored_weights``) and any upcast in i
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +28,19 @@ from compression.io.checkpoints import stored_in_files, with_stored_weights
 from compression.evaluation import model_outputs
 from compression.io import families, text_data, zoo
 from compression.io.evaluation_data import InputSpec
+from compression.io.image_data import DEFAULT_IMAGE_SIZE, ImageProtocol
 from compression.io.limits import check_parameter_count
 from compression.io.program import LOAD_ERRORS
-from compression.io.safety import inspect_hf_folder
-from compression.metrics import AGREEMENT, COSINE, NEXT_TOKEN_AGREEMENT, OUTPUT_COSINE, PERPLEXITY
+from compression.io.safety import inspect_hf_folder, read_safetensors_header
+from compression.io.safety.limits import checked_size, read_json
+from compression.metrics import AGREEMENT, COSINE, NEXT_TOKEN_AGREEMENT, OUTPUT_COSINE
 from compression.model import EvaluationData, LoadedModel, module_layer_types
 
 RANDOM_TEXT_LENGTH = 32
 GENERATED_IMAGES = 16
-DEFAULT_IMAGE_SIZE = 224
+_MAX_PREPROCESSOR_BYTES = 1024**2
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model", "vocab.json")
 _OPTIONS = {"local_files_only": True, "trust_remote_code": False, "dtype": torch.float32}
-_LOGIT_BYTES = 1 << 26  # logits of one batch at most (64 MiB): how many windows go together
 
 
 def read_hf_folder(
@@ -76,7 +76,26 @@ def _load(folder: Path, auto_class: str, use_safetensors: bool, **options: Any) 
         return getattr(transformers, auto_class).from_pretrained(
             folder, **_OPTIONS, use_safetensors=use_safetensors, **options).eval()
     except (OSError, *LOAD_ERRORS) as error:
-        raise ModelLoadError(f"{folder.name}: transformers could not load it as {auto_class} ({_first_line(error)}).") from None
+        reason = _shape_mismatch(folder, auto_class) if "mismatch" in str(error) else None
+        raise ModelLoadError(
+            f"{folder.name}: transformers could not load it as {auto_class} ({reason or _first_line(error)})."
+        ) from None
+
+
+def _shape_mismatch(folder: Path, auto_class: str) -> str | None:
+    """The first weight whose stored shape differs from the one config.json gives it, said
+    in a line (transformers prints its whole report and raises "look at the above report")."""
+    import transformers
+
+    config = _config(folder)
+    with torch.device("meta"):
+        expected = getattr(transformers, auto_class).from_config(config).state_dict()
+    for file in sorted(folder.glob("*.safetensors")):
+        for name, entry in read_safetensors_header(file).items():
+            if name in expected and tuple(entry["shape"]) != tuple(expected[name].shape):
+                return (f"{name} is {tuple(entry['shape'])} in {file.name} but {tuple(expected[name].shape)} by "
+                        "config.json; the config does not fit the weights")
+    return None
 
 
 def _loaded(folder: Path, module: nn.Module, family: str, evaluation: EvaluationData | None,
@@ -100,28 +119,25 @@ def _text_encoder(folder: Path, config: Any, use_safetensors: bool) -> tuple[Loa
     module = zoo.sentence_embedder(transformer).eval()
     vocab_size = getattr(config, "vocab_size", None)
     tokenizer = _tokenizer(folder)
+    text = None
     if tokenizer is not None:
-        if tokenizer.pad_token is None:  # decoder tokenizers (GPT-2) have none
-            tokenizer.pad_token = tokenizer.eos_token
-        encoded = tokenizer(zoo.corpus_sentences(), padding=True, truncation=True,
-                            max_length=zoo.TEXT_MAX_LENGTH, return_tensors="pt")
-        inputs = (encoded["input_ids"].to(torch.int64), encoded["attention_mask"].to(torch.int64))
-        source = "corpus sentences"
+        tokenize = functools.partial(text_data.sentence_inputs, tokenizer, max_length=zoo.TEXT_MAX_LENGTH)
+        text = functools.partial(text_data.sentence_evaluation, tokenize=tokenize, batch_size=zoo.TEXT_BATCH_SIZE)
+        evaluation = text(zoo.corpus_sentences(), "corpus sentences")
     else:
         if vocab_size is None:
             raise ModelLoadError(f"{folder.name} has neither a tokenizer nor a vocab_size in its config.json.")
         ids = text_data.random_token_ids(vocab_size, RANDOM_TEXT_LENGTH, 2 * zoo.TEXT_BATCH_SIZE)
-        inputs, source = (ids, torch.ones_like(ids)), "seeded random token sequences (no tokenizer)"
+        description = f"{len(ids)} seeded random token sequences (no tokenizer) (fidelity to the original embeddings)"
+        evaluation = EvaluationData((ids, torch.ones_like(ids)), None, COSINE, description, zoo.TEXT_BATCH_SIZE)
     try:
-        model_outputs(module, tuple(t[:2] for t in inputs), 2)
+        model_outputs(module, tuple(t[:2] for t in evaluation.inputs), 2)
     except LOAD_ERRORS as error:
         raise ModelLoadError(
             f"{folder.name}: a {type(transformer).__name__} gives no token embeddings from (input_ids, "
             f"attention_mask) ({_first_line(error)}); pass --family to load it as another family."
         ) from None
-    description = f"{len(inputs[0])} {source} (fidelity to the original embeddings)"
-    evaluation = EvaluationData(inputs, None, COSINE, description, zoo.TEXT_BATCH_SIZE)
-    spec = InputSpec(tuple(t[:2] for t in inputs), zoo.TEXT_BATCH_SIZE, COSINE, vocab_size)
+    spec = InputSpec(tuple(t[:2] for t in evaluation.inputs), zoo.TEXT_BATCH_SIZE, COSINE, vocab_size, text=text)
     summary = f"{type(transformer).__name__} as a sentence embedder (mean pooling, unit length)"
     return _loaded(folder, module, families.TEXT_ENCODER, evaluation, spec, summary)
 
@@ -132,18 +148,17 @@ def _causal_lm(folder: Path, config: Any, use_safetensors: bool) -> tuple[Loaded
     module.config.use_cache = False  # scoring needs no cache of past keys and values
     context = min(_max_positions(config) or text_data.MAX_CONTEXT, text_data.MAX_CONTEXT)
     tokenizer = _tokenizer(folder)
+    text = None
     if tokenizer is not None:
-        input_ids = text_data.windows(text_data.encode(tokenizer, zoo.heldout_text()), context)
-        labels, metric = text_data.next_token_targets(input_ids), PERPLEXITY
-        description = (f"{len(input_ids)} windows of {context} tokens of held-out English text "
-                       f"({zoo.HELDOUT_TEXT_SOURCE}), every next token scored")
+        text = functools.partial(text_data.causal_lm_evaluation, tokenizer=tokenizer, context=context,
+                                 vocab_size=config.vocab_size)
+        evaluation = text([zoo.heldout_text()], _heldout_source())
     else:
         input_ids = text_data.random_token_ids(config.vocab_size, min(context, RANDOM_TEXT_LENGTH))
-        labels, metric = None, NEXT_TOKEN_AGREEMENT
         description = f"{len(input_ids)} seeded random token sequences (no tokenizer): next-token agreement with the original"
-    batch = _logit_batch(context, config.vocab_size)
-    evaluation = EvaluationData((input_ids,), labels, metric, description, batch)
-    spec = InputSpec((input_ids[:2],), batch, metric, config.vocab_size)
+        evaluation = EvaluationData((input_ids,), None, NEXT_TOKEN_AGREEMENT, description,
+                                    text_data.logit_batch(context, config.vocab_size))
+    spec = InputSpec((evaluation.inputs[0][:2],), evaluation.batch_size, evaluation.metric, config.vocab_size, text=text)
     return _loaded(folder, module, families.CAUSAL_LM, evaluation, spec,
                    f"{type(module).__name__} (causal LM, LM head included)")
 
@@ -156,23 +171,25 @@ def _seq2seq(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedMo
     start = start if start is not None else (getattr(config, "pad_token_id", None) or 0)
     context = min(_max_positions(config) or text_data.MAX_CONTEXT, text_data.MAX_CONTEXT)
     tokenizer = _tokenizer(folder)
+    text = None
     if tokenizer is not None:
-        ids = text_data.windows(text_data.encode(tokenizer, zoo.heldout_text()), context)
-        source, decoder_inputs, target = text_data.teacher_forcing(ids, start)
-        labels, metric = target, PERPLEXITY
-        description = (f"{len(ids)} held-out English passages ({zoo.HELDOUT_TEXT_SOURCE}): the second half "
-                       "of each, teacher-forced from its first half")
+        text = functools.partial(text_data.seq2seq_evaluation, tokenizer=tokenizer, context=context,
+                                 vocab_size=config.vocab_size, start_token=start)
+        evaluation = text([zoo.heldout_text()], _heldout_source())
     else:
         ids = text_data.random_token_ids(config.vocab_size, 2 * RANDOM_TEXT_LENGTH)
         source, decoder_inputs, _ = text_data.teacher_forcing(ids, start)
-        labels, metric = None, NEXT_TOKEN_AGREEMENT
         description = f"{len(ids)} seeded random token sequences (no tokenizer): next-token agreement with the original"
-    inputs = (source, torch.ones_like(source), decoder_inputs)
-    batch = _logit_batch(decoder_inputs.shape[1], config.vocab_size)
-    evaluation = EvaluationData(inputs, labels, metric, description, batch)
-    spec = InputSpec(tuple(t[:2] for t in inputs), batch, metric, config.vocab_size)
+        evaluation = EvaluationData((source, torch.ones_like(source), decoder_inputs), None, NEXT_TOKEN_AGREEMENT,
+                                    description, text_data.logit_batch(decoder_inputs.shape[1], config.vocab_size))
+    spec = InputSpec(tuple(t[:2] for t in evaluation.inputs), evaluation.batch_size, evaluation.metric,
+                     config.vocab_size, text=text)
     return _loaded(folder, module, families.SEQ2SEQ, evaluation, spec,
                    f"{type(module).__name__} (encoder-decoder, teacher-forced)")
+
+
+def _heldout_source() -> str:
+    return f"held-out English text ({zoo.HELDOUT_TEXT_SOURCE})"
 
 
 def _tokenizer(folder: Path):
@@ -197,10 +214,6 @@ def _max_positions(config: Any) -> int | None:
     return None
 
 
-def _logit_batch(length: int, vocab_size: int) -> int:
-    return max(1, min(16, _LOGIT_BYTES // (4 * length * vocab_size)))
-
-
 # --- images --------------------------------------------------------------------------------
 
 
@@ -208,8 +221,8 @@ def _image_model(folder: Path, config: Any, use_safetensors: bool, family: str) 
     """An image classifier (its head included) or another image model, on generated images."""
     classifier = family == families.IMAGE_CLASSIFIER
     module = _load(folder, "AutoModelForImageClassification" if classifier else "AutoModel", use_safetensors)
-    channels = getattr(config, "num_channels", None) or 3
-    height, width = _image_size(folder, config)
+    images = _image_protocol(folder, config)
+    channels, (height, width) = images.channels, images.size
     generator = torch.Generator().manual_seed(text_data.RANDOM_SEED)
     pixels = torch.randn(GENERATED_IMAGES, channels, height, width, generator=generator)
     metric = AGREEMENT if classifier else OUTPUT_COSINE
@@ -217,26 +230,28 @@ def _image_model(folder: Path, config: Any, use_safetensors: bool, family: str) 
     description = (f"{GENERATED_IMAGES} generated images ({channels}×{height}×{width}, seeded normal noise; "
                    f"no labelled images given): {what}")
     evaluation = EvaluationData((pixels,), None, metric, description, GENERATED_IMAGES)
-    spec = InputSpec((pixels[:2],), GENERATED_IMAGES, metric)
+    spec = InputSpec((pixels[:2],), GENERATED_IMAGES, metric, images=images if classifier else None)
     kind = "image classifier" if classifier else "model on images"
     return _loaded(folder, module, family, evaluation, spec, f"{type(module).__name__} ({kind})")
 
 
-def _image_size(folder: Path, config: Any) -> tuple[int, int]:
-    """From preprocessor_config.json, else the config's image_size, else 224."""
-    preprocessor = folder / "preprocessor_config.json"
-    if preprocessor.is_file():
-        size = json.loads(preprocessor.read_text()).get("crop_size") or json.loads(preprocessor.read_text()).get("size")
-        if isinstance(size, dict) and "height" in size:
-            return int(size["height"]), int(size["width"])
-        if isinstance(size, dict) and "shortest_edge" in size:
-            return int(size["shortest_edge"]), int(size["shortest_edge"])
-        if isinstance(size, int):
-            return size, size
+def _image_protocol(folder: Path, config: Any) -> ImageProtocol:
+    """The folder's preprocessing (preprocessor_config.json, else the config's image_size, else
+    224) and its labels (the config's id2label)."""
+    channels = getattr(config, "num_channels", None) or 3
     size = getattr(config, "image_size", None)
     if isinstance(size, (list, tuple)) and len(size) == 2:
-        return int(size[0]), int(size[1])
-    return (int(size), int(size)) if isinstance(size, int) else (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
+        fallback = int(size[0]), int(size[1])
+    else:
+        fallback = (int(size), int(size)) if isinstance(size, int) else (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
+    id2label = getattr(config, "id2label", None) or {}
+    labels = tuple(str(id2label[i]) for i in range(len(id2label))) if set(id2label) == set(range(len(id2label))) else ()
+    preprocessor = folder / "preprocessor_config.json"
+    if not preprocessor.is_file():
+        return ImageProtocol.for_input(channels, fallback, labels)
+    checked_size(preprocessor, _MAX_PREPROCESSOR_BYTES, "preprocessor_config.json")
+    settings = read_json(preprocessor.read_bytes(), f"{folder.name}/preprocessor_config.json")
+    return ImageProtocol.from_preprocessor_config(settings if isinstance(settings, dict) else {}, channels, fallback, labels)
 
 
 def _other(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedModel, InputSpec]:
@@ -246,8 +261,12 @@ def _other(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedMode
 
 
 def _first_line(error: BaseException) -> str:
+    """The first sentence of a library's message (they run over many lines), at most 200 characters."""
     text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    sentence = text.splitlines()[0].split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= 200 else sentence[:199] + "…"
 
 
 _BUILDERS = {
