@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from compression.preview import MagnitudeIndex
+from compression.output_axes import CHANNELS_ON_AXIS_0
 from compression.stats import sparsity_map
 from ui import charts, controls, navigation, state
 from ui.text import t
@@ -113,7 +114,8 @@ def draw_second_view(view, result, layer_names: list[str], selected: str) -> Non
                                  [view.layers[n].parameters for n in layer_names]),
             width="stretch", key="prune_bars",
         )
-    weight = result.module.state_dict()[map_layer.name]
+    # Output channels in rows, as the report's own maps: a ConvTranspose or Conv1D keeps them on axis 1.
+    weight = model.output_axes.get(map_layer.name, CHANNELS_ON_AXIS_0).channels_first(result.module.state_dict()[map_layer.name])
     if shown == views[1]:
         # The report's map has up to 256 × 256 tiles; 96 × 96 reads the same on screen and
         # keeps a slider move's websocket traffic small on large layers.
