@@ -1,5 +1,6 @@
 """Evaluation data for a loaded model: a user's .npz file checked against the model, or seeded
-random inputs shaped like the model's example inputs.
+random inputs shaped like the model's example inputs (text and image files:
+``compression.io.data_files``).
 
 A data file is an ``.npz`` (``numpy.savez``) holding ``x``, the inputs (one row per sample),
 and optionally ``y``, integer class labels; text models may add ``attention_mask``. A model
@@ -24,7 +25,9 @@ from torch import nn
 from compression.errors import CompressionError, DataError
 from compression.evaluation import model_outputs
 from compression.metrics import ACCURACY, AGREEMENT, COSINE, METRICS
+from compression.io.image_data import ImageProtocol
 from compression.io.input_arrays import input_rows
+from compression.io.text_data import TextEvaluation
 from compression.model import EvaluationData
 from compression.model_inputs import ModelInput
 from compression.io.safety import DEFAULT_MAX_FILE_BYTES, inspect_npz
@@ -41,13 +44,17 @@ class InputSpec:
 
     ``example`` holds the model's example inputs (empty where the format records none);
     ``vocab_size`` is set for token-id models, whose inputs are ``(input_ids, attention_mask)``;
-    ``fidelity_metric`` is the metric without labels (None: chosen from the output shape).
+    ``fidelity_metric`` is the metric without labels (None: chosen from the output shape);
+    ``text`` scores documents by the model's family protocol (a text model with a tokenizer);
+    ``images`` prepares labelled images for it (a Hugging Face image classifier).
     """
 
     example: tuple[torch.Tensor, ...] = ()
     batch_size: int = DEFAULT_BATCH_SIZE
     fidelity_metric: str | None = None
     vocab_size: int | None = None
+    text: TextEvaluation | None = None
+    images: ImageProtocol | None = None
 
     @property
     def takes_tokens(self) -> bool:

@@ -24,7 +24,8 @@ from compression.evaluation import model_outputs
 from compression.io import families, zoo
 from compression.io.checkpoints import with_stored_weights
 from compression.io.families import check_family
-from compression.io.evaluation_data import InputSpec, check_metric, evaluation_from_npz, with_metric
+from compression.io.data_files import evaluation_from_file
+from compression.io.evaluation_data import InputSpec, check_metric, with_metric
 from compression.io.huggingface import read_hf_folder
 from compression.io.input_specs import InputShapes
 from compression.io.limits import (
@@ -60,8 +61,10 @@ def load_model(
 ) -> LoadedModel:
     """Load a zoo model, a model file or a Hugging Face folder, with its evaluation data.
 
-    ``data`` is an optional ``.npz`` (``x``, optional labels ``y``) that replaces the default
-    evaluation data; ``metric`` overrides the default metric; ``family`` (one of
+    ``data`` optionally replaces the default evaluation data: an ``.npz`` (``x``, optional
+    labels ``y``), text (``.txt``, ``.jsonl``) for a text model, or a folder or ``.zip`` of
+    images in class subfolders for an image classifier (``compression.io.data_files``);
+    ``metric`` overrides the default metric; ``family`` (one of
     ``compression.io.families.FAMILIES``) overrides the family told from the file. Files over ``max_file_bytes``
     and models over ``max_parameters`` stored values are refused, before materialising
     where the format allows. ``input_shapes`` (``{input name: shape}``, the batch first; the
@@ -77,7 +80,7 @@ def load_model(
     check_finite(model.module, model.name)
     evaluation = model.evaluation
     if data is not None:
-        evaluation = evaluation_from_npz(data, model.module, spec, max_file_bytes=max_file_bytes, inputs=model.input_specs)
+        evaluation = evaluation_from_file(data, model, spec, max_file_bytes=max_file_bytes)
     return replace(model, evaluation=with_metric(evaluation, metric))
 
 
