@@ -108,6 +108,12 @@ def test_a_text_encoder_is_scored_by_cosine_on_the_lines_as_sentences(text_folde
     assert "sentences from notes.txt" in model.evaluation.description
 
 
+def test_the_sample_text_embedder_takes_text_as_sentences(text_files) -> None:
+    model = compression.load_model("minilm", text_files["jsonl"])
+    assert (model.evaluation.metric, model.evaluation.size) == (COSINE, 60)
+    assert compression.evaluate(model).value == pytest.approx(1.0)
+
+
 def test_a_text_model_without_a_tokenizer_refuses_text_saying_what_to_add(text_folders, text_files, tmp_path) -> None:
     folder = tmp_path / "bare"
     shutil.copytree(text_folders["gpt2"], folder)

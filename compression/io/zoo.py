@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from compression.errors import ModelLoadError
-from compression.io import families
+from compression.io import families, text_data
 from compression.io.evaluation_data import InputSpec
 from compression.metrics import ACCURACY, COSINE
 from compression.model import EvaluationData, LoadedModel, TrainingData, module_layer_types
@@ -130,11 +130,11 @@ def _zoo_model(
     if architecture == TEXT_EMBEDDER:
         from sample_models import minilm  # transformers only when a text model is asked for
 
-        inputs = minilm.tokenize(corpus_sentences(), max_length=TEXT_MAX_LENGTH)
-        description = f"{len(inputs[0])} corpus sentences (fidelity to the original embeddings)"
-        evaluation = EvaluationData(inputs, None, COSINE, description, TEXT_BATCH_SIZE)
+        tokenize = functools.partial(minilm.tokenize, max_length=TEXT_MAX_LENGTH)
+        text = functools.partial(text_data.sentence_evaluation, tokenize=tokenize, batch_size=TEXT_BATCH_SIZE)
+        evaluation = text(corpus_sentences(), "corpus sentences")
         vocab_size = module.transformer.config.vocab_size
-        spec = InputSpec(tuple(t[:2] for t in inputs), TEXT_BATCH_SIZE, COSINE, vocab_size)
+        spec = InputSpec(tuple(t[:2] for t in evaluation.inputs), TEXT_BATCH_SIZE, COSINE, vocab_size, text=text)
     else:
         evaluation, training, spec = _digits_data(architecture)
     if architecture == TEXT_EMBEDDER:
