@@ -39,8 +39,8 @@ with upload_tab:
         accept_multiple_files=True, key="model_upload", max_upload_size=uploads.UPLOAD_LIMIT_MB,
     )
     data_file = st.file_uploader(
-        t("model.data_file"),
-        type=["npz"], key="model_data", max_upload_size=uploads.UPLOAD_LIMIT_MB,
+        t("model.data_file"), help=t("model.data_file_help"),
+        type=uploads.DATA_TYPES, key="model_data", max_upload_size=uploads.UPLOAD_LIMIT_MB,
     )
     if st.button(t("model.use_files"), disabled=not files, type="primary"):
         try:

@@ -29,6 +29,8 @@ UPLOAD_LIMIT_MB = 200
 MAX_UPLOAD_BYTES = UPLOAD_LIMIT_MB * 1024**2  # Streamlit's megabytes are MiB
 # float32 values that fit in the upload limit: what an uploaded model may hold at most.
 MAX_UPLOAD_PARAMETERS = MAX_UPLOAD_BYTES // 4
+# Evaluation data the engine reads (compression.io.data_files): arrays, text, a zip of images.
+DATA_TYPES = ["npz", "txt", "jsonl", "zip"]
 
 
 @st.cache_resource
@@ -101,7 +103,7 @@ def _remove(paths: list[Path]) -> None:
 
 @contextlib.contextmanager
 def stored(files: list[tuple[str, bytes]], data: tuple[str, bytes] | None = None) -> Iterator[tuple[str, str | None]]:
-    """Store an upload (model files, optional .npz) and give (model_id, data_id) to the block.
+    """Store an upload (model files, optional data file) and give (model_id, data_id) to the block.
 
     Files over the upload limit are refused before anything is written; when the block raises
     (the engine refused the files, a bug, or a rerun cutting the load short) the files this
