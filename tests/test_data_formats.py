@@ -265,3 +265,11 @@ def test_a_file_that_is_not_an_image_is_refused_naming_it(vit_folder, tmp_path) 
     with pytest.raises(compression.DataError, match="dog/broken.png is not a readable PNG or JPEG") as error:
         compression.load_model(vit_folder, _folder(tmp_path / "pets", images))
     _one_short_line(error)
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_it_is_decoded(vit_folder, tmp_path) -> None:
+    huge = io.BytesIO()
+    Image.new("1", (8000, 8000)).save(huge, format="PNG")  # 64M pixels in a few kilobytes
+    with pytest.raises(compression.DataError, match="8000×8000 pixels") as error:
+        compression.load_model(vit_folder, _folder(tmp_path / "pets", {**PET_IMAGES, "cat/huge.png": huge.getvalue()}))
+    _one_short_line(error)

@@ -72,13 +72,13 @@ def _image_evaluation(path: Path, model: LoadedModel, spec: InputSpec, max_file_
     protocol = spec.images or _graph_image_protocol(model)
     if protocol is None and model.family == families.IMAGE_CLASSIFIER:
         raise DataError(
-            f"{path.name} holds images, but {model.name} records no input size (channels, height, width) to "
-            "prepare them for; give them as an .npz (x shaped n×C×H×W, labels y)."
+            f"{path.name}: {model.name} records no input size (channels, height, width) to prepare images "
+            "for; give them as an .npz (x shaped n×C×H×W, labels y)."
         )
     if protocol is None:
         raise DataError(
-            f"{path.name} holds images, but {model.name} is a {model.family} model; labelled images are for "
-            f"image classifiers: {_what_to_give(model.family)}."
+            f"{path.name} is taken as labelled images, but {model.name} is a {model.family} model; labelled "
+            f"images are for image classifiers: {_what_to_give(model.family)}."
         )
     if protocol.channels not in (1, 3):
         raise DataError(
