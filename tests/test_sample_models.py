@@ -39,8 +39,9 @@ def test_unknown_name_is_rejected_with_the_allowed_names() -> None:
         sample_models.build_architecture("resnet")
 
 
-def test_zoo_names_are_the_digits_models_and_minilm() -> None:
-    assert sample_models.ZOO_NAMES == ("simplenet", "mlp", "bn_cnn", "minilm")
+def test_zoo_names_are_the_digits_models_minilm_and_tinylm() -> None:
+    assert sample_models.ZOO_NAMES == ("simplenet", "mlp", "bn_cnn", "minilm", "tinylm")
+    assert set(sample_models.FOLDER_MODELS) == {"tinylm"} and sample_models.FOLDER_MODELS["tinylm"].is_dir()
 
 
 @pytest.mark.parametrize("name", sample_models.DIGITS_MODELS)
