@@ -18,7 +18,7 @@ if result is None:
 controls.size_and_metric_row(result, controls.live_scores(result, choice))
 controls.numbers_explained(model)
 
-stem = choice.label.rsplit(".", 1)[0]
+stem = choice.name.rsplit(".", 1)[0]
 source = downloads.render(choice, result, stem)
 smaller_model.render(choice, model, result, stem)
 onnx_file.render(choice, model, result, stem, source)

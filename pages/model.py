@@ -8,7 +8,7 @@ import sample_models
 from compression.layer_table import layer_table
 from compression.units import format_bytes
 from compression.model_inputs import scoring_refusal
-from ui import cache, controls, input_shapes, navigation, state, uploads
+from ui import cache, controls, input_shapes, model_family, navigation, state, uploads
 from ui.model_ids import FOLDED_PREFIX
 from ui.text import t
 
@@ -59,6 +59,7 @@ with upload_tab:
 choice, model = controls.load_current_model()
 st.subheader(choice.label)
 st.caption(model.description)
+model_family.render(choice)
 
 layers = layer_table(model)
 table = pd.DataFrame([{"layer": row.name, "type": row.type, "shape": " × ".join(map(str, row.shape)),

@@ -11,24 +11,25 @@ from typing import Any
 import streamlit as st
 
 import compression
+from compression.io.families import CAUSAL_LM, SEQ2SEQ
 from ui import uploads
-from ui.model_ids import FOLDED_PREFIX, input_shapes
+from ui.model_ids import FOLDED_PREFIX, load_options
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
 def base_model(model_id: str, data_id: str | None) -> compression.LoadedModel:
     """The loaded model, shared by every session of this process (read-only). Sample models
     and uploads alike are held to the upload limits (MiniLM is well inside them); a
-    ``folded/`` id is the model after it with its BatchNorm layers folded, a ``shaped/`` one the
-    model after it loaded with the input sizes the id holds."""
+    ``folded/`` id is the model after it with its BatchNorm layers folded; ``family/`` and
+    ``shaped/`` ones the model after them loaded as the family and with the input sizes they hold."""
     if model_id.startswith(FOLDED_PREFIX):
         source_id = model_id.removeprefix(FOLDED_PREFIX)
         return folded(source_id, data_id)[0].as_loaded(base_model(source_id, data_id))
-    source_id, shapes = input_shapes(model_id)
+    options = load_options(model_id)
     return compression.load_model(
-        uploads.source(source_id), uploads.source(data_id) if data_id else None,
-        max_parameters=uploads.MAX_UPLOAD_PARAMETERS, max_file_bytes=uploads.MAX_UPLOAD_BYTES,
-        input_shapes=shapes or None,
+        uploads.source(options.source_id), uploads.source(data_id) if data_id else None,
+        family=options.family, max_parameters=uploads.MAX_UPLOAD_PARAMETERS, max_file_bytes=uploads.MAX_UPLOAD_BYTES,
+        input_shapes=options.input_shapes or None,
     )
 
 
@@ -88,13 +89,29 @@ def weights_fingerprint(model_id: str, model: compression.LoadedModel) -> str:
 
 LIVE_SAMPLES = 64
 LIVE_SAMPLES_ABOVE_PARAMETERS = 5_000_000
+# Parameters × tokens a live view of a language model scores: tinylm's 1.2M parameters get 32 of
+# its 139 windows of 128 tokens (all 139 take 1 to 5 s on two cores, 32 take 0.2 to 1 s).
+LIVE_PARAMETER_TOKENS = 6_000_000_000
+TOKEN_FAMILIES = (CAUSAL_LM, SEQ2SEQ)  # scored window by window: the cost grows with every token
 
 
 def live_samples(model: compression.LoadedModel) -> int | None:
     """Rows the live views evaluate on: all for small models, the first 64 for large ones
-    (MiniLM's 512 sentences take about 9 s on two cores; 64 take about 1 s)."""
-    large = sum(p.numel() for p in model.module.parameters()) > LIVE_SAMPLES_ABOVE_PARAMETERS
-    return LIVE_SAMPLES if large and model.evaluation is not None and model.evaluation.size > LIVE_SAMPLES else None
+    (MiniLM's 512 sentences take about 9 s on two cores; 64 take about 1 s), and for a language
+    model as many windows as :data:`LIVE_PARAMETER_TOKENS` allows, in whole batches."""
+    data = model.evaluation
+    if data is None:
+        return None
+    parameters = sum(p.numel() for p in model.module.parameters())
+    if model.family in TOKEN_FAMILIES:
+        tokens = max(data.inputs[0][0].numel(), 1)
+        windows = LIVE_PARAMETER_TOKENS // (parameters * tokens)
+        samples = max(windows // data.batch_size * data.batch_size, data.batch_size)  # a short batch is padded
+    elif parameters > LIVE_SAMPLES_ABOVE_PARAMETERS:
+        samples = LIVE_SAMPLES
+    else:
+        return None
+    return samples if data.size > samples else None
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

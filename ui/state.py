@@ -59,7 +59,7 @@ def remember_model(model_id: str) -> None:
 def model_options() -> list[str]:
     """Zoo names, then this session's uploads and folded models, and the current model (a
     link may name a folded one)."""
-    options = list(sample_models.ZOO_NAMES) + stores.LISTED_MODELS.keys()
+    options = list(dict.fromkeys([*sample_models.ZOO_NAMES, *stores.LISTED_MODELS.keys()]))  # a family put back: once
     current = stores.MODEL_ID.get()
     return options if current in options else [*options, current]
 

@@ -27,6 +27,7 @@ SOURCES = sorted([ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "ui"
 # Display labels of option values, looked up as prefix + value.
 DYNAMIC_PREFIXES = (
     "metrics.",
+    "families.",
     "pruning.methods.",
     "pruning.cuts.",
     "pruning.scopes.",
@@ -198,6 +199,7 @@ def test_the_word_check_catches_a_literal_label():
 
 
 def test_every_option_the_engine_offers_has_a_label():
+    from compression.io.families import FAMILIES
     from compression.recipe import FLOAT_FORMATS, SCHEME_BITS
     from compression.workflows.sweep import SWEEP_SCHEMES
     from ui.controls import METRICS_NAMED
@@ -205,6 +207,7 @@ def test_every_option_the_engine_offers_has_a_label():
     wanted = [f"quantization.schemes.{name}" for name in (*SCHEME_BITS, *FLOAT_FORMATS)]
     wanted += [f"tradeoffs.sweep_schemes.{name}" for name in SWEEP_SCHEMES]
     wanted += [f"metrics.{name}" for name in METRICS_NAMED]
+    wanted += [f"families.{name}" for name in FAMILIES]
     assert not [key for key in wanted if key not in CATALOG]
 
 

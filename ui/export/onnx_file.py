@@ -11,12 +11,13 @@ from compression.cli.command_lines import command_line
 from compression.units import format_bytes
 from compression.workflows.onnx_scoring import INT8_MODES, NO_INT8, export_and_score
 from ui import controls, state, stores
+from ui.export.downloads import CommandModel
 from ui.model_ids import ModelChoice
 from ui.text import t
 
 
 def render(choice: ModelChoice, model: compression.LoadedModel, result: compression.CompressionResult, stem: str,
-           source: str) -> None:
+           source: CommandModel) -> None:
     """Draw the section; ``source`` is the model as the command line names it."""
     st.subheader(t("export.onnx"))
     st.markdown(t("export.onnx_intro"))
@@ -41,5 +42,5 @@ def render(choice: ModelChoice, model: compression.LoadedModel, result: compress
                               delta_color=controls.change_color(scores.metric), delta_description=t("export.vs_torch"))
         columns[2].download_button(t("export.download_onnx"), program, file_name=f"{stem}{'' if int8 == NO_INT8 else '-int8-' + int8}.onnx",
                                    mime="application/octet-stream")
-        st.code(command_line("export", source, recipe=json.dumps(result.report.recipe, separators=(",", ":")), int8=int8,
-                             out=f"{stem}.onnx"), language="bash")
+        st.code(command_line("export", source.source, recipe=json.dumps(result.report.recipe, separators=(",", ":")), int8=int8,
+                             out=f"{stem}.onnx", **source.options), language="bash")
