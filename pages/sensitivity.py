@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 import compression
+from compression.metrics import METRICS
 from compression.workflows.search import search_layerwise, search_sparsity
 from compression.workflows.sensitivity import DEFAULT_AMOUNTS, DEFAULT_BITS, allocate_sparsity, allocation_recipe, sensitivity
 from ui import cache, charts, controls, navigation, state, stores
@@ -16,6 +17,8 @@ st.latex(t("sensitivity.formula"))
 choice, model = controls.load_current_model()
 controls.require_evaluation(model, t("sensitivity.needs_evaluation"))
 metric = controls.metric_label(model.evaluation.metric)
+scorer = METRICS.get(model.evaluation.metric)
+relative = scorer is not None and scorer.relative_tolerance  # perplexity: a share of the baseline
 samples = cache.live_samples(model)
 if samples is not None:
     st.caption(t("sensitivity.large_model", samples=samples))
@@ -42,7 +45,8 @@ if frame is None:
 kind = st.segmented_control(t("sensitivity.kind"), ["prune", "quantize"], key="sensitivity_kind",
                             format_func=lambda name: t(f"sensitivity.kinds.{name}")) or "prune"
 curves_column, heatmap_column = st.columns(2, gap="medium")
-curves_column.plotly_chart(charts.sensitivity_curves(frame, kind, metric), width="stretch", key="sensitivity_curves")
+curves_column.plotly_chart(charts.sensitivity_curves(frame, kind, metric, axis=controls.metric_axis(model.evaluation.metric)),
+                           width="stretch", key="sensitivity_curves")
 heatmap_column.plotly_chart(charts.sensitivity_heatmap(frame, kind, metric), width="stretch", key="sensitivity_heatmap")
 
 
@@ -64,8 +68,12 @@ def budget() -> None:
 budget()
 
 st.subheader(t("sensitivity.search_title"))
-tolerance = st.slider(t("sensitivity.tolerance", metric=metric.lower()), 0.0, 0.1, 0.01, 0.001, format="%.3f",
-                      key="sensitivity_tolerance")
+if relative:
+    tolerance = st.slider(t("sensitivity.tolerance_relative", metric=metric.lower()), 0.0, 20.0, 5.0, 0.5,
+                          format="%.1f %%", key="sensitivity_tolerance_percent") / 100
+else:
+    tolerance = st.slider(t("sensitivity.tolerance", metric=metric.lower()), 0.0, 0.1, 0.01, 0.001, format="%.3f",
+                          key="sensitivity_tolerance")
 per_layer = st.toggle(t("sensitivity.per_layer"), value=False, key="sensitivity_per_layer")
 searches = stores.SEARCHES
 search_key = (choice, tolerance, per_layer)
@@ -84,9 +92,12 @@ if st.button(t("sensitivity.search"), key="sensitivity_search"):
 
 found = searches.get(search_key)
 if found is not None:
-    st.plotly_chart(charts.search_steps(found.steps, tolerance, metric), width="stretch", key="sensitivity_search_steps")
+    allowed = scorer.allowed_drop(found.baseline_value, tolerance) if scorer is not None else tolerance
+    st.plotly_chart(charts.search_steps(found.steps, allowed, metric), width="stretch", key="sensitivity_search_steps")
     theta = "" if pd.isna(found.threshold) else t("sensitivity.theta", threshold=found.threshold)
-    st.success(t("sensitivity.found", tolerance=tolerance, amount=found.amount, theta=theta, metric=metric.lower(),
+    within = t("sensitivity.within_relative", tolerance=tolerance, allowed=allowed) if relative else \
+        t("sensitivity.within", tolerance=tolerance)
+    st.success(t("sensitivity.found", within=within, amount=found.amount, theta=theta, metric=metric.lower(),
                  value=found.value, drop=found.drop, evaluations=found.evaluations))
     shown = found.steps.drop(columns=["recipe", "thresholds"], errors="ignore")
     st.dataframe(shown, hide_index=True, width="stretch")

@@ -91,7 +91,8 @@ if result is not None:
     scores = cache.evaluation(choice.model_id, choice.data_id, controls.report_recipe_json(result))
     current = (result.report.encoded_bytes, scores["value"])
 metric = controls.metric_label(frame["metric"].iloc[0])
-st.plotly_chart(charts.tradeoff_chart(frame, metric, current, other_methods(choice)), width="stretch", key="sweep_chart")
+st.plotly_chart(charts.tradeoff_chart(frame, metric, current, other_methods(choice), axis=controls.metric_axis(frame["metric"].iloc[0])),
+                width="stretch", key="sweep_chart")
 shown = frame.drop(columns=["recipe", "metric"]).rename(columns={"value": metric})
 st.dataframe(shown, hide_index=True, width="stretch")
 st.download_button(t("tradeoffs.download"), frame.to_csv(index=False), file_name=f"{choice.label}-sweep.csv", mime="text/csv")

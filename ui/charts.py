@@ -208,8 +208,9 @@ def gradual_chart(planned: Sequence[float], steps: Sequence, metric: str) -> go.
     return go.Figure(data=traces, layout=layout)
 
 
-def sensitivity_curves(frame: pd.DataFrame, kind: str, metric: str) -> go.Figure:
-    """The metric against the amount (or bits) with only that layer compressed, a line per layer."""
+def sensitivity_curves(frame: pd.DataFrame, kind: str, metric: str, axis: str | None = None) -> go.Figure:
+    """The metric against the amount (or bits) with only that layer compressed, a line per layer;
+    ``axis`` titles the metric's axis (default: the metric's name)."""
     rows = frame[frame["kind"] == kind]
     names = list(dict.fromkeys(rows["layer"]))
     labels = dict(zip(names, short_names(names)))
@@ -219,7 +220,7 @@ def sensitivity_curves(frame: pd.DataFrame, kind: str, metric: str) -> go.Figure
         for layer, group in rows.groupby("layer", sort=False)
     ]
     x_title = t("charts.curves_amount" if kind == "prune" else "charts.curves_bits")
-    layout = _layout(t("charts.curves_title", metric=metric), x_title, metric, height=400, showlegend=True,
+    layout = _layout(t("charts.curves_title", metric=metric), x_title, axis or metric, height=400, showlegend=True,
                      legend=dict(font=dict(size=10)))
     if kind == "quantize":
         layout["xaxis"].update(type="log", autorange="reversed")
@@ -309,10 +310,12 @@ def _grouped(points: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
 
 
 def tradeoff_chart(
-    frame: pd.DataFrame, metric: str, current: tuple[float, float] | None, others: Sequence[dict[str, Any]] = ()
+    frame: pd.DataFrame, metric: str, current: tuple[float, float] | None, others: Sequence[dict[str, Any]] = (),
+    axis: str | None = None,
 ) -> go.Figure:
     """Metric against encoded size: one line per bit-width, the Pareto front, the current recipe,
-    and ``others``: results of other methods (label, encoded_bytes, value), one marker each."""
+    and ``others``: results of other methods (label, encoded_bytes, value), one marker each;
+    ``axis`` titles the metric's axis (default: the metric's name)."""
     traces = []
     for (scheme, bits), group in frame.groupby(["scheme", "bits"], sort=True):
         group = group.sort_values("encoded_bytes")
@@ -339,7 +342,7 @@ def tradeoff_chart(
             type="scatter", x=[current[0] / 1024], y=[current[1]], mode="markers", name=t("charts.current_recipe"),
             marker=dict(symbol="star", size=18, color="gold", line=dict(color="black", width=1)),
         ))
-    layout = _layout(t("charts.tradeoff_title", metric=metric), t("charts.encoded_size"), metric, height=460,
+    layout = _layout(t("charts.tradeoff_title", metric=metric), t("charts.encoded_size"), axis or metric, height=460,
                      showlegend=True, legend=LEGEND_BELOW)
     layout["xaxis"]["type"] = "log"
     return go.Figure(data=traces, layout=layout)

@@ -41,6 +41,13 @@ def metric_label(metric: str) -> str:
     return t(f"metrics.{metric}") if metric in METRICS_NAMED else metric
 
 
+def metric_axis(metric: str) -> str:
+    """The metric's name as a chart axis or a tolerance says it: "(lower is better)" added where
+    it is (perplexity), so that a curve going up is not read as an improvement."""
+    lower_is_better = metric in METRICS and not METRICS[metric].higher_is_better
+    return t("controls.lower_is_better", metric=metric_label(metric)) if lower_is_better else metric_label(metric)
+
+
 def change_color(metric: str) -> str:
     """Streamlit's delta colour for a change of ``metric``: a rise is good unless lower is better
     (perplexity), where it shows red."""
