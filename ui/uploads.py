@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import json
 import re
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ MAX_UPLOAD_BYTES = UPLOAD_LIMIT_MB * 1024**2  # Streamlit's megabytes are MiB
 MAX_UPLOAD_PARAMETERS = MAX_UPLOAD_BYTES // 4
 # Evaluation data the engine reads (compression.io.data_files): arrays, text, a zip of images.
 DATA_TYPES = ["npz", "txt", "jsonl", "zip"]
+CONFIG_BYTES = 1024**2  # a config.json read for the folder's name; a longer one is not named by it
 
 
 @st.cache_resource
@@ -84,10 +86,37 @@ def _store_uploads(files: list[tuple[str, bytes]], written: list[Path]) -> str:
     if clashes:
         raise compression.ModelLoadError(t("uploads.name_clash", names=", ".join(clashes)))
     digest = hashlib.sha256(b"".join(hashlib.sha256(c).digest() + n.encode() for n, c in sorted(files))).hexdigest()[:16]
-    folder = _upload_folder() / digest / "model"
+    folder = _upload_folder() / digest / _folder_name(files)
     for name, (_, content) in zip(names, files):
         _write_new(folder / name, content, written)
-    return f"{UPLOAD_PREFIX}{digest}/model"
+    return f"{UPLOAD_PREFIX}{digest}/{folder.name}"
+
+
+def _folder_name(files: list[tuple[str, bytes]]) -> str:
+    """The name a folder uploaded file by file goes by: the folder the browser names (a folder
+    upload sends paths), else the model its config.json names (``_name_or_path``, else the class
+    it was saved as, else its model type), else "upload".
+
+    >>> _folder_name([("my-llama/config.json", b"{}"), ("my-llama/model.safetensors", b"")])
+    'my-llama'
+    >>> _folder_name([("config.json", b'{"architectures": ["LlamaForCausalLM"]}'), ("model.safetensors", b"")])
+    'LlamaForCausalLM'
+    """
+    folders = {tuple(re.split(r"[/\\]", name)[:-1][:1]) for name, _ in files}
+    if len(folders) == 1 and (folder := folders.pop()):
+        return _safe_name(folder[0])
+    config = next((content for name, content in files if _safe_name(name) == "config.json"), b"")
+    try:
+        fields = json.loads(config) if len(config) <= CONFIG_BYTES else {}
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: the engine refuses it when it loads
+        fields = {}
+    if not isinstance(fields, dict):
+        fields = {}
+    architectures = fields.get("architectures") if isinstance(fields.get("architectures"), list) else []
+    for name in (fields.get("_name_or_path"), *architectures[:1], fields.get("model_type")):
+        if isinstance(name, str) and name.strip("/\\"):
+            return _safe_name(name.rstrip("/\\"))
+    return "upload"
 
 
 def _remove(paths: list[Path]) -> None:
