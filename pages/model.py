@@ -81,7 +81,8 @@ else:
     try:
         with st.spinner(t("model.evaluating")):
             baseline = cache.evaluation(choice.model_id, choice.data_id, None)
-        st.metric(t("model.baseline", metric=controls.metric_label(baseline["metric"]).lower()), f"{baseline['value']:.4f}",
+        st.metric(t("model.baseline", metric=controls.metric_label(baseline["metric"]).lower()),
+                  controls.metric_text(baseline["metric"], baseline["value"]),
                   help=t("model.measured_on", data=model.evaluation.description))
     except compression.CompressionError as error:
         st.error(t("model.evaluation_failed", error=error))

@@ -48,6 +48,18 @@ def metric_axis(metric: str) -> str:
     return t("controls.lower_is_better", metric=metric_label(metric)) if lower_is_better else metric_label(metric)
 
 
+def metric_text(metric: str, value: float, change: bool = False) -> str:
+    """A value (or, with ``change``, a signed difference) of ``metric`` as the page shows it: four
+    decimals for scores between 0 and 1, two for a metric whose scale depends on the model and
+    the text (perplexity: 117.43, as papers print it).
+
+    >>> metric_text("perplexity", 8.74141, change=True), metric_text("accuracy", 0.97777)
+    ('+8.74', '0.9778')
+    """
+    digits = 2 if metric in METRICS and METRICS[metric].relative_tolerance else 4
+    return f"{value:+.{digits}f}" if change else f"{value:.{digits}f}"
+
+
 def change_color(metric: str) -> str:
     """Streamlit's delta colour for a change of ``metric``: a rise is good unless lower is better
     (perplexity), where it shows red."""
@@ -57,7 +69,8 @@ def change_color(metric: str) -> str:
 def live_scores(result: compression.CompressionResult, choice: ModelChoice) -> dict[str, Any] | None:
     """The compressed model's metric (cached per recipe); None where the model has no data.
 
-    Large models are scored on a sample and take about a second: a spinner says so.
+    Large models and language models are scored on a sample (its rows under ``samples``) and
+    take about a second: a spinner says so.
     """
     model = cache.base_model(choice.model_id, choice.data_id)
     if model.evaluation is None:
@@ -66,7 +79,8 @@ def live_scores(result: compression.CompressionResult, choice: ModelChoice) -> d
     if samples is None:
         return cache.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples)
     with st.spinner(t("controls.evaluating")):
-        return cache.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples)
+        return {**cache.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples),
+                "samples": samples}
 
 
 def size_and_metric_row(result: compression.CompressionResult, scores: dict[str, Any] | None) -> None:
@@ -87,9 +101,12 @@ def size_and_metric_row(result: compression.CompressionResult, scores: dict[str,
     if scores is None:
         row.metric(t("controls.metric"), "—")
     else:
-        row.metric(metric_label(scores["metric"]), f"{scores['value']:.4f}",
-                   delta=f"{scores['value'] - scores['baseline_value']:+.4f}", delta_color=change_color(scores["metric"]),
-                   delta_description=t("controls.vs_uncompressed"))
+        row.metric(metric_label(scores["metric"]), metric_text(scores["metric"], scores["value"]),
+                   delta=metric_text(scores["metric"], scores["value"] - scores["baseline_value"], change=True),
+                   delta_color=change_color(scores["metric"]),
+                   # a sample's numbers differ from the Model page's: say so beside them
+                   delta_description=t("controls.vs_uncompressed_sample", samples=scores["samples"]) if "samples" in scores
+                   else t("controls.vs_uncompressed"))
 
 
 def numbers_explained(model: compression.LoadedModel) -> None:

@@ -16,6 +16,7 @@ from ui.model_ids import FOLDED_PREFIX, ModelChoice, load_options, with_family
 from ui.text import t
 
 DETECTED = ""  # the option that keeps the family told from the file
+FAMILY_BOX_PIXELS = 420  # as wide as the longest option needs, not the page
 
 
 def render(choice: ModelChoice) -> None:
@@ -25,7 +26,7 @@ def render(choice: ModelChoice) -> None:
     options = [DETECTED, *FAMILIES]
     # No key: the index is part of the widget's identity, so the box follows the session's model
     # when the sidebar or a link changes it, and keeps a pick that failed to load on screen.
-    picked = st.container(key="model_family").selectbox(
+    picked = st.container(key="model_family", width=FAMILY_BOX_PIXELS).selectbox(
         t("model.family.label"), options, index=options.index(given), help=t("model.family.help"),
         format_func=lambda family: t("model.family.detected", family=label(detected)) if family == DETECTED else label(family),
     )

@@ -46,7 +46,7 @@ def test_choosing_another_family_reloads_the_model_scored_by_that_familys_metric
     assert family_box(app).value == "other"
     family_box(app).set_value("").run()  # back to the detected family: the model as it was
     assert app.session_state["model_id"] == "tinylm"
-    assert metric_value(app, "Baseline perplexity") == "117.4308"
+    assert metric_value(app, "Baseline perplexity") == "117.43"
 
 
 def test_choosing_the_detected_family_keeps_the_model_as_it_is(app):
@@ -100,6 +100,7 @@ def test_pruning_tinylm_shows_perplexity_rising_in_red_on_a_sample_of_windows(ap
     [tile] = [m for m in app.metric if m.label == "Perplexity"]
     assert float(tile.value) > 0 and tile.delta.startswith("+")
     assert tile.proto.color == MetricProto.MetricColor.RED  # a rise of perplexity is a loss
+    assert tile.proto.delta_description == "vs. uncompressed, first 32 rows"
     assert any("the first 32 of 139 windows" in caption.value for caption in app.caption)
 
 

@@ -38,7 +38,8 @@ def render(choice: ModelChoice, model: compression.LoadedModel, result: compress
         columns[0].metric(t("export.onnx_file"), format_bytes(len(program)))
         if scores is not None:
             columns[1].metric(t("export.metric_in_onnxruntime", metric=controls.metric_label(scores.metric)),
-                              f"{scores.value:.4f}", delta=f"{scores.value - scores.baseline_value:+.4f}",
+                              controls.metric_text(scores.metric, scores.value),
+                              delta=controls.metric_text(scores.metric, scores.value - scores.baseline_value, change=True),
                               delta_color=controls.change_color(scores.metric), delta_description=t("export.vs_torch"))
         columns[2].download_button(t("export.download_onnx"), program, file_name=f"{stem}{'' if int8 == NO_INT8 else '-int8-' + int8}.onnx",
                                    mime="application/octet-stream")

@@ -27,7 +27,8 @@ def render(choice: ModelChoice, model: compression.LoadedModel, result: compress
         columns[0].metric(t("export.parameters"), f"{smaller.parameters_after:,}",
                           delta=f"{smaller.parameters_after - smaller.parameters_before:+,}", delta_color="off")
         if smaller_value is not None:
-            columns[1].metric(controls.metric_label(model.evaluation.metric), f"{smaller_value:.4f}")
+            columns[1].metric(controls.metric_label(model.evaluation.metric),
+                              controls.metric_text(model.evaluation.metric, smaller_value))
         if smaller.skipped:
             kept = "; ".join(f"{name}: {why}" for name, why in smaller.skipped.items())
             st.caption(t("export.kept_whole", layers=kept))
