@@ -47,7 +47,7 @@ def library_noise_filtered(verbose: bool, notes: bool = True) -> Iterator[None]:
         # when it sets up logging, but checks this global threshold first.
         logging.disable(logging.WARNING)
         try:
-            with _environment(QUIET_ENVIRONMENT):
+            with _environment(QUIET_ENVIRONMENT), _progress_bars_hidden():
                 yield
         finally:
             logging.disable(disabled)
@@ -91,6 +91,21 @@ def _warning_printer(verbose: bool, notes: bool) -> Callable[..., None]:
             sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
     return show
+
+
+@contextlib.contextmanager
+def _progress_bars_hidden() -> Iterator[None]:
+    """transformers reads HF_HUB_DISABLE_PROGRESS_BARS once, when it loads: where it was loaded
+    before the command (``main`` run in-process), its own switch is turned off for the command."""
+    hf_logging = sys.modules.get("transformers.utils.logging")
+    if hf_logging is None or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 @contextlib.contextmanager
