@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from compression.errors import CompressionError, DataError
-from compression.metrics import METRICS, Metric, Summary, metric, output_tensor
+from compression.metrics import METRICS, Metric, Summary, metric, output_tensor, output_tensors
 from compression.model import EvaluationData, LoadedModel
 from compression.model_inputs import scoring_refusal
 
@@ -75,19 +75,22 @@ def evaluate(model: LoadedModel, module: nn.Module | None = None, *, samples: in
     return Evaluation(data.metric, value, baseline.value, extras)
 
 
-def summarize(module: nn.Module, data: EvaluationData, scorer: Metric) -> tuple[Summary, tuple[int, ...]]:
+def summarize(module: nn.Module, data: EvaluationData, scorer: Metric) -> tuple[Summary, tuple]:
     """The metric's summary of ``module``'s outputs on every row of ``data``, batch by batch,
-    and the shape of the scored output over all rows (what two modules must agree on)."""
+    and the shape of the scored output over all rows (what two modules must agree on; a tuple
+    of shapes for a metric that reads every output of a module giving several)."""
     parts: dict[str, list[torch.Tensor]] = {}
-    row_shape: tuple[int, ...] = ()
+    row_shapes: tuple[tuple[int, ...], ...] = ((),)
     for start, rows, output in _batch_outputs(module, data.inputs, data.batch_size):
         labels = None if data.labels is None else data.labels[start : start + rows]
         if labels is not None and rows < data.batch_size:  # padded like the inputs (see _batch_outputs)
             labels = labels[torch.arange(data.batch_size) % rows]
-        row_shape = tuple(output_tensor(output).shape[1:])
+        scored = output_tensors(output) if scorer.every_output else (output_tensor(output),)
+        row_shapes = tuple(tuple(tensor.shape[1:]) for tensor in scored)
         for key, tensor in scorer.summarize(output, labels).items():
             parts.setdefault(key, []).append(tensor[:rows])
-    return {key: torch.cat(tensors) for key, tensors in parts.items()}, (data.size, *row_shape)
+    shapes = tuple((data.size, *row_shape) for row_shape in row_shapes)
+    return {key: torch.cat(tensors) for key, tensors in parts.items()}, shapes[0] if len(shapes) == 1 else shapes
 
 
 def evaluation_subset(data: EvaluationData, samples: int | None) -> EvaluationData:
@@ -130,6 +133,17 @@ def max_output_difference(model: LoadedModel, module: nn.Module, reference: nn.M
 def model_outputs(module: nn.Module, inputs: tuple[torch.Tensor, ...], batch_size: int) -> torch.Tensor:
     """The module's outputs for every row of ``inputs``, in order, as one float tensor."""
     return torch.cat([output_tensor(output)[:rows].float() for _, rows, output in _batch_outputs(module, inputs, batch_size)])
+
+
+def every_output(
+    module: nn.Module, inputs: tuple[torch.Tensor, ...], batch_size: int
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """Every tensor the module returns (``output_tensors``) for every row of ``inputs``, each
+    joined over the batches: one tensor for a module of one output, else a tuple."""
+    batches = [tuple(tensor[:rows] for tensor in output_tensors(output))
+               for _, rows, output in _batch_outputs(module, inputs, batch_size)]
+    joined = tuple(torch.cat(parts) for parts in zip(*batches))
+    return joined[0] if len(joined) == 1 else joined
 
 
 def _batch_outputs(module: nn.Module, inputs: tuple[torch.Tensor, ...], batch_size: int):

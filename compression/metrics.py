@@ -57,6 +57,7 @@ class Metric:
     score: Callable[[Summary, Summary, torch.Tensor | None], tuple[float, dict[str, float]]]
     baseline_extras: Mapping[str, float] = field(default_factory=dict)
     relative_tolerance: bool = False  # a search tolerance on it is a fraction of the baseline
+    every_output: bool = False  # it reads every output tensor (output_tensors), not only output_tensor's
 
     def drop(self, baseline: float, value: float) -> float:
         """How much worse ``value`` is than ``baseline``: positive = worse, in the metric's units."""
@@ -235,6 +236,7 @@ METRICS: dict[str, Metric] = {
         Metric(PERPLEXITY, False, True, _next_tokens, _perplexity, _perplexity_score,
                {NEXT_TOKEN_AGREEMENT: 1.0}, relative_tolerance=True),
         Metric(NEXT_TOKEN_AGREEMENT, True, False, _next_tokens, _one, _next_token_agreement),
-        Metric(OUTPUT_COSINE, True, False, _all_outputs, _one, _output_fidelity, {RELATIVE_ERROR: 0.0}),
+        Metric(OUTPUT_COSINE, True, False, _all_outputs, _one, _output_fidelity, {RELATIVE_ERROR: 0.0},
+               every_output=True),
     )
 }

@@ -72,11 +72,20 @@ def hf_family(config: Any) -> str:
 
 
 def graph_family(example_inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> str:
-    """The family of a graph that records no config, from its example inputs and first output."""
+    """The family of a graph that records no config, from its example inputs and first output.
+
+    Token ids in, one row per token out is a causal LM only if each row can score every id
+    (logits over the vocabulary): a text encoder's hidden states are narrower than the ids it
+    reads (BERT: 768 wide, ids up to 30,521), so it is ``other``.
+
+    >>> graph_family((torch.tensor([[5, 99]]),), torch.zeros(1, 2, 32))
+    'other'
+    """
     single = len(example_inputs) == 1
     tokens = bool(example_inputs) and not example_inputs[0].is_floating_point() and example_inputs[0].ndim == 2
     if tokens and output.ndim == 3 and output.shape[:2] == example_inputs[0].shape:
-        return CAUSAL_LM
+        scores_every_id = example_inputs[0].numel() == 0 or output.shape[2] > int(example_inputs[0].max())
+        return CAUSAL_LM if scores_every_id else OTHER
     if output.ndim == 2 and output.shape[1] >= 2 and single and example_inputs[0].is_floating_point():
         return IMAGE_CLASSIFIER if example_inputs[0].ndim == 4 else CLASSIFIER
     return OTHER

@@ -26,7 +26,7 @@ from torch import nn
 
 from compression.errors import DataError, ModelLoadError
 from compression.evaluation import Evaluation, evaluate
-from compression.metrics import output_tensor
+from compression.metrics import metric, output_tensor, output_tensors
 from compression.io.onnx.importing import OnnxGraphModule, onnx_with_weights
 from compression.io.onnx.runtime import OnnxRuntimeModule, first_line, quiet_tools, serialize_onnx
 from compression.model import LoadedModel
@@ -41,7 +41,8 @@ def export_onnx(model: LoadedModel, module: nn.Module | None = None, *, dynamic_
     Uses the dynamo exporter (``torch.export`` underneath). With ``dynamic_batch`` the first
     dimension of every input is left free; where the exporter refuses (a model that fixes its
     batch), the export falls back to the example's batch, warns, and records why under the
-    ``compression_lab.note`` metadata entry. The output is the tensor ``evaluate`` scores.
+    ``compression_lab.note`` metadata entry. The outputs are what ``evaluate`` scores: the
+    scored tensor, or every output tensor of a model scored by the fidelity of every output.
     """
     module = model.module if module is None else module
     if isinstance(module, OnnxGraphModule):  # an imported graph: written back with its weights
@@ -52,7 +53,8 @@ def export_onnx(model: LoadedModel, module: nn.Module | None = None, *, dynamic_
             "export the model with torch.export (a .pt2 program) or load its state_dict instead."
         )
     inputs = example_inputs(model)
-    exportable = _with_scored_output(module, inputs)
+    every = model.evaluation is not None and metric(model.evaluation.metric).every_output
+    exportable = _with_scored_output(module, inputs, every)
     note = None
     program = None
     if dynamic_batch:
@@ -69,9 +71,10 @@ def export_onnx(model: LoadedModel, module: nn.Module | None = None, *, dynamic_
                 program = None  # re-export on the example's own batch, not the doubled one
         if note is not None:
             note = f"batch dimension is static: {note}; run it on batches of exactly {inputs[0].shape[0]} rows"
-            warnings.warn(f"{model.name}: {note}", stacklevel=2)
     if program is None:
         program = _exported_or_error(model.name, exportable, inputs, None)
+    if note is not None:  # only once the static export worked: a refusal alone says what failed
+        warnings.warn(f"{model.name}: {note}", stacklevel=2)
     if exportable is not module:
         _strip_prefix(program.model, f"{_EXPORTED_OUTPUT}.")
     proto = program.model_proto
@@ -93,24 +96,27 @@ def example_inputs(model: LoadedModel) -> tuple[torch.Tensor, ...]:
     )
 
 
-def _with_scored_output(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> nn.Module:
-    """``module`` itself when it returns a tensor, else a wrapper returning what ``evaluate`` scores."""
+def _with_scored_output(module: nn.Module, inputs: tuple[torch.Tensor, ...], every: bool) -> nn.Module:
+    """``module`` itself when it returns a tensor, else a wrapper returning what ``evaluate``
+    scores: the scored tensor, or (``every``) the tuple of every output tensor."""
     with torch.inference_mode():
         output = module(*inputs)
     if isinstance(output, torch.Tensor):
         return module
-    wrapper = _ScoredOutput(module)
+    wrapper = _ScoredOutput(module, every)
     wrapper.training = False  # not .eval(): that would recurse into the shared, read-only module
     return wrapper
 
 
 class _ScoredOutput(nn.Module):
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, every: bool) -> None:
         super().__init__()
         self.scored = module  # the attribute name is _EXPORTED_OUTPUT, stripped from initializer names
+        self.every = every
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return output_tensor(self.scored(*inputs))
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        output = self.scored(*inputs)
+        return output_tensors(output) if self.every else output_tensor(output)
 
 
 def _at_least_two_rows(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

@@ -24,7 +24,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from compression.errors import DataError, ModelLoadError
-from compression.evaluation import model_outputs
+from compression.evaluation import every_output
 from compression.io.evaluation_data import DEFAULT_BATCH_SIZE, InputSpec, random_evaluation
 from compression.io.input_specs import (
     EXAMPLE_ROWS,
@@ -54,6 +54,8 @@ from compression.output_axes import OutputAxis
 ONNX_FORMAT = "onnx"
 # Float element types that become parameters; the rest (shapes, indices) stay constants.
 _WEIGHT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)
+# Ops that pass token ids on unchanged, between a graph input and its embedding table's Gather.
+_IDS_KEPT = ("Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity")
 # What a run on inputs that do not fit raises (onnxruntime's refusal, a wrong count of inputs).
 _RUN_ERRORS = (DataError,)
 
@@ -111,7 +113,7 @@ class OnnxGraphModule(ForeignRuntimeModule):
         runner = OnnxRuntimeModule(_weights_as_inputs(proto, bindings), threads=threads, data_inputs=len(self.user_inputs))
         self._runner = _SharedRunner(runner)
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if len(inputs) != len(self.user_inputs):
             raise DataError(
                 f"the ONNX model takes {len(self.user_inputs)} input(s) ({', '.join(self.user_inputs)}); "
@@ -119,10 +121,10 @@ class OnnxGraphModule(ForeignRuntimeModule):
             )
         batch = self._runner.runner.static_batch
         if batch is not None and inputs[0].ndim and inputs[0].shape[0] != batch:
-            return model_outputs(self._run, inputs, batch)
+            return every_output(self._run, inputs, batch)
         return self._run(*inputs)
 
-    def _run(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def _run(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         return self._runner.runner.run(*inputs, *self._weights())
 
     def _weights(self) -> list[torch.Tensor]:
@@ -159,7 +161,8 @@ def read_onnx(
     example, evaluation = (), None
     if not any(spec.problem for spec in specs):
         rows = batch_size(specs) or EXAMPLE_ROWS
-        example = tuple(example_input(spec, rows) for spec in specs)
+        vocabularies = _token_vocabularies(proto.graph)
+        example = tuple(_token_ids(example_input(spec, rows), vocabularies.get(spec.name)) for spec in specs)
         try:
             evaluation = random_evaluation(module, InputSpec(example, batch), generated_rows(specs, batch))
         except _RUN_ERRORS as error:
@@ -247,6 +250,42 @@ def _input_specs(graph: onnx.GraphProto, user_inputs: tuple[str, ...]) -> tuple[
         sizes = tuple(Dimension(size) if isinstance(size, int) else Dimension(None, GUESSED, size) for size in dims)
         specs.append(ModelInput(name, dtype, sizes, axis, problem))
     return tuple(specs)
+
+
+def _token_vocabularies(graph: onnx.GraphProto) -> dict[str, int]:
+    """The inputs that hold token ids, each with the rows of the embedding table it indexes.
+
+    A token input reaches a ``Gather`` of a float matrix initializer as its indices, directly
+    or through ops that keep the ids (GPT-2 reshapes them first); its ids lie in the table's rows.
+    """
+    tables = {init.name: init.dims[0] for init in graph.initializer
+              if init.data_type in _WEIGHT_TYPES and len(init.dims) == 2}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input[:2]:
+            readers.setdefault(name, []).append(node)
+    vocabularies = {}
+    for value in graph.input:
+        names, rows = [value.name], []
+        while names:
+            name = names.pop()
+            for node in readers.get(name, ()):
+                if node.op_type == "Gather" and node.input[1:2] == [name] and node.input[0] in tables:
+                    rows.append(tables[node.input[0]])
+                elif node.op_type in _IDS_KEPT and node.input[0] == name:
+                    names.extend(node.output)
+        if rows:
+            vocabularies[value.name] = min(rows)
+    return vocabularies
+
+
+def _token_ids(example: torch.Tensor, vocabulary: int | None) -> torch.Tensor:
+    """An example of token ids from 0 to the last of the vocabulary (random inputs are drawn in
+    the example's range), or the example as it is for any other input."""
+    if vocabulary is None or example.is_floating_point() or not example.numel():
+        return example
+    ids = torch.linspace(0, vocabulary - 1, example.numel()).round()
+    return ids.to(example.dtype).reshape(example.shape)
 
 
 def _register(root: nn.Module, name: str, parameter: nn.Parameter) -> str:

@@ -21,7 +21,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state
 from torch import nn
 
 from compression.errors import CompressionError, DataError, ModelLoadError
-from compression.evaluation import model_outputs
+from compression.evaluation import every_output, model_outputs
 from compression.io.safety import DEFAULT_MAX_FILE_BYTES
 from compression.model_inputs import batch_axes, to_graph_layout
 
@@ -137,7 +137,8 @@ class OnnxRuntimeModule(nn.Module):
     ``threads`` sets ``intra_op_num_threads`` (None: onnxruntime's default, one per core).
     A model exported with a static batch is fed exactly that many rows per run. The first
     ``data_inputs`` session inputs (default: all) are given rows first, whatever axis the graph
-    keeps its batch on (``compression.model_inputs.to_graph_layout``).
+    keeps its batch on (``compression.model_inputs.to_graph_layout``). It returns the graph's
+    output, or the tuple of its outputs when it has several (all of them are scored).
     """
 
     def __init__(self, onnx_bytes: bytes, *, threads: int | None = None, data_inputs: int | None = None) -> None:
@@ -161,11 +162,12 @@ class OnnxRuntimeModule(nn.Module):
         declared = {value.name: declared_dims(value) for value in proto.graph.input}
         data = self.input_names[: len(self.input_names) if data_inputs is None else data_inputs]
         self.batch_axes = batch_axes([declared.get(name, ()) for name in data])
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [value.name for value in self.session.get_outputs()]
+        self.output_name = self.output_names[0]
         batch = self.session.get_inputs()[0].shape[:1]
         self.static_batch = batch[0] if batch and isinstance(batch[0], int) else None
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if len(inputs) != len(self.input_names):
             raise DataError(
                 f"the ONNX model takes {len(self.input_names)} input(s) ({', '.join(self.input_names)}); "
@@ -173,10 +175,10 @@ class OnnxRuntimeModule(nn.Module):
             )
         rows = int(inputs[0].shape[0]) if inputs[0].ndim else None
         if self.static_batch is not None and rows != self.static_batch:
-            return model_outputs(self.run, inputs, self.static_batch)
+            return every_output(self.run, inputs, self.static_batch)
         return self.run(*inputs)
 
-    def run(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def run(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """One session run on exactly these inputs, one per session input, in order."""
         axes = self.batch_axes + (0,) * (len(inputs) - len(self.batch_axes))
         feeds = {
@@ -184,12 +186,13 @@ class OnnxRuntimeModule(nn.Module):
             for name, tensor, axis in zip(self.input_names, inputs, axes)
         }
         try:
-            (output,) = self.session.run([self.output_name], feeds)
+            outputs = self.session.run(self.output_names, feeds)
         except RUNTIME_ERRORS as error:
             data = list(feeds.items())[: len(self.batch_axes)]  # never the weights: a graph has thousands
             shapes = ", ".join(f"{n} {tuple(f.shape)} {f.dtype}" for n, f in data)
             raise DataError(f"onnxruntime refused the inputs ({shapes}): {first_line(error)}") from None
-        return torch.from_numpy(output)
+        tensors = tuple(torch.from_numpy(output) for output in outputs)
+        return tensors[0] if len(tensors) == 1 else tensors
 
 
 def onnx_outputs(
