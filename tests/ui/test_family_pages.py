@@ -56,6 +56,16 @@ def test_choosing_the_detected_family_keeps_the_model_as_it_is(app):
     assert app.session_state["model_id"] == "mlp"
 
 
+def test_a_family_the_model_cannot_be_loaded_as_is_refused_and_the_model_stays(app):
+    open_link(app, "tinylm", None)
+    open_page(app, "pages/model.py")
+    family_box(app).set_value("image_classifier").run()
+    assert not app.exception
+    [error] = app.error
+    assert error.value.startswith("The model cannot be loaded as image classifier: tinylm: transformers could not")
+    assert app.session_state["model_id"] == "tinylm"
+
+
 def test_a_link_opens_a_sample_model_as_the_family_it_names(app):
     open_link(app, "family/other/tinylm", None)
     open_page(app, "pages/pruning.py")
