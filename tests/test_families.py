@@ -11,65 +11,15 @@ import torch
 import compression
 import sample_models
 from compression.io import families
-from compression.metrics import (
-    AGREEMENT,
-    COSINE,
-    NEXT_TOKEN_AGREEMENT,
-    OUTPUT_COSINE,
-    PERPLEXITY,
-)
+from compression.metrics import COSINE, PERPLEXITY
+from tests.tiny_models import ARCHITECTURES, HALF_AND_4_BIT, TOKENIZER_FILES, TOKENIZER_VOCAB, save_tiny_model
 
-transformers = pytest.importorskip("transformers")
-HALF_AND_4_BIT = {"prune": {"amount": 0.5, "scope": "global"}, "quantize": {"bits": 4}}
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-TOKENIZER_VOCAB = 2048  # the sample LM's tokenizer: folders given it need this vocabulary
-
-
-def _tiny_text(cls, config) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return getattr(transformers, cls)(config)
-
-
-# name → (model class, config, family, metric without a tokenizer)
-ARCHITECTURES = {
-    "gpt2": ("GPT2LMHeadModel", lambda: transformers.GPT2Config(
-        n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=TOKENIZER_VOCAB), families.CAUSAL_LM, NEXT_TOKEN_AGREEMENT),
-    "llama": ("LlamaForCausalLM", lambda: transformers.LlamaConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-        max_position_embeddings=64, vocab_size=TOKENIZER_VOCAB, tie_word_embeddings=True), families.CAUSAL_LM, NEXT_TOKEN_AGREEMENT),
-    "qwen2": ("Qwen2ForCausalLM", lambda: transformers.Qwen2Config(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-        max_position_embeddings=64, vocab_size=TOKENIZER_VOCAB), families.CAUSAL_LM, NEXT_TOKEN_AGREEMENT),
-    "t5": ("T5ForConditionalGeneration", lambda: transformers.T5Config(
-        d_model=32, d_ff=64, num_layers=2, num_heads=2, d_kv=16, vocab_size=TOKENIZER_VOCAB), families.SEQ2SEQ, NEXT_TOKEN_AGREEMENT),
-    "bart": ("BartForConditionalGeneration", lambda: transformers.BartConfig(
-        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64, vocab_size=TOKENIZER_VOCAB),
-        families.SEQ2SEQ, NEXT_TOKEN_AGREEMENT),
-    "bert": ("BertModel", lambda: transformers.BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=100),
-        families.TEXT_ENCODER, COSINE),
-    "vit": ("ViTForImageClassification", lambda: transformers.ViTConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8,
-        num_labels=5), families.IMAGE_CLASSIFIER, AGREEMENT),
-    "resnet": ("ResNetForImageClassification", lambda: transformers.ResNetConfig(
-        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=5), families.IMAGE_CLASSIFIER, AGREEMENT),
-    "mobilenet_v2": ("MobileNetV2ForImageClassification", lambda: transformers.MobileNetV2Config(
-        depth_multiplier=0.25, image_size=32, num_labels=5), families.IMAGE_CLASSIFIER, AGREEMENT),
-    "vit_base": ("ViTModel", lambda: transformers.ViTConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8),
-        families.OTHER, OUTPUT_COSINE),
-}
+pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, Path]:
-    built = {}
-    for name, (cls, config, _, _) in ARCHITECTURES.items():
-        folder = tmp_path_factory.mktemp(name)
-        _tiny_text(cls, config()).save_pretrained(folder)
-        built[name] = folder
-    return built
+    return {name: save_tiny_model(name, tmp_path_factory.mktemp(name)) for name in ARCHITECTURES}
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
