@@ -260,3 +260,17 @@ def test_a_command_line_refuses_an_option_the_command_does_not_declare() -> None
         command_line("fuse", "bn_cnn", dense_out="x.safetensors")
     with pytest.raises(ValueError, match="command must be one of"):
         command_line("compress", "mlp")
+
+
+def test_family_overrides_the_detected_one_and_info_names_it(capsys) -> None:
+    status, out, _ = run(capsys, "info", "tinylm", "--json")
+    assert status == 0 and (json.loads(out)["family"], json.loads(out)["metric"]) == ("causal_lm", "perplexity")
+    status, out, _ = run(capsys, "info", "tinylm", "--family", "text_encoder", "--json")
+    assert status == 0 and (json.loads(out)["family"], json.loads(out)["metric"]) == ("text_encoder", "cosine_similarity")
+
+
+def test_an_unknown_family_is_refused_in_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as refused:  # argparse's refusal
+        main(["info", "mlp", "--family", "detector"])
+    err = capsys.readouterr().err
+    assert refused.value.code == EXIT_BAD_INPUT and len(err.strip().splitlines()) == 1 and "detector" in err

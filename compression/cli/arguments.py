@@ -56,7 +56,8 @@ def load(args: argparse.Namespace) -> compression.LoadedModel:
     Input sizes the loader guessed are noted on standard output (not with --json, whose output
     is the JSON alone).
     """
-    model = compression.load_model(args.model, getattr(args, "data", None), input_shapes=_input_shapes(args))
+    model = compression.load_model(args.model, getattr(args, "data", None), input_shapes=_input_shapes(args),
+                                   family=args.family)
     guessed = guessed_sizes(model.input_specs)
     if guessed and not getattr(args, "json", False):
         print(f"note: guessed input sizes {guessed} (set them with --input-shape)")

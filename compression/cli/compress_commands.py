@@ -30,6 +30,7 @@ def command_info(args: argparse.Namespace) -> None:
     info: dict[str, Any] = {
         "model": model.name,
         "format": model.format,
+        "family": model.family,
         "description": model.description,
         "parameters": table.parameters,
         "bytes": table.bytes,
@@ -44,7 +45,7 @@ def command_info(args: argparse.Namespace) -> None:
     if args.json:
         print_json(info)
         return
-    print(f"{info['model']} ({info['format']}): {info['parameters']:,} values, {format_bytes(info['bytes'])}")
+    print(f"{info['model']} ({info['format']}, {info['family']}): {info['parameters']:,} values, {format_bytes(info['bytes'])}")
     if model.stored_weights is not None:
         print(f"checkpoint: {model.stored_weights} (loaded as float32: {format_bytes(info['bytes'])})")
     print(f"{'layer':<48} {'type':<8} {'shape':<20} {'parameters':>12}")

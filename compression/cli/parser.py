@@ -19,6 +19,7 @@ from compression.cli.compress_commands import (
 )
 from compression.cli.export_commands import command_export, command_fuse, command_shrink
 from compression.cli.workflow_commands import command_agp, command_distill, command_search, command_sensitivity
+from compression.io.families import FAMILIES
 from compression.recipe import PRUNE_SCOPES, STRUCTURED_NORMS
 from compression.workflows.distillation import DistillConfig
 from compression.workflows.gradual import AgpSchedule
@@ -77,6 +78,8 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, CommandParser]]:
         sub.set_defaults(handler=handler, force=False)
         if model:
             sub.add_argument("model", help="a zoo name (see `models`) or a model file/folder")
+            sub.add_argument("--family", choices=FAMILIES,
+                             help="what kind of model it is, which decides the metric (default: told from the file)")
             sub.add_argument("--input-shape", action="append", type=parse_input_shape_argument, metavar="[NAME=]SIZES",
                              help=INPUT_SHAPE_HELP)
         return sub
