@@ -115,8 +115,9 @@ def require_evaluation(model: LoadedModel) -> EvaluationData:
             raise DataError(refusal)
         raise DataError(
             f"{model.name!r} has no evaluation data: a {model.format} file does not record the "
-            "shape of its inputs. Give a data file (--data x.npz, an .npz with an array 'x' of "
-            "inputs and optionally integer labels 'y')."
+            "shape of its inputs. Give its input sizes (--input-shape [NAME=]1,3,32,32, the batch "
+            "first) or a data file (--data x.npz, an .npz with an array 'x' of inputs and optionally "
+            "integer labels 'y')."
         )
     return model.evaluation
 

@@ -280,3 +280,62 @@ def test_a_malformed_input_shape_on_the_command_line_exits_with_status_2(detecto
         main(["info", str(detector), "--input-shape", "images=1,3,x"])
     assert exited.value.code == 2
     assert "an input shape is NAME=sizes" in capsys.readouterr().err
+
+
+# --- TorchScript and Hugging Face folders ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory) -> Path:
+    """A scripted classifier: it records no input shape."""
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5)).eval()
+    path = tmp_path_factory.mktemp("scripted") / "scripted.pt"
+    torch.jit.save(torch.jit.script(module), path)
+    return path
+
+
+def test_torchscript_without_sizes_loads_unscored_and_scoring_asks_for_sizes_or_data(scripted, capsys) -> None:
+    model = compression.load_model(scripted)
+    assert model.evaluation is None and model.input_specs == ()
+    status, _, err = run(capsys, "eval", scripted)
+    assert status == EXIT_BAD_INPUT and err.count("\n") <= 2
+    assert "--input-shape" in err and "--data x.npz" in err
+
+
+def test_torchscript_with_an_input_shape_is_scored_on_random_inputs_of_those_sizes(scripted, capsys) -> None:
+    model = compression.load_model(scripted, input_shapes={None: (1, 3, 32, 32)})
+    (spec,) = model.input_specs
+    assert (spec.name, spec.dtype, spec.shape) == ("input", "float32", (1, 3, 32, 32))
+    assert {dim.origin for dim in spec.dims} == {GIVEN}
+    assert model.example_inputs[0].shape == (1, 3, 32, 32) and model.evaluation.inputs[0].shape[1:] == (3, 32, 32)
+    assert model.family == "image_classifier" and compression.evaluate(model).value == 1.0
+    status, out, _ = run(capsys, "info", scripted, "--input-shape", "input=1,3,32,32")
+    assert status == 0 and "input input: float32 [1 (given), 3 (given), 32 (given), 32 (given)]" in out
+    with pytest.raises(ModelLoadError, match=r"names input 'images', which scripted\.pt does not take; .*'input'"):
+        compression.load_model(scripted, input_shapes={"images": (1, 3, 32, 32)})
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    from tests.tiny_models import save_tiny_model
+
+    root = tmp_path_factory.mktemp("folders")
+    return {name: save_tiny_model(name, root / name) for name in ("bert", "vit")}
+
+
+def test_a_folders_info_lists_the_inputs_its_family_feeds(folders, capsys) -> None:
+    status, out, _ = run(capsys, "info", folders["bert"], "--json")
+    assert status == 0
+    inputs = {spec["name"]: spec for spec in json.loads(out)["inputs"]}
+    assert list(inputs) == ["input_ids", "attention_mask"]
+    assert inputs["input_ids"]["dtype"] == "int64" and len(inputs["input_ids"]["shape"]) == 2
+    status, out, _ = run(capsys, "info", folders["vit"], "--json")
+    ((name, dtype, shape),) = [(s["name"], s["dtype"], s["shape"]) for s in json.loads(out)["inputs"]]
+    assert (name, dtype, shape[1:]) == ("pixel_values", "float32", [3, 32, 32])
+
+
+def test_an_input_shape_for_a_folder_is_refused_in_one_line(folders, capsys) -> None:
+    status, out, err = run(capsys, "info", folders["vit"], "--input-shape", "1,3,32,32")
+    assert status == EXIT_BAD_INPUT and out == "" and err.count("\n") == 1
+    assert "--input-shape sets the sizes an ONNX or .pt2 file leaves open" in err

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import compression
-from compression.io.input_specs import parse_input_shape
+from compression.io.input_specs import SHAPED_FORMATS, parse_input_shape
 from compression.model_inputs import STATIC, ModelInput
 from ui import cache, state
 from ui.model_ids import ModelChoice, with_input_shapes
@@ -18,7 +18,7 @@ from ui.text import t
 
 
 def render(choice: ModelChoice, model: compression.LoadedModel) -> None:
-    """The inputs table and the sizes form, for a model whose file records its inputs."""
+    """The inputs table, and the sizes form for a file whose sizes the user may set."""
     specs = model.input_specs
     if not specs:
         return
@@ -29,6 +29,8 @@ def render(choice: ModelChoice, model: compression.LoadedModel) -> None:
                      column_config={"input": t("model.inputs.columns.input"), "dtype": t("model.inputs.columns.dtype"),
                                     "shape": t("model.inputs.columns.shape"), "note": t("model.inputs.columns.note")})
         open_specs = [spec for spec in specs if any(dim.origin != STATIC for dim in spec.dims)]
+        if model.format not in SHAPED_FORMATS:  # a folder's inputs are its family's: shown only
+            return
         if not open_specs:
             st.caption(t("model.inputs.all_static"))
             return

@@ -28,7 +28,7 @@ from compression.workflows.onnx_scoring import INT8_MODES, NO_INT8
 DATA_HELP = ("evaluation data: .npz with x, or one array per input named after it (and optional labels y); "
              "text for a text model (.txt one document per line, .jsonl a text field per line); "
              "a folder or .zip of images in class subfolders for an image classifier")
-INPUT_SHAPE_HELP = ("sizes of an input an ONNX or .pt2 file leaves open, the batch first: images=1,3,320,320 "
+INPUT_SHAPE_HELP = ("sizes of an input an ONNX or .pt2 file leaves open (or of a TorchScript file's inputs), the batch first: images=1,3,320,320 "
                     "(repeatable; the name may be left out for a model with one input)")
 VERBOSE_HELP = "let the libraries' own warnings and logs through to stderr"
 

@@ -35,6 +35,7 @@ from compression.io.safety import inspect_hf_folder, read_safetensors_header
 from compression.io.safety.limits import checked_size, read_json
 from compression.metrics import AGREEMENT, COSINE, NEXT_TOKEN_AGREEMENT, OUTPUT_COSINE
 from compression.model import EvaluationData, LoadedModel, module_layer_types
+from compression.model_inputs import EXAMPLE, Dimension, ModelInput
 
 RANDOM_TEXT_LENGTH = 32
 GENERATED_IMAGES = 16
@@ -98,13 +99,28 @@ def _shape_mismatch(folder: Path, auto_class: str) -> str | None:
     return None
 
 
-def _loaded(folder: Path, module: nn.Module, family: str, evaluation: EvaluationData | None,
-            spec: InputSpec, description: str) -> tuple[LoadedModel, InputSpec]:
+def _loaded(folder: Path, module: nn.Module, family: str, evaluation: EvaluationData,
+            spec: InputSpec, description: str, inputs: tuple[str, ...]) -> tuple[LoadedModel, InputSpec]:
     model = LoadedModel(
         name=folder.name, format="huggingface", module=module, layer_types=module_layer_types(module),
         example_inputs=spec.example, evaluation=evaluation, description=description, family=family,
+        input_specs=_input_specs(inputs, evaluation),
     )
     return model, spec
+
+
+def _input_specs(names: tuple[str, ...], evaluation: EvaluationData) -> tuple[ModelInput, ...]:
+    """The inputs the family builder feeds, named as transformers names them: token inputs are
+    batch × sequence at the lengths used (the model takes others), images batch × C × H × W as
+    the preprocessing fixes them."""
+    specs = []
+    for name, tensor in zip(names, evaluation.inputs):
+        axis = "decoder_sequence" if name.startswith("decoder_") else "sequence"
+        rest = tuple(Dimension(size) if tensor.is_floating_point() else Dimension(size, EXAMPLE, axis)
+                     for size in tensor.shape[1:])
+        dtype = str(tensor.dtype).removeprefix("torch.")
+        specs.append(ModelInput(name, dtype, (Dimension(evaluation.batch_size, EXAMPLE, "batch"), *rest)))
+    return tuple(specs)
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -139,7 +155,7 @@ def _text_encoder(folder: Path, config: Any, use_safetensors: bool) -> tuple[Loa
         ) from None
     spec = InputSpec(tuple(t[:2] for t in evaluation.inputs), zoo.TEXT_BATCH_SIZE, COSINE, vocab_size, text=text)
     summary = f"{type(transformer).__name__} as a sentence embedder (mean pooling, unit length)"
-    return _loaded(folder, module, families.TEXT_ENCODER, evaluation, spec, summary)
+    return _loaded(folder, module, families.TEXT_ENCODER, evaluation, spec, summary, ("input_ids", "attention_mask"))
 
 
 def _causal_lm(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedModel, InputSpec]:
@@ -160,7 +176,7 @@ def _causal_lm(folder: Path, config: Any, use_safetensors: bool) -> tuple[Loaded
                                     text_data.logit_batch(context, config.vocab_size))
     spec = InputSpec((evaluation.inputs[0][:2],), evaluation.batch_size, evaluation.metric, config.vocab_size, text=text)
     return _loaded(folder, module, families.CAUSAL_LM, evaluation, spec,
-                   f"{type(module).__name__} (causal LM, LM head included)")
+                   f"{type(module).__name__} (causal LM, LM head included)", ("input_ids",))
 
 
 def _seq2seq(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedModel, InputSpec]:
@@ -185,7 +201,8 @@ def _seq2seq(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedMo
     spec = InputSpec(tuple(t[:2] for t in evaluation.inputs), evaluation.batch_size, evaluation.metric,
                      config.vocab_size, text=text)
     return _loaded(folder, module, families.SEQ2SEQ, evaluation, spec,
-                   f"{type(module).__name__} (encoder-decoder, teacher-forced)")
+                   f"{type(module).__name__} (encoder-decoder, teacher-forced)",
+                   ("input_ids", "attention_mask", "decoder_input_ids"))
 
 
 def _heldout_source() -> str:
@@ -232,7 +249,7 @@ def _image_model(folder: Path, config: Any, use_safetensors: bool, family: str) 
     evaluation = EvaluationData((pixels,), None, metric, description, GENERATED_IMAGES)
     spec = InputSpec((pixels[:2],), GENERATED_IMAGES, metric, images=images if classifier else None)
     kind = "image classifier" if classifier else "model on images"
-    return _loaded(folder, module, family, evaluation, spec, f"{type(module).__name__} ({kind})")
+    return _loaded(folder, module, family, evaluation, spec, f"{type(module).__name__} ({kind})", ("pixel_values",))
 
 
 def _image_protocol(folder: Path, config: Any) -> ImageProtocol:

@@ -35,6 +35,9 @@ EVALUATION_VALUES = 1 << 23
 GENERATED_ROWS = 256
 
 InputShapes = Mapping[str | None, Sequence[int]]
+# The formats --input-shape applies to: files whose inputs may have open sizes (ONNX, .pt2) or
+# record none (TorchScript); a Hugging Face folder's inputs are set by its family.
+SHAPED_FORMATS = ("onnx", "torch_export", "torchscript")
 
 
 def parse_input_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
@@ -68,6 +71,24 @@ def with_given_shapes(specs: Sequence[ModelInput], shapes: InputShapes | None, w
             raise ModelLoadError(f"--input-shape names input {name!r}, which {where} does not take; its inputs: {listed}.")
         given[name] = tuple(int(size) for size in shape)
     return tuple(_given(spec, given[spec.name], where) if spec.name in given else spec for spec in specs)
+
+
+def given_input_specs(names: Sequence[str], shapes: InputShapes, where: str) -> tuple[ModelInput, ...]:
+    """Float32 inputs of the user's sizes, for a file that records none (TorchScript): one per
+    name the model takes (``input0``… in the order given where its names are unknown)."""
+    if not names:
+        names = [name or f"input{index}" for index, name in enumerate(shapes)]
+    if None in shapes and len(names) != 1:
+        raise ModelLoadError(f"{where} takes {len(names)} inputs ({', '.join(map(repr, names))}); "
+                             "name the input: --input-shape NAME=sizes.")
+    given = {names[0] if name is None else name: shape for name, shape in shapes.items()}
+    unknown = [name for name in given if name not in names]
+    missing = [name for name in names if name not in given]
+    if unknown or missing:
+        wrong = f"names input {unknown[0]!r}, which {where} does not take" if unknown else f"gives no sizes for {missing[0]!r}"
+        raise ModelLoadError(f"--input-shape {wrong}; give sizes for each of its inputs: {', '.join(map(repr, names))}.")
+    return tuple(ModelInput(name, "float32", tuple(Dimension(int(size), GIVEN) for size in given[name]))
+                 for name in names)
 
 
 def _given(spec: ModelInput, shape: tuple[int, ...], where: str) -> ModelInput:

@@ -68,7 +68,8 @@ def load_model(
     ``compression.io.families.FAMILIES``) overrides the family told from the file. Files over ``max_file_bytes``
     and models over ``max_parameters`` stored values are refused, before materialising
     where the format allows. ``input_shapes`` (``{input name: shape}``, the batch first; the
-    name None for a model with one input) sets the sizes an ONNX or .pt2 file leaves open.
+    name None for a model with one input) sets the sizes an ONNX or .pt2 file leaves open, and
+    a TorchScript file's input sizes (it records none).
     """
     check_metric(metric)
     check_family(family)
@@ -90,7 +91,7 @@ def _read(
 ) -> tuple[LoadedModel, InputSpec]:
     if input_shapes and not _takes_input_shapes(source, max_file_bytes):
         raise ModelLoadError(
-            f"--input-shape sets the sizes an ONNX or .pt2 file leaves open; {Path(source).name} has "
+            f"--input-shape sets the sizes an ONNX or .pt2 file leaves open, or a TorchScript file's; {Path(source).name} has "
             "its own inputs (give evaluation data with --data instead)."
         )
     if isinstance(source, str) and source in zoo.zoo_names():
@@ -112,7 +113,7 @@ def _read(
     exact = report.parameter_count is not None
     check_parameter_count(report.minimum_parameters, max_parameters, path.name, at_least=not exact)
     if report.kind == TORCHSCRIPT:
-        return read_torchscript(path)
+        return read_torchscript(path, input_shapes)
     if report.kind == TORCH_EXPORT:
         return read_export(path, input_shapes)
     if report.kind == ONNX:
@@ -155,9 +156,10 @@ def _graph_family(model: LoadedModel) -> str:
 
 
 def _takes_input_shapes(source: str | os.PathLike, max_file_bytes: int) -> bool:
-    """Whether the source is a file whose inputs may have open sizes (ONNX, .pt2)."""
+    """Whether the source is a file whose inputs may have open sizes (ONNX, .pt2) or record
+    none (TorchScript)."""
     path = Path(source)
-    return path.is_file() and inspect_file(path, max_file_bytes=max_file_bytes).kind in (ONNX, TORCH_EXPORT)
+    return path.is_file() and inspect_file(path, max_file_bytes=max_file_bytes).kind in (ONNX, TORCH_EXPORT, TORCHSCRIPT)
 
 
 def _read_onnx(

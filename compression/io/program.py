@@ -12,9 +12,15 @@ from torch import nn
 
 from compression.errors import CompressionError, ModelLoadError
 from compression.io.evaluation_data import InputSpec, random_evaluation
-from compression.io.input_specs import InputShapes, generated_rows, scoring_batch, with_given_shapes
+from compression.io.input_specs import (
+    InputShapes,
+    generated_rows,
+    given_input_specs,
+    scoring_batch,
+    with_given_shapes,
+)
 from compression.io.program_layers import export_layers
-from compression.model import LoadedModel, module_layer_types
+from compression.model import EvaluationData, LoadedModel, module_layer_types
 from compression.model_inputs import EXAMPLE, Dimension, ModelInput
 
 _EXPORT_ERRORS = (RuntimeError, ValueError, TypeError, AssertionError, NotImplementedError)
@@ -42,7 +48,10 @@ def program_bytes(module: nn.Module, model: LoadedModel) -> bytes:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def read_torchscript(path: Path) -> tuple[LoadedModel, InputSpec]:
+def read_torchscript(path: Path, input_shapes: InputShapes | None = None) -> tuple[LoadedModel, InputSpec]:
+    """A TorchScript module. It records no input shape: with ``input_shapes`` (``{input name:
+    shape}``, the batch first) it is scored on seeded random float32 inputs of those shapes,
+    else it loads unscored and scoring asks for sizes or data."""
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except LOAD_ERRORS as error:
@@ -53,7 +62,36 @@ def read_torchscript(path: Path) -> tuple[LoadedModel, InputSpec]:
         layer_types=module_layer_types(module), example_inputs=(), evaluation=None,
         description="TorchScript module (it records no input shape)",
     )
-    return model, InputSpec()
+    if not input_shapes:
+        return model, InputSpec()
+    specs = given_input_specs(_forward_inputs(module), input_shapes, path.name)
+    example = tuple(torch.zeros(spec.shape) for spec in specs)
+    batch = scoring_batch(specs)
+    evaluation, specs = _scored(module, example, specs, batch)
+    model = replace(model, example_inputs=example, evaluation=evaluation, input_specs=specs,
+                    description="TorchScript module (on the input sizes given)")
+    return model, InputSpec(example, batch)
+
+
+def _forward_inputs(module: torch.jit.ScriptModule) -> tuple[str, ...]:
+    """The scripted forward's argument names (``self`` left out); ``input0``… where its schema
+    cannot be read."""
+    try:
+        arguments = module.forward.schema.arguments[1:]
+    except (AttributeError, RuntimeError):
+        return ()
+    return tuple(argument.name for argument in arguments if not argument.has_default_value())
+
+
+def _scored(module: nn.Module, example: tuple[torch.Tensor, ...], specs: tuple[ModelInput, ...],
+            batch: int) -> tuple[EvaluationData | None, tuple[ModelInput, ...]]:
+    """Seeded random evaluation inputs like ``example``, or none and a problem on the first
+    input where the module does not run at these sizes."""
+    try:
+        return random_evaluation(module, InputSpec(example, batch), generated_rows(specs, batch)), specs
+    except (*LOAD_ERRORS, CompressionError) as error:  # sizes given that the module refuses
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return None, (replace(specs[0], problem=f"does not run at the sizes given ({reason})"), *specs[1:])
 
 
 def read_export(path: Path, input_shapes: InputShapes | None = None) -> tuple[LoadedModel, InputSpec]:
@@ -77,11 +115,7 @@ def read_export(path: Path, input_shapes: InputShapes | None = None) -> tuple[Lo
     example = tuple(_resized(arg, spec.shape) for arg, spec in zip(args, specs))
     evaluation = None
     if args:
-        try:
-            evaluation = random_evaluation(module, InputSpec(example, batch), generated_rows(specs, batch))
-        except (*LOAD_ERRORS, CompressionError) as error:  # sizes given that the program refuses
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            specs = (replace(specs[0], problem=f"does not run at the sizes given ({reason})"), *specs[1:])
+        evaluation, specs = _scored(module, example, specs, batch)
     layer_types, output_axes = export_layers(program)
     # No .eval(): the program's train/eval behaviour was fixed at export and its module refuses it.
     model = LoadedModel(
