@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from peak_memory import reset_peak, status_kib  # noqa: E402  (bench/ is this script's folder)
+
 RECIPE = {
     "prune": {"method": "magnitude", "amount": 0.5, "scope": "global"},
     "quantize": {"scheme": "linear", "bits": 4, "granularity": "per_channel", "symmetric": True},
@@ -148,27 +150,6 @@ def run_peer(model):
 SIDE_FUNCTIONS = {"ours": run_ours, "peer": run_peer}
 
 
-# --------------------------------------------------------------------------- memory
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux ≥ 4.0); False where that is not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
 # --------------------------------------------------------------------------- workers
 
 
@@ -186,12 +167,12 @@ def memory_worker(model_name: str, side: str, threads: int) -> dict:
     function(nn.Sequential(nn.Linear(8, 8)).eval())  # lazy imports and initialisation
     gc.collect()
 
-    reset = _reset_peak()
-    baseline_kib = _status_kib("VmRSS") if reset else _status_kib("VmHWM")
+    reset = reset_peak()
+    baseline_kib = status_kib("VmRSS") if reset else status_kib("VmHWM")
     start = time.perf_counter()
     result, sparsity = function(model)
     cold_s = time.perf_counter() - start
-    peak_kib, held_kib = _status_kib("VmHWM"), _status_kib("VmRSS")
+    peak_kib, held_kib = status_kib("VmHWM"), status_kib("VmRSS")
     record = {
         "numel": compressible_numel(model),
         "params": sum(p.numel() for p in model.parameters()),

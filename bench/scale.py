@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from peak_memory import reset_peak, status_kib  # noqa: E402  (bench/ is this script's folder)
+
 RECIPE = {"prune": {"amount": 0.5, "scope": "global"}, "quantize": {"bits": 4, "granularity": "per_channel"}}
 SMOLLM_135M = dict(hidden_size=576, num_hidden_layers=30, intermediate_size=1536, num_attention_heads=9,
                    num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True)
@@ -83,24 +85,6 @@ def reference(weights: list) -> list:
     return quantized
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux ≥ 4.0); False where that is not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="scaled-down config (4 layers, hidden 192, vocab 8192)")
@@ -136,12 +120,12 @@ def main() -> None:
         compression.compress(nn.Sequential(nn.Linear(8, 8)).eval(), RECIPE)  # lazy imports and initialisation
         gc.collect()
 
-        reset = _reset_peak()
-        baseline_kib = _status_kib("VmRSS") if reset else _status_kib("VmHWM")
+        reset = reset_peak()
+        baseline_kib = status_kib("VmRSS") if reset else status_kib("VmHWM")
         start = time.perf_counter()
         result = compression.compress(model, RECIPE)
         first_s = time.perf_counter() - start
-        peak_copies = (_status_kib("VmHWM") - baseline_kib) * 1024 / (4 * parameters)
+        peak_copies = (status_kib("VmHWM") - baseline_kib) * 1024 / (4 * parameters)
         names = [layer.name for layer in result.report.layers]
         compressed = sum(layer.parameters for layer in result.report.layers)
         sparsity = result.report.sparsity
