@@ -1,4 +1,5 @@
-"""Model page: pick a sample model or upload one, optionally with evaluation data."""
+"""Model page: pick a sample model, upload one (optionally with evaluation data) or open one of the
+server's model folder."""
 import pandas as pd
 import streamlit as st
 import torch
@@ -8,8 +9,8 @@ import sample_models
 from compression.layer_table import layer_table
 from compression.units import format_bytes
 from compression.model_inputs import scoring_refusal
-from ui import cache, controls, input_shapes, model_family, navigation, state, uploads
-from ui.model_ids import FOLDED_PREFIX
+from ui import cache, controls, input_shapes, model_family, navigation, server_models, state, uploads
+from ui.model_ids import FOLDED_PREFIX, SERVER_PREFIX
 from ui.text import t
 
 UPLOAD_TYPES = ["pt", "pth", "safetensors", "pt2", "onnx", "json", "txt", "model", "bin"]
@@ -18,7 +19,9 @@ navigation.require_navigation()
 st.title(t("model.title"))
 st.markdown(t("model.intro"))
 
-sample_tab, upload_tab = st.tabs([t("model.samples_tab"), t("model.upload_tab")])
+serves_folder = server_models.folder() is not None  # no folder named: no tab
+tabs = st.tabs([t("model.samples_tab"), t("model.upload_tab"), *([t("model.server_tab")] if serves_folder else [])])
+sample_tab, upload_tab = tabs[:2]
 
 with sample_tab:
     choice = state.choice()
@@ -55,6 +58,29 @@ with upload_tab:
             state.remember_model(model_id)
             state.choose_model(model_id, data_id)
             st.rerun()
+
+if serves_folder:
+    with tabs[2]:
+        st.markdown(t("model.server_intro", suffixes=", ".join(f"`{suffix}`" for suffix in server_models.MODEL_SUFFIXES),
+                      limit=server_models.MAX_LISTED))
+        server_ids = server_models.listed()
+        if not server_ids:
+            st.info(t("model.server_none"))
+        else:
+            current = state.choice().model_id
+            server_id = st.selectbox(t("model.server_model"), server_ids, key="model_server",
+                                     index=server_ids.index(current) if current in server_ids else 0,
+                                     format_func=lambda model_id: model_id.removeprefix(SERVER_PREFIX))
+            if st.button(t("model.open_server_model"), type="primary", key="model_server_open"):
+                try:
+                    with st.spinner(t("model.opening_server_model", name=server_id.removeprefix(SERVER_PREFIX))):
+                        cache.base_model(server_id, None)
+                except compression.CompressionError as error:
+                    st.error(t("model.not_loaded", error=error))
+                else:
+                    state.remember_model(server_id)
+                    state.choose_model(server_id)
+                    st.rerun()
 
 choice, model = controls.load_current_model()
 st.subheader(choice.label)

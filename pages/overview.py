@@ -6,7 +6,7 @@ import streamlit as st
 import sample_models
 
 from ui import controls, navigation, state
-from ui.model_ids import UPLOAD_PREFIX, ModelChoice, load_options
+from ui.model_ids import SERVER_PREFIX, UPLOAD_PREFIX, ModelChoice, load_options
 from ui.text import t
 
 navigation.require_navigation()
@@ -44,7 +44,7 @@ if recipe:
 st.subheader(t("overview.from_python"))
 example = {"prune": {"method": "magnitude", "amount": 0.5}}
 loaded = load_options(choice.model_id)
-source = loaded.source_id if not loaded.source_id.startswith(UPLOAD_PREFIX) else f"path/to/{ModelChoice(loaded.source_id, None).name}"
+source = loaded.source_id if not loaded.source_id.startswith((UPLOAD_PREFIX, SERVER_PREFIX)) else f"path/to/{ModelChoice(loaded.source_id, None).name}"
 options = "".join(f", {name}={value!r}" for name, value in (("family", loaded.family), ("input_shapes", loaded.input_shapes)) if value)
 st.code(
     "import compression\n\n"

@@ -12,24 +12,29 @@ import streamlit as st
 
 import compression
 from compression.io.families import CAUSAL_LM, SEQ2SEQ
-from ui import uploads
-from ui.model_ids import FOLDED_PREFIX, load_options
+from ui import server_models, uploads
+from ui.model_ids import FOLDED_PREFIX, SERVER_PREFIX, load_options
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
 def base_model(model_id: str, data_id: str | None) -> compression.LoadedModel:
     """The loaded model, shared by every session of this process (read-only). Sample models
-    and uploads alike are held to the upload limits (MiniLM is well inside them); a
+    and uploads alike are held to the upload limits (MiniLM is well inside them), models of the
+    server's folder (``server/``) to the engine's own (they never crossed the network); a
     ``folded/`` id is the model after it with its BatchNorm layers folded; ``family/`` and
     ``shaped/`` ones the model after them loaded as the family and with the input sizes they hold."""
     if model_id.startswith(FOLDED_PREFIX):
         source_id = model_id.removeprefix(FOLDED_PREFIX)
         return folded(source_id, data_id)[0].as_loaded(base_model(source_id, data_id))
     options = load_options(model_id)
+    if options.source_id.startswith(SERVER_PREFIX):
+        source, limits = server_models.path(options.source_id), {}
+    else:
+        source = uploads.source(options.source_id)
+        limits = {"max_parameters": uploads.MAX_UPLOAD_PARAMETERS, "max_file_bytes": uploads.MAX_UPLOAD_BYTES}
     return compression.load_model(
-        uploads.source(options.source_id), uploads.source(data_id) if data_id else None,
-        family=options.family, max_parameters=uploads.MAX_UPLOAD_PARAMETERS, max_file_bytes=uploads.MAX_UPLOAD_BYTES,
-        input_shapes=options.input_shapes or None,
+        source, uploads.source(data_id) if data_id else None,
+        family=options.family, input_shapes=options.input_shapes or None, **limits,
     )
 
 

@@ -1,6 +1,7 @@
 """How the dashboard names a model: the cache key of everything computed from it.
 
-A sample model goes by its zoo name (``mlp``), an upload by ``upload/<hash>/<file>``, a
+A sample model goes by its zoo name (``mlp``), an upload by ``upload/<hash>/<file>``, a model
+of the server's model folder by ``server/<name in the folder>`` (:mod:`ui.server_models`), a
 model with its BatchNorm layers folded by ``folded/<id of the model it was folded from>``. Options
 the model is loaded with come before the id they apply to, each as ``<option>/<value>/``: the
 family the user chose over the detected one (``family/<name>/``), then input sizes the user gave
@@ -32,6 +33,7 @@ from ui.text import t
 
 DEFAULT_MODEL = "simplenet"
 UPLOAD_PREFIX = "upload/"
+SERVER_PREFIX = "server/"  # a model in the server's model folder: "server/SmolLM-135M"
 FOLDED_PREFIX = "folded/"  # a model with its BatchNorm layers folded: "folded/bn_cnn"
 FAMILY_PREFIX = "family/"  # a model loaded as the family the user chose: "family/other/tinylm"
 SHAPED_PREFIX = "shaped/"  # a model loaded with given input sizes (input names may hold "/": encoded)
@@ -47,10 +49,10 @@ class ModelChoice:
 
     @property
     def name(self) -> str:
-        """The model's own name: the zoo name or the uploaded file's (or folder's), "-bn-folded"
-        added to a folded one; what file names built from the model start with."""
+        """The model's own name: the zoo name or the file's (or folder's), "-bn-folded" added to a
+        folded one; what file names built from the model start with."""
         source_id = load_options(self.model_id.removeprefix(FOLDED_PREFIX)).source_id
-        name = source_id.removeprefix(UPLOAD_PREFIX).split("/", 1)[-1]
+        name = source_id.rsplit("/", 1)[-1]  # an upload's or a server model's last part
         return f"{Path(name).stem}-bn-folded" if self.model_id.startswith(FOLDED_PREFIX) else name
 
     @property
@@ -98,10 +100,12 @@ def _with_option(model_id: str, prefix: str, value: str) -> str:
 
 
 def linkable(model_id: str) -> bool:
-    """Whether a link can name the model: a sample model, with its BatchNorm folded or loaded as
-    another family or both (uploads live in their session only)."""
+    """Whether a link can name the model: a sample model or one of the server's model folder, with
+    its BatchNorm folded or loaded as another family or both (uploads live in their session only).
+    Whether the server has that model is for :func:`ui.server_models.refusal` to say."""
     options, source_id = _options(model_id.removeprefix(FOLDED_PREFIX))
-    return (source_id in sample_models.ZOO_NAMES and set(options) <= {FAMILY_PREFIX}
+    known = source_id in sample_models.ZOO_NAMES or source_id.startswith(SERVER_PREFIX)
+    return (known and set(options) <= {FAMILY_PREFIX}
             and options.get(FAMILY_PREFIX, FAMILIES[0]) in FAMILIES)
 
 

@@ -1,7 +1,8 @@
 """The URL's query parameters: the model and recipe a link asks for, and the session's written back.
 
 ``?model=mlp&recipe={"prune":{...}}``: a copied link opens the same view. Uploads are not
-linkable (they live in their session); a sample model, folded or not, is.
+linkable (they live in their session); a sample model or one of the server's model folder,
+folded or not, is.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import streamlit as st
 
 import compression
 from compression.errors import CompressionError
+from ui import server_models
 from ui.model_ids import DEFAULT_MODEL, linkable
 from ui.text import t
 
@@ -20,7 +22,10 @@ def linked_model() -> tuple[str, str | None]:
     """The model the link names (the default where it names none), and why it was not followed."""
     model_id = st.query_params.get("model", DEFAULT_MODEL)
     if linkable(model_id):
-        return model_id, None
+        refusal = server_models.refusal(model_id)
+        if refusal is None:
+            return model_id, None
+        return DEFAULT_MODEL, t("links.server_model_refused", reason=refusal, default=DEFAULT_MODEL)
     return DEFAULT_MODEL, t("links.unknown_model", model=model_id, default=DEFAULT_MODEL)
 
 
@@ -35,7 +40,8 @@ def linked_recipe() -> tuple[dict[str, Any], str | None]:
 
 
 def show(model_id: str, recipe: dict[str, Any]) -> None:
-    """Model (sample models, folded or not: uploads live in this session) and recipe into the URL.
+    """Model (sample and server models, folded or not: uploads live in this session) and recipe
+    into the URL.
 
     Only parameters that change are written: each write is a message to the browser.
     """

@@ -10,7 +10,7 @@ import streamlit as st
 import compression
 from compression.cli.command_lines import command_line
 from compression.packing import dense_safetensors
-from ui.model_ids import FOLDED_PREFIX, UPLOAD_PREFIX, ModelChoice, load_options
+from ui.model_ids import FOLDED_PREFIX, SERVER_PREFIX, UPLOAD_PREFIX, ModelChoice, load_options
 from ui.text import t
 
 
@@ -36,7 +36,7 @@ def render(choice: ModelChoice, result: compression.CompressionResult, stem: str
     st.subheader(t("export.command_line"))
     unfolded = choice.model_id.removeprefix(FOLDED_PREFIX)
     loaded = load_options(unfolded)
-    source = loaded.source_id if not loaded.source_id.startswith(UPLOAD_PREFIX) else \
+    source = loaded.source_id if not loaded.source_id.startswith((UPLOAD_PREFIX, SERVER_PREFIX)) else \
         f"path/to/{ModelChoice(loaded.source_id, None).name}"
     # The line takes one --input-shape; sizes of several inputs are left to the user.
     shapes = [f"{name}={','.join(map(str, sizes))}" for name, sizes in loaded.input_shapes.items()]
