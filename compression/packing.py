@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,20 +117,51 @@ def encode_tensor(
         buffers["positions"] = torch.from_numpy(pack_bits(gaps, gap_width))
     for name, param in quantized.params.items():
         buffers[name] = param.contiguous()
+    entry = _entry(output_axis.stored_shape(values.shape), spec, quantized, encoding, int(flat_nonzero.size), gap_width, output_axis)
+    return EncodedTensor(buffers, entry)
+
+
+def _entry(
+    shape: torch.Size, spec: QuantizeSpec | None, quantized: QuantizedTensor, encoding: str, nonzero: int,
+    gap_width: int, output_axis: OutputAxis,
+) -> dict[str, Any]:
+    """The JSON entry that reads one encoded tensor back."""
     entry = {
-        "shape": list(output_axis.stored_shape(values.shape)),
+        "shape": list(shape),
         "quantize": spec.to_dict() if spec is not None else None,
         "scheme": quantized.label,
         "bits": quantized.bits,
         "min_code": quantized.min_code,
         "encoding": encoding,
-        "nonzero": int(flat_nonzero.size),
+        "nonzero": nonzero,
         "gap_width": gap_width,
         "params": sorted(quantized.params),
     }
     if output_axis != CHANNELS_ON_AXIS_0:
         entry["output_axis"] = output_axis.to_entry()
-    return EncodedTensor(buffers, entry)
+    return entry
+
+
+def pruned_layout(
+    shape: torch.Size, nonzero: int, gap_width: int, output_axis: OutputAxis = CHANNELS_ON_AXIS_0
+) -> EncodedTensor:
+    """What :func:`encode_tensor` stores for a pruned, unquantized tensor of ``shape``, with its
+    buffers as shapes only (meta tensors): the packed file's exact sizes without its bytes.
+
+    >>> weight = torch.tensor([[0.5, 0.0], [0.0, -1.0]])
+    >>> pruned_layout(weight.shape, 2, 2).entry == encode_tensor(weight, None, None).entry  # gaps 0 and 2
+    True
+    """
+    codes = _raw_codes(torch.zeros(0))
+    numel = math.prod(shape)
+    encoding, _ = choose_encoding(numel, nonzero, codes.bits, gap_width, codes.represents_zero)
+    sizes = {"codes": packed_size(numel if encoding == "dense" else nonzero, codes.bits)}
+    if encoding == "bitmap":
+        sizes["positions"] = packed_size(numel, 1)
+    elif encoding == "deltas":
+        sizes["positions"] = packed_size(nonzero, gap_width)
+    buffers = {part: torch.empty(size, dtype=torch.uint8, device="meta") for part, size in sizes.items()}
+    return EncodedTensor(buffers, _entry(torch.Size(shape), None, codes, encoding, nonzero, gap_width, output_axis))
 
 
 def decode_tensor(buffers: dict[str, torch.Tensor], entry: dict[str, Any]) -> torch.Tensor:

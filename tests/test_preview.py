@@ -95,3 +95,41 @@ def test_only_magnitude_pruning_alone_is_previewed(recipe: dict, expected: bool)
 
 def test_the_index_is_built_once_per_model(model) -> None:
     assert MagnitudeIndex.of(model) is MagnitudeIndex.of(model)
+
+
+def assert_same_sizes(index: MagnitudeIndex, model, recipe: Recipe) -> None:
+    sizes = index.sizes(recipe)
+    report = compress(model, recipe).report
+    assert (sizes.dense_fp32_bytes, sizes.encoded_bytes, sizes.file_bytes) == (
+        report.dense_fp32_bytes, report.encoded_bytes, report.file_bytes)
+    assert sizes.sparsity == pytest.approx(report.sparsity)
+
+
+@pytest.mark.parametrize("spec", SPECS + [{"amount": 0.99, "scope": "global"}, {"amount": 0.999, "scope": "layer"}])
+def test_the_preview_sizes_equal_the_packed_files(model, spec: dict) -> None:
+    """Dense, bitmap and deltas encodings alike (0.99 and 0.999 store the gaps between weights)."""
+    assert_same_sizes(MagnitudeIndex.of(model), model, Recipe.from_dict({"prune": {"method": "magnitude", **spec}}))
+
+
+@pytest.mark.parametrize("spec", [{"amount": 0.5, "scope": "global"}, {"amount": 0.97, "scope": "layer"}])
+def test_the_preview_sizes_follow_tied_weights_and_output_axes(spec: dict, tmp_path) -> None:
+    """A GPT-2 (Conv1D weights store output channels on axis 1; the head is tied to the
+    embedding) and the sample LM (tied head): the file stores tensors channels first, once."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=97, n_positions=16)).eval()
+    gpt2.save_pretrained(tmp_path)
+    recipe = Recipe.from_dict({"prune": {"method": "magnitude", **spec}})
+    assert any(axis.axis == 1 for axis in load_model(tmp_path).output_axes.values())
+    for loaded in (load_model(tmp_path), load_model("tinylm")):
+        assert_same_sizes(MagnitudeIndex.of(loaded), loaded, recipe)
+
+
+def test_the_pruned_tensor_is_the_compressed_one(model) -> None:
+    recipe = Recipe.from_dict({"prune": {"method": "magnitude", "amount": 0.6, "scope": "layer"}})
+    preview = MagnitudeIndex.of(model).preview(recipe.prune)
+    result = compress(model, recipe)
+    for layer in result.report.layers:
+        pruned = MagnitudeIndex.of(model).pruned(layer.name, preview.layers[layer.name].threshold)
+        assert torch.equal(pruned == 0, result.module.state_dict()[layer.name] == 0)
