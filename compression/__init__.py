@@ -17,6 +17,7 @@ The public API, in the order a session uses it::
     arms = compression.compare_gradual(model, compression.AgpSchedule(final=0.9))  # vs one-shot
     fused = compression.fuse_conv_bn(compression.load_model("bn_cnn"))         # BatchNorm folded
     smaller = compression.remove_channels(model, amount=0.5)   # channels physically removed
+    keep = compression.wanda(weight, inputs, 0.5)   # one layer and its inputs; also sparsegpt, gptq, awq
     student, plain = compression.compare_distillation(model, compression.DistillConfig(width=16))
     onnx_bytes = compression.export_onnx(model, result.module)   # scored by evaluate_onnx
     int8 = compression.quantize_onnx_dynamic(onnx_bytes)       # or quantize_onnx_static
@@ -60,6 +61,7 @@ _PUBLIC = {
     "SearchResult": "compression.workflows.search",
     "UnsafeFileError": "compression.errors",
     "allocate_sparsity": "compression.workflows.sensitivity",
+    "awq": "compression.calibrated.awq",
     "check_fusion": "compression.graph.fusion",
     "compare_distillation": "compression.workflows.distillation",
     "compare_gradual": "compression.workflows.gradual_comparison",
@@ -70,6 +72,7 @@ _PUBLIC = {
     "export_onnx": "compression.io.onnx.export",
     "export_tflite": "compression.io.tflite_export",
     "fuse_conv_bn": "compression.graph.fusion",
+    "gptq": "compression.calibrated.gptq",
     "gradual_prune": "compression.workflows.gradual",
     "latency_table": "compression.workflows.latency",
     "load_model": "compression.io.loading",
@@ -81,7 +84,9 @@ _PUBLIC = {
     "search_layerwise": "compression.workflows.search",
     "search_sparsity": "compression.workflows.search",
     "sensitivity": "compression.workflows.sensitivity",
+    "sparsegpt": "compression.calibrated.sparsegpt",
     "sweep": "compression.workflows.sweep",
+    "wanda": "compression.calibrated.wanda",
 }
 
 
@@ -98,6 +103,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
+    from compression.calibrated.awq import awq
+    from compression.calibrated.gptq import gptq
+    from compression.calibrated.sparsegpt import sparsegpt
+    from compression.calibrated.wanda import wanda
     from compression.compress import CompressionReport, CompressionResult, LayerReport, compress
     from compression.errors import (
         CompressionError,
