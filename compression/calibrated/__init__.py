@@ -3,8 +3,9 @@
 ``wanda`` (Sun et al. 2023), ``sparsegpt`` (Frantar & Alistarh 2023), ``gptq`` (Frantar et al.
 2023) and ``awq`` (Lin et al. 2024) each take one layer's weight and its calibration inputs,
 a (samples, in_features) matrix (``layer_inputs`` makes it from a Linear's or a convolution's
-input) or the streamed ``InputStatistics`` of such matrices, and never change either.
-``hessian`` holds what they share: X^T X, its damping and the inverse's Cholesky factor.
+input) or the streamed ``hessian.InputStatistics`` of such matrices, and never change either.
+Shared: ``hessian`` (X^T X, damping, the inverse's Cholesky factor), ``obs`` (the column sweep
+of SparseGPT and GPTQ), ``n_m`` (the N:M grouping of ``compression.pruning``), ``checks``.
 
 Layer rule: kernel. Imports torch and the other kernel modules only.
 """
