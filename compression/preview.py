@@ -122,10 +122,13 @@ class _SortedWeights:
         """How many |w| ≤ ``magnitude``."""
         return int(self.values.searchsorted(magnitude, "right") - self.values.searchsorted(-magnitude, "left"))
 
-    def between(self, low: np.float32, high: np.float32) -> np.ndarray:
-        """The magnitudes in (low, high]: two slices of the sorted values."""
-        positive = self.values[self.values.searchsorted(low, "right") : self.values.searchsorted(high, "right")]
-        negative = self.values[self.values.searchsorted(-high, "left") : self.values.searchsorted(-low, "left")]
+    def between(self, low: np.float32 | None, high: np.float32) -> np.ndarray:
+        """The magnitudes in (low, high] (in [0, high] when ``low`` is None): two slices of the sorted values."""
+        zero = np.float32(0.0)
+        positive_start = self.values.searchsorted(zero, "left") if low is None else self.values.searchsorted(low, "right")
+        negative_end = self.values.searchsorted(zero, "left") if low is None else self.values.searchsorted(-low, "left")
+        positive = self.values[positive_start : self.values.searchsorted(high, "right")]
+        negative = self.values[self.values.searchsorted(-high, "left") : negative_end]
         return np.abs(np.concatenate([negative, positive]))
 
     def below(self, threshold: float) -> int:
@@ -206,11 +209,11 @@ def _kth_magnitude(tensors: list[_SortedWeights], k: int, sample: np.ndarray, st
         return math.nan  # kthvalue sorts NaN last
     margin = 2 * len(tensors) + 1
     low_index, high_index = k // stride - margin - 1, -(-k // stride) + margin
-    low = sample[low_index] if low_index >= 0 else np.float32(-1.0)  # below every magnitude
+    low = sample[low_index] if low_index >= 0 else None  # None: below every magnitude
     high = sample[high_index] if high_index < sample.size else np.float32(np.inf)
-    below = sum(tensor.at_most(low) for tensor in tensors)
+    below = sum(tensor.at_most(low) for tensor in tensors) if low is not None else 0
     if not below < k <= sum(tensor.at_most(high) for tensor in tensors):  # the bracket is exact: never
-        low, high, below = np.float32(-1.0), np.float32(np.inf), 0
+        low, high, below = None, np.float32(np.inf), 0
     between = np.concatenate([tensor.between(low, high) for tensor in tensors])
     return float(np.partition(between, k - below - 1)[k - below - 1])
 

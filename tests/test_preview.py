@@ -1,6 +1,8 @@
 """The magnitude-pruning preview shows exactly what compress reports for the same recipe."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,8 @@ from torch import nn
 from compression.compress import compress
 from compression.io.loading import load_model
 from compression.preview import MagnitudeIndex, previewable
-from compression.recipe import Recipe
+from compression.pruning import compute_masks
+from compression.recipe import PruneSpec, Recipe
 
 SPECS = [
     {"amount": 0.0, "scope": "global"},
@@ -133,3 +136,21 @@ def test_the_pruned_tensor_is_the_compressed_one(model) -> None:
     for layer in result.report.layers:
         pruned = MagnitudeIndex.of(model).pruned(layer.name, preview.layers[layer.name].threshold)
         assert torch.equal(pruned == 0, result.module.state_dict()[layer.name] == 0)
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 40, 3000])
+def test_every_amount_cuts_where_the_engine_cuts_on_small_tensors_and_repeated_magnitudes(size: int) -> None:
+    """Cuts near the ends of the order (below the bracketing sample's margin) and ties."""
+    generator = torch.Generator().manual_seed(size)
+    weights = {"a": torch.randn(size, generator=generator),
+               "b": torch.randint(-3, 4, (size + 1,), generator=generator).float()}
+    index = MagnitudeIndex(weights)
+    for amount in np.linspace(0.0, 1.0, 21):
+        for scope in ("global", "layer"):
+            spec = PruneSpec(method="magnitude", amount=float(amount), scope=scope)
+            masks = compute_masks(weights, dict.fromkeys(weights, spec))
+            preview = index.preview(spec)
+            for name, mask in masks.items():
+                assert preview.layers[name].threshold == mask.threshold or (
+                    math.isnan(preview.layers[name].threshold) and math.isnan(mask.threshold))
+                assert preview.layers[name].zeros == int((weights[name] * mask.keep == 0).sum())
