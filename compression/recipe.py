@@ -1,13 +1,14 @@
 """The recipe: the one plain-data input that the UI, the CLI and the API hand the engine.
 
-A recipe is JSON with up to five keys, all optional (an empty recipe changes nothing)::
+A recipe is JSON with up to six keys, all optional (an empty recipe changes nothing)::
 
     {"prune": {"method": "magnitude", "amount": 0.5, "scope": "global"},
      "quantize": {"scheme": "linear", "bits": 4, "granularity": "per_channel",
                   "symmetric": true},
      "overrides": {"fc1.*": {"quantize": {"bits": 8}}, "conv1.weight": {"prune": null}},
      "include": ["embeddings.word_embeddings.weight"],
-     "exclude": ["*.bias"]}
+     "exclude": ["*.bias"],
+     "calibration": {"samples": 128, "seed": 0}}
 
 Each section is a frozen dataclass validated on construction; messages name the field, the
 value given and the values allowed, in the manner of scikit-learn's parameter validation.
@@ -36,6 +37,9 @@ FLOAT_FORMAT_BITS = {"fp16": 16, "bf16": 16, "fp8_e4m3": 8, "fp8_e5m2": 8}
 # Bits each scheme accepts: linear covers binarisation (1 bit) to 16; pow2 needs a sign bit
 # plus at least one exponent code; k-means beyond 256 shared values is no longer sharing.
 SCHEME_BITS = {"linear": (1, 16), "pow2": (2, 8), "kmeans": (1, 8)}
+# Calibration rows: GPTQ, SparseGPT and Wanda use 128; 4096 is more than any bundled source holds.
+MAX_CALIBRATION_SAMPLES = 4096
+MAX_SEED = 2**32 - 1
 
 
 def _fail(section: str, name: str, value: Any, allowed: str) -> RecipeError:
@@ -178,6 +182,26 @@ class QuantizeSpec:
         return {key: getattr(self, key) for key in keys}
 
 
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """Which rows the methods that look at data (Wanda, SparseGPT, GPTQ, AWQ) see.
+
+    ``samples`` rows (sequences for text, images or rows otherwise) drawn with ``seed`` from
+    the model's calibration data, which never overlaps its evaluation data
+    (``compression.calibration``); a source with fewer rows gives all it has.
+    """
+
+    samples: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("calibration", "samples", self.samples, 1, MAX_CALIBRATION_SAMPLES)
+        _check_int("calibration", "seed", self.seed, 0, MAX_SEED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "seed": self.seed}
+
+
 def _build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
     _check_keys(section, values, tuple(f.name for f in dataclasses.fields(cls)))
     return cls(**values)
@@ -220,6 +244,7 @@ class Recipe:
 
     ``include``/``exclude`` are glob patterns on parameter names that add to or remove from the
     default set of compressible parameters (the weights of Linear and Conv layers).
+    ``calibration`` says which rows the methods that look at data see (absent: none asked).
     """
 
     prune: PruneSpec | None = None
@@ -227,6 +252,7 @@ class Recipe:
     overrides: tuple[LayerOverride, ...] = ()
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    calibration: CalibrationSpec | None = None
     _resolved: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -237,9 +263,10 @@ class Recipe:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> Recipe:
         values = {} if values is None else values
-        _check_keys("recipe", values, ("prune", "quantize", "overrides", "include", "exclude"))
+        _check_keys("recipe", values, ("prune", "quantize", "overrides", "include", "exclude", "calibration"))
         prune = values.get("prune")
         quantize = values.get("quantize")
+        calibration = values.get("calibration")
         overrides_in = values.get("overrides") or {}
         if not isinstance(overrides_in, Mapping):
             raise RecipeError(f"recipe.overrides must map glob patterns to sections; got {overrides_in!r}.")
@@ -264,6 +291,7 @@ class Recipe:
             overrides=tuple(overrides),
             include=_patterns("include", values.get("include", ())),
             exclude=_patterns("exclude", values.get("exclude", ())),
+            calibration=None if calibration is None else _build(CalibrationSpec, "calibration", calibration),
         )
 
     @classmethod
@@ -286,6 +314,8 @@ class Recipe:
             out["include"] = list(self.include)
         if self.exclude:
             out["exclude"] = list(self.exclude)
+        if self.calibration is not None:
+            out["calibration"] = self.calibration.to_dict()
         return out
 
     def to_json(self, indent: int | None = None) -> str:
