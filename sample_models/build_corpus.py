@@ -1,10 +1,12 @@
-"""Build ``corpus.txt``: first sentences of Python standard-library docstrings.
+"""Build ``corpus.txt`` (first sentences of Python standard-library docstrings, for evaluation)
+and ``calibration_corpus.txt`` (other sentences of the same docstrings, for calibration).
 
 Run ``python -m sample_models.build_corpus``. The sentences are real English written by the
 CPython developers for shipped software, not for this project, so nobody picked them to flatter
-a compressed embedder. The output depends on the Python version (docstrings change between
-releases; the committed file came from 3.11), which is why it is committed, not built at run
-time.
+a compressed embedder. The calibration corpus takes every prose sentence of every paragraph
+that is not an evaluation sentence, so calibrating never sees a row that is scored. The output
+depends on the Python version (docstrings change between releases; the committed files came
+from 3.11), which is why they are committed, not built at run time.
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ import warnings
 from types import ModuleType
 from typing import Iterator
 
-from sample_models.corpus import CORPUS_FILE
+from sample_models.corpus import CALIBRATION_FILE, CORPUS_FILE
 
 SIZE = 512
+CALIBRATION_SIZE = 1536  # three times the evaluation corpus; 2,048 such sentences exist in 3.11
 MIN_WORDS, MAX_WORDS = 6, 30
 
 # Pure-library modules only: none opens windows, plays sound or prints when imported.
@@ -79,9 +82,8 @@ def is_prose(sentence: str) -> bool:
     )
 
 
-def candidate_sentences() -> set[str]:
-    """Every distinct prose first sentence found in ``MODULES``."""
-    sentences = set()
+def _docstrings() -> Iterator[str]:
+    """Every non-empty docstring of ``MODULES``' documented objects."""
     with warnings.catch_warnings():
         # Deprecated aliases (typing.io, typing.re) warn when their docstring is read.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -89,10 +91,21 @@ def candidate_sentences() -> set[str]:
             for documented in _documented(importlib.import_module(module_name)):
                 docstring = documented.__doc__
                 if isinstance(docstring, str) and docstring.strip():
-                    sentence = _first_sentence(docstring)
-                    if is_prose(sentence):
-                        sentences.add(sentence)
-    return sentences
+                    yield docstring
+
+
+def candidate_sentences() -> set[str]:
+    """Every distinct prose first sentence found in ``MODULES``."""
+    return {sentence for sentence in map(_first_sentence, _docstrings()) if is_prose(sentence)}
+
+
+def calibration_candidates(evaluation: set[str]) -> set[str]:
+    """Every distinct prose sentence of every paragraph found in ``MODULES``, less ``evaluation``."""
+    sentences = set()
+    for docstring in _docstrings():
+        for paragraph in inspect.cleandoc(docstring).split("\n\n"):
+            sentences.update(s for s in SENTENCE_END.split(" ".join(paragraph.split())) if is_prose(s))
+    return sentences - evaluation
 
 
 def select(sentences: set[str], size: int = SIZE) -> list[str]:
@@ -102,8 +115,10 @@ def select(sentences: set[str], size: int = SIZE) -> list[str]:
 
 def main() -> None:
     chosen = select(candidate_sentences())
-    CORPUS_FILE.write_text("\n".join(chosen) + "\n", encoding="ascii")
-    print(f"wrote {len(chosen)} sentences to {CORPUS_FILE}")
+    calibration = select(calibration_candidates(set(chosen)), CALIBRATION_SIZE)
+    for path, sentences in ((CORPUS_FILE, chosen), (CALIBRATION_FILE, calibration)):
+        path.write_text("\n".join(sentences) + "\n", encoding="ascii")
+        print(f"wrote {len(sentences)} sentences to {path}")
 
 
 if __name__ == "__main__":
