@@ -1,7 +1,9 @@
 """The loaded-model object: what every supported format becomes before the engine sees it."""
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
@@ -52,6 +54,28 @@ class TrainingData:
     description: str
 
 
+@dataclass(frozen=True)
+class CalibrationData:
+    """Rows the methods that look at data (Wanda, SparseGPT, GPTQ, AWQ) measure activations
+    on, from a source that shares no row with the evaluation data.
+
+    ``build`` makes the rows (a tuple of tensors sharing their first dimension, the model's
+    positional inputs) on first use: tokenizing a corpus costs a quarter of a second that
+    loading a model should not pay when nothing calibrates.
+    """
+
+    build: Callable[[], tuple[torch.Tensor, ...]]
+    description: str
+
+    @functools.cached_property
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        return self.build()
+
+    @property
+    def size(self) -> int:
+        return int(self.inputs[0].shape[0])
+
+
 class ForeignRuntimeModule(nn.Module):
     """A module whose forward runs another runtime (onnxruntime) over the weights it holds.
 
@@ -82,6 +106,7 @@ class LoadedModel:
     description: str = ""
     architecture: str | None = None  # the sample architecture it is, where it is one
     training: TrainingData | None = None  # labelled training rows, where the source brings them
+    calibration: CalibrationData | None = None  # rows for calibration-based methods, never evaluated
     family: str | None = None  # what kind of model (compression.io.families), which decides the metric
     cache: dict = field(default_factory=dict, repr=False)  # per-model memo (baseline outputs)
     output_axes: dict[str, OutputAxis] = field(default_factory=dict)

@@ -1063,4 +1063,4 @@ def test_every_valid_file_still_loads_and_is_told_apart_by_content(valid):
         "torchscript": TORCHSCRIPT, "pt2": TORCH_EXPORT,
     }
     for kind in ("pt", "legacy_pt", "safetensors", "onnx"):
-        assert load_model(valid[kind], valid["npz"]).evaluation.size == 450
+        assert load_model(valid[kind], valid["npz"]).evaluation.size == 450 - 450 // 4  # a quarter calibrates

@@ -209,9 +209,11 @@ def test_an_npz_with_one_array_per_input_scores_the_graph_as_onnxruntime_runs_it
     arrays = dict(np.load(speech_data))
     session = onnxruntime.InferenceSession(speech.read_bytes(), providers=["CPUExecutionProvider"])
     (expected,) = session.run(None, arrays)
-    assert model.evaluation.size == 40
+    assert (model.evaluation.size, model.calibration.size) == (30, 10)  # a quarter calibrates
+    audio = torch.from_numpy(arrays["audio"])
+    evaluated = [int((audio == row).all(dim=1).nonzero()) for row in model.evaluation.inputs[0]]
     outputs = model_outputs(model.module, model.evaluation.inputs, 16)
-    assert np.allclose(outputs.numpy(), expected, atol=1e-6)
+    assert np.allclose(outputs.numpy(), expected[evaluated], atol=1e-6)
     result = compression.compress(model, compression.Recipe.from_dict(RECIPE))
     score = compression.evaluate(model, result.module)
     assert score.baseline_value == pytest.approx(1.0) and 0 < score.value <= 1

@@ -1,7 +1,9 @@
 """A user's evaluation data file, by kind, for the loaded model: what ``--data`` and
 ``load_model(source, data=...)`` take.
 
-- ``.npz``: arrays, one per input (``compression.io.evaluation_data``), for any model;
+- ``.npz``: arrays, one per input (``compression.io.evaluation_data``), for any model; a
+  quarter of its rows, chosen by their content, calibrate instead of being evaluated
+  (``compression.io.calibration_sources``);
 - ``.txt`` (one document per line) or ``.jsonl`` (a ``text`` field per line): for text models
   with a tokenizer, scored by their family's protocol (``compression.io.text_data``): perplexity
   for causal LMs and seq2seq models, embedding fidelity on the lines as sentences for encoders;
@@ -10,6 +12,7 @@
   on the labels the folders name (``compression.io.image_files``, ``compression.io.image_data``).
 
 Data a model cannot take is refused in one line that names the model's family and what to give.
+Text and image files leave the model's own calibration data (bundled text) as it is.
 
 >>> load_model("tinylm", "notes.txt").evaluation.metric  # doctest: +SKIP
 'perplexity'
@@ -24,29 +27,31 @@ import torch
 from compression.errors import DataError
 from compression.evaluation import model_outputs
 from compression.io import families
+from compression.io.calibration_sources import split_off_calibration
 from compression.io.evaluation_data import InputSpec, evaluation_from_npz
 from compression.io.image_data import ImageProtocol, class_indices
 from compression.io.image_files import is_image_collection, read_labelled_images
 from compression.io.text_files import is_text_file, read_documents
 from compression.metrics import ACCURACY
-from compression.model import EvaluationData, LoadedModel
+from compression.model import CalibrationData, EvaluationData, LoadedModel
 
 MAX_IMAGES = 256  # labelled images scored at most, taken in turn from each class
 TEXT_FAMILIES = (families.CAUSAL_LM, families.SEQ2SEQ, families.TEXT_ENCODER)
 _RUN_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, AssertionError)
 
 
-def evaluation_from_file(
+def data_from_file(
     path: str | os.PathLike, model: LoadedModel, spec: InputSpec, *, max_file_bytes: int
-) -> EvaluationData:
+) -> tuple[EvaluationData, CalibrationData | None]:
     """The evaluation data in ``path`` (kind told by its suffix, or a folder), checked against
-    the model."""
+    the model, and the calibration data that goes with it."""
     path = Path(path)
     if is_text_file(path):
-        return _text_evaluation(path, model, spec, max_file_bytes)
+        return _text_evaluation(path, model, spec, max_file_bytes), model.calibration
     if is_image_collection(path):
-        return _image_evaluation(path, model, spec, max_file_bytes)
-    return evaluation_from_npz(path, model.module, spec, max_file_bytes=max_file_bytes, inputs=model.input_specs)
+        return _image_evaluation(path, model, spec, max_file_bytes), model.calibration
+    rows = evaluation_from_npz(path, model.module, spec, max_file_bytes=max_file_bytes, inputs=model.input_specs)
+    return split_off_calibration(rows, path.name)
 
 
 def _text_evaluation(path: Path, model: LoadedModel, spec: InputSpec, max_file_bytes: int) -> EvaluationData:

@@ -8,6 +8,8 @@ family their config says (``compression.io.families``) and scored by that family
 - image classifier, and any other model taking images: generated images, top-1 agreement or
   the fidelity of every output (a folder of labelled images gives accuracy: ``--data``).
 Without a tokenizer a text model is scored on seeded random token ids by agreement, and says so.
+Text models with a tokenizer calibrate on bundled text their evaluation never sees
+(``compression.io.calibration_sources``); models scored on generated inputs have no calibration data.
 
 Weights are read from the files the safety scan inspected (one file, or the shards an index
 names; ``compression.io.safety.huggingface``), and always as float32 (``dtype=torch.float32``:
@@ -26,7 +28,7 @@ from torch import nn
 from compression.errors import ModelLoadError
 from compression.io.checkpoints import stored_in_files, with_stored_weights
 from compression.evaluation import model_outputs
-from compression.io import families, text_data, zoo
+from compression.io import calibration_sources, families, text_data, zoo
 from compression.io.evaluation_data import InputSpec
 from compression.io.image_data import DEFAULT_IMAGE_SIZE, ImageProtocol
 from compression.io.limits import check_parameter_count
@@ -34,7 +36,7 @@ from compression.io.program import LOAD_ERRORS
 from compression.io.safety import inspect_hf_folder, read_safetensors_header
 from compression.io.safety.limits import checked_size, read_json
 from compression.metrics import AGREEMENT, COSINE, NEXT_TOKEN_AGREEMENT, OUTPUT_COSINE
-from compression.model import EvaluationData, LoadedModel, module_layer_types
+from compression.model import CalibrationData, EvaluationData, LoadedModel, module_layer_types
 from compression.model_inputs import EXAMPLE, Dimension, ModelInput
 
 RANDOM_TEXT_LENGTH = 32
@@ -100,11 +102,12 @@ def _shape_mismatch(folder: Path, auto_class: str) -> str | None:
 
 
 def _loaded(folder: Path, module: nn.Module, family: str, evaluation: EvaluationData,
-            spec: InputSpec, description: str, inputs: tuple[str, ...]) -> tuple[LoadedModel, InputSpec]:
+            spec: InputSpec, description: str, inputs: tuple[str, ...],
+            calibration: CalibrationData | None = None) -> tuple[LoadedModel, InputSpec]:
     model = LoadedModel(
         name=folder.name, format="huggingface", module=module, layer_types=module_layer_types(module),
         example_inputs=spec.example, evaluation=evaluation, description=description, family=family,
-        input_specs=_input_specs(inputs, evaluation),
+        input_specs=_input_specs(inputs, evaluation), calibration=calibration,
     )
     return model, spec
 
@@ -135,11 +138,12 @@ def _text_encoder(folder: Path, config: Any, use_safetensors: bool) -> tuple[Loa
     module = zoo.sentence_embedder(transformer).eval()
     vocab_size = getattr(config, "vocab_size", None)
     tokenizer = _tokenizer(folder)
-    text = None
+    text = calibration = None
     if tokenizer is not None:
         tokenize = functools.partial(text_data.sentence_inputs, tokenizer, max_length=zoo.TEXT_MAX_LENGTH)
         text = functools.partial(text_data.sentence_evaluation, tokenize=tokenize, batch_size=zoo.TEXT_BATCH_SIZE)
         evaluation = text(zoo.corpus_sentences(), "corpus sentences")
+        calibration = calibration_sources.sentence_calibration(zoo.calibration_sentences(), tokenize)
     else:
         if vocab_size is None:
             raise ModelLoadError(f"{folder.name} has neither a tokenizer nor a vocab_size in its config.json.")
@@ -155,7 +159,8 @@ def _text_encoder(folder: Path, config: Any, use_safetensors: bool) -> tuple[Loa
         ) from None
     spec = InputSpec(tuple(t[:2] for t in evaluation.inputs), zoo.TEXT_BATCH_SIZE, COSINE, vocab_size, text=text)
     summary = f"{type(transformer).__name__} as a sentence embedder (mean pooling, unit length)"
-    return _loaded(folder, module, families.TEXT_ENCODER, evaluation, spec, summary, ("input_ids", "attention_mask"))
+    return _loaded(folder, module, families.TEXT_ENCODER, evaluation, spec, summary, ("input_ids", "attention_mask"),
+                   calibration)
 
 
 def _causal_lm(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedModel, InputSpec]:
@@ -164,11 +169,13 @@ def _causal_lm(folder: Path, config: Any, use_safetensors: bool) -> tuple[Loaded
     module.config.use_cache = False  # scoring needs no cache of past keys and values
     context = min(_max_positions(config) or text_data.MAX_CONTEXT, text_data.MAX_CONTEXT)
     tokenizer = _tokenizer(folder)
-    text = None
+    text = calibration = None
     if tokenizer is not None:
         text = functools.partial(text_data.causal_lm_evaluation, tokenizer=tokenizer, context=context,
                                  vocab_size=config.vocab_size)
         evaluation = text([zoo.heldout_text()], _heldout_source())
+        calibration = calibration_sources.causal_lm_calibration(
+            zoo.training_text(), zoo.TRAINING_TEXT_SOURCE, tokenizer=tokenizer, context=context)
     else:
         input_ids = text_data.random_token_ids(config.vocab_size, min(context, RANDOM_TEXT_LENGTH))
         description = f"{len(input_ids)} seeded random token sequences (no tokenizer): next-token agreement with the original"
@@ -176,7 +183,7 @@ def _causal_lm(folder: Path, config: Any, use_safetensors: bool) -> tuple[Loaded
                                     text_data.logit_batch(context, config.vocab_size))
     spec = InputSpec((evaluation.inputs[0][:2],), evaluation.batch_size, evaluation.metric, config.vocab_size, text=text)
     return _loaded(folder, module, families.CAUSAL_LM, evaluation, spec,
-                   f"{type(module).__name__} (causal LM, LM head included)", ("input_ids",))
+                   f"{type(module).__name__} (causal LM, LM head included)", ("input_ids",), calibration)
 
 
 def _seq2seq(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedModel, InputSpec]:
@@ -187,11 +194,13 @@ def _seq2seq(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedMo
     start = start if start is not None else (getattr(config, "pad_token_id", None) or 0)
     context = min(_max_positions(config) or text_data.MAX_CONTEXT, text_data.MAX_CONTEXT)
     tokenizer = _tokenizer(folder)
-    text = None
+    text = calibration = None
     if tokenizer is not None:
         text = functools.partial(text_data.seq2seq_evaluation, tokenizer=tokenizer, context=context,
                                  vocab_size=config.vocab_size, start_token=start)
         evaluation = text([zoo.heldout_text()], _heldout_source())
+        calibration = calibration_sources.seq2seq_calibration(
+            zoo.training_text(), zoo.TRAINING_TEXT_SOURCE, tokenizer=tokenizer, context=context, start_token=start)
     else:
         ids = text_data.random_token_ids(config.vocab_size, 2 * RANDOM_TEXT_LENGTH)
         source, decoder_inputs, _ = text_data.teacher_forcing(ids, start)
@@ -202,7 +211,7 @@ def _seq2seq(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedMo
                      config.vocab_size, text=text)
     return _loaded(folder, module, families.SEQ2SEQ, evaluation, spec,
                    f"{type(module).__name__} (encoder-decoder, teacher-forced)",
-                   ("input_ids", "attention_mask", "decoder_input_ids"))
+                   ("input_ids", "attention_mask", "decoder_input_ids"), calibration)
 
 
 def _heldout_source() -> str:

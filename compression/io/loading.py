@@ -24,7 +24,7 @@ from compression.evaluation import model_outputs
 from compression.io import families, zoo
 from compression.io.checkpoints import with_stored_weights
 from compression.io.families import check_family
-from compression.io.data_files import evaluation_from_file
+from compression.io.data_files import data_from_file
 from compression.io.evaluation_data import InputSpec, check_metric, with_metric
 from compression.io.huggingface import read_hf_folder
 from compression.io.input_specs import InputShapes
@@ -63,7 +63,8 @@ def load_model(
 
     ``data`` optionally replaces the default evaluation data: an ``.npz`` (``x``, optional
     labels ``y``), text (``.txt``, ``.jsonl``) for a text model, or a folder or ``.zip`` of
-    images in class subfolders for an image classifier (``compression.io.data_files``);
+    images in class subfolders for an image classifier (``compression.io.data_files``; a
+    quarter of an ``.npz``'s rows calibrate instead of being evaluated);
     ``metric`` overrides the default metric; ``family`` (one of
     ``compression.io.families.FAMILIES``) overrides the family told from the file. Files over ``max_file_bytes``
     and models over ``max_parameters`` stored values are refused, before materialising
@@ -79,10 +80,10 @@ def load_model(
     model = _with_family(model, family)
     check_parameter_count(value_count(model.module.parameters()), max_parameters, model.name)
     check_finite(model.module, model.name)
-    evaluation = model.evaluation
+    evaluation, calibration = model.evaluation, model.calibration
     if data is not None:
-        evaluation = evaluation_from_file(data, model, spec, max_file_bytes=max_file_bytes)
-    return replace(model, evaluation=with_metric(evaluation, metric))
+        evaluation, calibration = data_from_file(data, model, spec, max_file_bytes=max_file_bytes)
+    return replace(model, evaluation=with_metric(evaluation, metric), calibration=calibration)
 
 
 def _read(

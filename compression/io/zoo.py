@@ -1,7 +1,7 @@
 """The sample zoo as the engine sees it: the only engine module that imports ``sample_models``.
 
-The zoo fills the fields of a ``LoadedModel`` (held-out evaluation data, training rows, a
-description) so that nothing else in the engine branches on a sample model's name. Loaders
+The zoo fills the fields of a ``LoadedModel`` (held-out evaluation data, training rows,
+calibration rows, a description) so that nothing else in the engine branches on a sample model's name. Loaders
 ask it three questions: is this a zoo name, which zoo architecture has these weights, and is
 this imported graph a digits model in disguise (then it is scored on the digits).
 ``sample_models`` is imported when first needed: scikit-learn (the digits) and transformers
@@ -19,14 +19,16 @@ from torch import nn
 
 from compression.errors import ModelLoadError
 from compression.io import families, text_data
+from compression.io.calibration_sources import sentence_calibration
 from compression.io.evaluation_data import InputSpec
 from compression.metrics import ACCURACY, COSINE
-from compression.model import EvaluationData, LoadedModel, TrainingData, module_layer_types
+from compression.model import CalibrationData, EvaluationData, LoadedModel, TrainingData, module_layer_types
 
 TEXT_EMBEDDER = "minilm"
 TEXT_BATCH_SIZE = 128
 TEXT_MAX_LENGTH = 64
 HELDOUT_TEXT_SOURCE = "topics of CPython's language reference that the sample LM was not trained on"
+TRAINING_TEXT_SOURCE = "the sample LM's training text (the language reference topics not held out)"
 
 
 def zoo_names() -> tuple[str, ...]:
@@ -64,6 +66,14 @@ def heldout_text() -> str:
     return sample_models.lm_heldout_text()
 
 
+def training_text() -> str:
+    """The sample LM's training text, which shares no sentence with ``heldout_text``: language
+    models calibrate on it."""
+    import sample_models
+
+    return sample_models.lm_training_text()
+
+
 def zoo_model(name: str) -> tuple[LoadedModel, InputSpec]:
     """A zoo model with its committed weights and its evaluation and training data."""
     import sample_models
@@ -91,7 +101,8 @@ def with_digits_data(model: LoadedModel, spec: InputSpec) -> LoadedModel:
             evaluation, training, digits_spec = _digits_data(architecture)
             if digits_spec.example[0].shape[1:] == spec.example[0].shape[1:]:
                 description = f"{model.description}; weights of the sample {architecture}, scored on its digits"
-                return replace(model, evaluation=evaluation, training=training, description=description)
+                return replace(model, evaluation=evaluation, training=training, calibration=_calibration(training),
+                               description=description)
     return model
 
 
@@ -107,6 +118,13 @@ def corpus_sentences() -> list[str]:
     from sample_models import corpus
 
     return corpus.sentences()
+
+
+def calibration_sentences() -> list[str]:
+    """The bundled English sentences text encoders calibrate on: none is a ``corpus_sentences`` one."""
+    from sample_models import corpus
+
+    return corpus.calibration_sentences()
 
 
 # --- building the LoadedModel ---------------------------------------------------------------
@@ -125,7 +143,8 @@ def _build(architecture: str) -> nn.Module:
 def _zoo_model(
     architecture: str, module: nn.Module, source_format: str, name: str
 ) -> tuple[LoadedModel, InputSpec]:
-    """A zoo architecture with the zoo's data: digits accuracy (and training rows) or corpus fidelity."""
+    """A zoo architecture with the zoo's data: digits accuracy (training rows calibrate) or corpus
+    fidelity (the calibration corpus calibrates)."""
     training = None
     if architecture == TEXT_EMBEDDER:
         from sample_models import minilm  # transformers only when a text model is asked for
@@ -135,8 +154,10 @@ def _zoo_model(
         evaluation = text(corpus_sentences(), "corpus sentences")
         vocab_size = module.transformer.config.vocab_size
         spec = InputSpec(tuple(t[:2] for t in evaluation.inputs), TEXT_BATCH_SIZE, COSINE, vocab_size, text=text)
+        calibration = sentence_calibration(calibration_sentences(), tokenize)
     else:
         evaluation, training, spec = _digits_data(architecture)
+        calibration = _calibration(training)
     if architecture == TEXT_EMBEDDER:
         family = families.TEXT_ENCODER
     else:
@@ -149,7 +170,7 @@ def _zoo_model(
         name=name, format=source_format, module=module.eval(),
         layer_types=module_layer_types(module), example_inputs=spec.example,
         evaluation=evaluation, description=description, architecture=architecture, training=training,
-        family=family,
+        calibration=calibration, family=family,
     )
     return model, spec
 
@@ -163,6 +184,11 @@ def _digits_data(architecture: str) -> tuple[EvaluationData, TrainingData, Input
     evaluation = EvaluationData((split.x_test,), split.y_test, ACCURACY, description)
     training = TrainingData(split.x_train, split.y_train, f"{len(split.y_train)} training digits")
     return evaluation, training, InputSpec((split.x_test[:2],))
+
+
+def _calibration(training: TrainingData) -> CalibrationData:
+    """A digits model calibrates on its training split, never on the held-out digits."""
+    return CalibrationData(lambda: (training.inputs,), f"{training.description} (scikit-learn's training split)")
 
 
 # --- which architecture --------------------------------------------------------------------
