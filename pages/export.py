@@ -15,7 +15,7 @@ choice, model = controls.load_current_model()
 result = controls.compress_current(choice)
 if result is None:
     st.stop()
-controls.size_and_metric_row(result, controls.live_scores(result, choice))
+controls.size_and_metric_row(result.report, controls.live_scores(choice, controls.report_recipe_json(result)))
 controls.numbers_explained(model)
 
 stem = choice.name.rsplit(".", 1)[0]

@@ -34,7 +34,7 @@ st.subheader(t("overview.now", model=choice.label))
 st.caption(sample_models.describe(choice.model_id) if choice.model_id in sample_models.ZOO_NAMES else model.description)
 result = controls.compress_current(choice)
 if result is not None:
-    controls.size_and_metric_row(result, controls.live_scores(result, choice))
+    controls.size_and_metric_row(result.report, controls.live_scores(choice, controls.report_recipe_json(result)))
     controls.numbers_explained(model)
 recipe = state.recipe()
 st.markdown(t("overview.recipe" if recipe else "overview.recipe_none"))

@@ -1,10 +1,11 @@
 """Pruning page: which weights become zero, and what that does to the weights and the metric."""
 import math
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
+import torch
 
-from compression.preview import MagnitudeIndex
 from compression.output_axes import CHANNELS_ON_AXIS_0
 from compression.stats import sparsity_map
 from ui import charts, controls, navigation, state
@@ -25,7 +26,8 @@ choice, model = controls.load_current_model()
 controls.warn_if_nothing_compressible(model)
 recipe = state.recipe()
 section = recipe.get("prune") or {}
-weight_limit = MagnitudeIndex.of(model).largest or 1.0  # largest |w|, from the cached sorted weights
+with st.spinner(t("pruning.sorting_weights")):  # once per model: about 5 s at 135M weights
+    weight_limit = state.pruning_index(choice).largest or 1.0  # largest |w|, from the cached sorted weights
 
 
 def prune_settings() -> tuple[dict | None, str | None]:
@@ -98,12 +100,13 @@ def draw_histogram(view, selected: str, log_y: bool) -> None:
                     width="stretch", key="prune_histogram")
 
 
-def draw_second_view(view, result, layer_names: list[str], selected: str) -> None:
+def draw_second_view(view, layer_names: list[str], selected: str, pruned_weight: Callable[[str], torch.Tensor]) -> None:
     """Per-layer sparsity, the sparsity map or the kernel grid, one at a time: a slider move
-    redraws two charts rather than four."""
-    map_layer = result.report.layer(selected if selected != ALL_LAYERS else layer_names[0])
-    conv = len(map_layer.shape) == 4
-    views = VIEWS if conv else VIEWS[:2]
+    redraws two charts rather than four. ``pruned_weight`` gives a layer's weight after pruning,
+    output channels in rows."""
+    map_name = selected if selected != ALL_LAYERS else layer_names[0]
+    weight = pruned_weight(map_name)
+    views = VIEWS if weight.ndim == 4 else VIEWS[:2]
     shown = st.segmented_control(t("pruning.view"), views, format_func=lambda name: t(f"pruning.views.{name}"),
                                  key=controls.seed("prune_view", views[0]), label_visibility="collapsed")
     if shown not in views:  # deselected, or the kernels of a layer that has none
@@ -114,15 +117,13 @@ def draw_second_view(view, result, layer_names: list[str], selected: str) -> Non
                                  [view.layers[n].parameters for n in layer_names]),
             width="stretch", key="prune_bars",
         )
-    # Output channels in rows, as the report's own maps: a ConvTranspose or Conv1D keeps them on axis 1.
-    weight = model.output_axes.get(map_layer.name, CHANNELS_ON_AXIS_0).channels_first(result.module.state_dict()[map_layer.name])
     if shown == views[1]:
         # The report's map has up to 256 × 256 tiles; 96 × 96 reads the same on screen and
         # keeps a slider move's websocket traffic small on large layers.
-        st.plotly_chart(charts.sparsity_heatmap(sparsity_map(weight, max_tiles=DISPLAY_TILES), map_layer.name),
+        st.plotly_chart(charts.sparsity_heatmap(sparsity_map(weight, max_tiles=DISPLAY_TILES), map_name),
                         width="stretch", key="prune_map")
     if shown == "kernels":
-        st.plotly_chart(charts.kernel_grid(charts.kernels_of(weight), t("pruning.kernels_title", layer=map_layer.name)),
+        st.plotly_chart(charts.kernel_grid(charts.kernels_of(weight), t("pruning.kernels_title", layer=map_name)),
                         width="stretch", key="prune_kernels")
 
 
@@ -142,10 +143,11 @@ def live_view() -> None:
 def live_charts(settings: dict | None, cut: str | None, layer_names: list[str], selected: str, log_y: bool) -> None:
     """The cut slider and what it drives: a move reruns only this part, the smallest a move needs.
 
-    Magnitude pruning alone is drawn from an exact preview first (a binary search per bin).
-    Everything else waits until the compression and its metric are done, so that it reaches the
-    browser after the histogram is drawn rather than competing with it: on simplenet that order
-    alone takes a move from 1.7x to about 1.3x the floor app's time.
+    Magnitude pruning alone is drawn from the exact preview (binary searches in the sorted
+    weights): histogram, sizes and sparsity map alike, even at 135M weights. Everything else
+    waits for the compression. The metric comes last, so that it reaches the browser after the
+    histogram rather than competing with it: on simplenet that order alone takes a move from
+    1.7x to about 1.3x the floor app's time.
     """
     if settings is not None and cut is not None:
         settings = {**settings, **cut_slider(settings["method"], cut)}
@@ -156,19 +158,29 @@ def live_charts(settings: dict | None, cut: str | None, layer_names: list[str], 
     if preview is not None:
         with histogram_column:
             draw_histogram(preview, selected, log_y)
-    result = controls.compress_current(choice)
-    if result is None:
-        return
-    scores = controls.live_scores(result, choice)
-    view = preview if preview is not None else controls.report_view(result.report)
-    if preview is None:
+        recipe_json = state.recipe_json()
+        sizes, scores = state.pruning_sizes(choice), controls.live_scores(choice, recipe_json)
+        view = preview
+
+        def pruned_weight(name: str) -> torch.Tensor:
+            return state.pruning_index(choice).pruned(name, preview.layers[name].threshold)
+    else:
+        result = controls.compress_current(choice)
+        if result is None:
+            return
+        sizes, scores = result.report, controls.live_scores(choice, controls.report_recipe_json(result))
+        view = controls.report_view(result.report)
         with histogram_column:
             draw_histogram(view, selected, log_y)
+
+        def pruned_weight(name: str) -> torch.Tensor:
+            # Output channels in rows, as the report's own maps: a ConvTranspose or Conv1D keeps them on axis 1.
+            return model.output_axes.get(name, CHANNELS_ON_AXIS_0).channels_first(result.module.state_dict()[name])
     if layer_names:
         with view_column:
-            draw_second_view(view, result, layer_names, selected)
+            draw_second_view(view, layer_names, selected, pruned_weight)
     with numbers:
-        controls.size_and_metric_row(result, scores)
+        controls.size_and_metric_row(sizes, scores)
     controls.recipe_box("prune")
 
 

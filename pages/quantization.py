@@ -68,7 +68,7 @@ def live_view() -> None:
         result = controls.compress_current(choice)
         if result is None or not result.report.layers:
             return
-        controls.size_and_metric_row(result, controls.live_scores(result, choice))
+        controls.size_and_metric_row(result.report, controls.live_scores(choice, controls.report_recipe_json(result)))
         layer = result.report.layer(selected)
         levels = layer.levels.numpy() if layer.levels is not None else None
         widest = layer.scheme.startswith("linear") or layer.scheme == "pow2"  # a grid per channel: the widest is drawn

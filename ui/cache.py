@@ -1,8 +1,8 @@
 """The engine's answers, cached per process: loaded models, compressions, evaluations.
 
 Base models are loaded once per process and shared read-only by every session; results are
-cached by (model, data, recipe JSON). The engine never mutates what it is given, so sharing is
-safe.
+cached by (model, data, recipe JSON), within a byte budget (:mod:`ui.result_cache`). The engine
+never mutates what it is given, so sharing is safe.
 """
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import streamlit as st
 
 import compression
 from compression.io.families import CAUSAL_LM, SEQ2SEQ
+from compression.preview import MagnitudeIndex, PackedSizes
 from ui import server_models, uploads
+from ui.result_cache import ENTRY_OVERHEAD_BYTES, ResultCache, tensor_bytes
 from ui.model_ids import FOLDED_PREFIX, SERVER_PREFIX, load_options
 
 
@@ -49,31 +51,59 @@ def load_upload(files: list[tuple[str, bytes]], data: tuple[str, bytes] | None =
     return model_id, data_id
 
 
-@st.cache_resource(max_entries=12, show_spinner=False)
+# Compressed, folded and channel-removed models of this process together: a 135M-parameter
+# model's compressed copy holds about 0.6 GB, simplenet's 0.2 MB.
+RESULT_BYTES = 2 * 1024**3
+SCORES_KEPT = 512
+
+
+def held_bytes(value: Any) -> int:
+    """Bytes a cached result holds: its module's tensors, a compression's packed codes and maps."""
+    result = value[0] if isinstance(value, tuple) else value
+    tensors = list(result.module.state_dict().values())
+    packed = getattr(result, "packed", None)
+    if packed is not None:  # its raw tensors are the base model's own: not counted again
+        tensors += [buffer for encoded in packed.encoded.values() for buffer in encoded.buffers.values()]
+    report = getattr(result, "report", None)
+    maps = sum(layer.sparsity_map.zero_fraction.nbytes for layer in report.layers) if report is not None else 0
+    return tensor_bytes(tensors) + maps
+
+
+_RESULTS: ResultCache[Any] = ResultCache(RESULT_BYTES, held_bytes)  # one per server process
+_SCORES: ResultCache[dict[str, Any]] = ResultCache(SCORES_KEPT * ENTRY_OVERHEAD_BYTES, lambda scores: 0)
+
+
 def compressed(model_id: str, data_id: str | None, recipe_json: str) -> compression.CompressionResult:
     """One compression per (model, data, recipe); a slider returning to a value is instant."""
-    return compression.compress(base_model(model_id, data_id), recipe_json)
+    return _RESULTS.get(("compressed", model_id, data_id, recipe_json),
+                        lambda: compression.compress(base_model(model_id, data_id), recipe_json))
 
 
-@st.cache_resource(max_entries=6, show_spinner=False)
 def folded(model_id: str, data_id: str | None) -> tuple[compression.FusionResult, compression.FusionCheck]:
     """Conv+BatchNorm folding of a model and what it changed: traced, folded and measured once."""
-    model = base_model(model_id, data_id)
-    result = compression.fuse_conv_bn(model)
-    return result, compression.check_fusion(model, result)
+
+    def fold() -> tuple[compression.FusionResult, compression.FusionCheck]:
+        model = base_model(model_id, data_id)
+        result = compression.fuse_conv_bn(model)
+        return result, compression.check_fusion(model, result)
+
+    return _RESULTS.get(("folded", model_id, data_id), fold)
 
 
-@st.cache_resource(max_entries=6, show_spinner=False)
 def smaller_model(
     model_id: str, data_id: str | None, amount: float, norm: str, scope: str
 ) -> tuple[compression.ChannelResult, float | None]:
     """Structured pruning with the channels removed, and its metric (None without data): an
     fx trace, shape propagation and an evaluation, done once per setting rather than per rerun."""
-    model = base_model(model_id, data_id)
-    result = compression.remove_channels(model, amount, norm=norm, scope=scope)
-    # Scored against the base model: a fidelity metric compares with the original outputs.
-    value = compression.evaluate(model, result.module).value if model.evaluation is not None else None
-    return result, value
+
+    def remove() -> tuple[compression.ChannelResult, float | None]:
+        model = base_model(model_id, data_id)
+        result = compression.remove_channels(model, amount, norm=norm, scope=scope)
+        # Scored against the base model: a fidelity metric compares with the original outputs.
+        value = compression.evaluate(model, result.module).value if model.evaluation is not None else None
+        return result, value
+
+    return _RESULTS.get(("smaller", model_id, data_id, amount, norm, scope), remove)
 
 
 @st.cache_data(
@@ -119,11 +149,37 @@ def live_samples(model: compression.LoadedModel) -> int | None:
     return samples if data.size > samples else None
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
 def evaluation(model_id: str, data_id: str | None, recipe_json: str | None, samples: int | None = None) -> dict[str, Any]:
     """The metric of the compressed model (or the base model when ``recipe_json`` is None)."""
-    model = base_model(model_id, data_id)
-    module = compressed(model_id, data_id, recipe_json).module if recipe_json else None
-    result = compression.evaluate(model, module, samples=samples)
-    return {"metric": result.metric, "value": result.value, "baseline_value": result.baseline_value,
-            **result.extras}
+
+    def score() -> dict[str, Any]:
+        model = base_model(model_id, data_id)
+        module = compressed(model_id, data_id, recipe_json).module if recipe_json else None
+        result = compression.evaluate(model, module, samples=samples)
+        return {"metric": result.metric, "value": result.value, "baseline_value": result.baseline_value,
+                **result.extras}
+
+    return dict(_SCORES.get((model_id, data_id, recipe_json, samples), score))
+
+
+def scored(model_id: str, data_id: str | None, recipe_json: str | None, samples: int | None = None) -> dict[str, Any] | None:
+    """The metric :func:`evaluation` keeps for these arguments, or None; computes nothing."""
+    scores = _SCORES.peek((model_id, data_id, recipe_json, samples))
+    return dict(scores) if scores is not None else None
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def packed_sizes(model_id: str, data_id: str | None, recipe_json: str) -> PackedSizes:
+    """The packed file's sizes for magnitude pruning alone, from the model's sorted weights
+    without compressing (one scan of the weights: about 0.2 s at 135M)."""
+    return MagnitudeIndex.of(base_model(model_id, data_id)).sizes(compression.Recipe.from_json(recipe_json))
+
+
+METRIC_ON_DEMAND_ABOVE_PARAMETERS = 50_000_000
+
+
+def metric_on_demand(model: compression.LoadedModel) -> bool:
+    """Whether a compressed model's metric waits until asked for: above 50M parameters one
+    compression and its scoring take seconds (3.4 s to compress 135M on two cores), too long
+    for every slider move. MiniLM (23M) is still scored live."""
+    return sum(p.numel() for p in model.module.parameters()) > METRIC_ON_DEMAND_ABOVE_PARAMETERS

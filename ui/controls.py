@@ -15,6 +15,7 @@ import sample_models
 from compression.workflows.gradual import training_data
 from compression.metrics import ACCURACY, METRICS
 from compression.stats import Histogram
+from compression.preview import PackedSizes
 from compression.units import format_bytes
 from ui import cache, state
 from ui.model_ids import ModelChoice
@@ -66,40 +67,57 @@ def change_color(metric: str) -> str:
     return "normal" if METRICS[metric].higher_is_better else "inverse"
 
 
-def live_scores(result: compression.CompressionResult, choice: ModelChoice) -> dict[str, Any] | None:
-    """The compressed model's metric (cached per recipe); None where the model has no data.
+PENDING = "pending"  # in the scores while a large model's metric waits for its button
+MEASURE_KEY = "measure_metric"
+
+
+def live_scores(choice: ModelChoice, recipe_json: str) -> dict[str, Any] | None:
+    """The compressed model's metric for ``recipe_json`` (cached per recipe); None where the
+    model has no data.
 
     Large models and language models are scored on a sample (its rows under ``samples``) and
-    take about a second: a spinner says so.
+    take about a second: a spinner says so. Above :func:`ui.cache.metric_on_demand`'s size the
+    metric waits (``{PENDING: True}``) for the button :func:`size_and_metric_row` draws, unless
+    this recipe was scored before; a press reruns the page with the button's state set.
     """
     model = cache.base_model(choice.model_id, choice.data_id)
     if model.evaluation is None:
         return None
     samples = cache.live_samples(model)
-    if samples is None:
-        return cache.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples)
+    notes = {"samples": samples} if samples is not None else {}
+    if cache.metric_on_demand(model):
+        kept = cache.scored(choice.model_id, choice.data_id, recipe_json, samples)
+        if kept is not None:
+            return {**kept, **notes}
+        if not st.session_state.get(MEASURE_KEY):
+            return {PENDING: True, "metric": model.evaluation.metric}
+    elif samples is None:
+        return cache.evaluation(choice.model_id, choice.data_id, recipe_json, samples)
     with st.spinner(t("controls.evaluating")):
-        return {**cache.evaluation(choice.model_id, choice.data_id, report_recipe_json(result), samples),
-                "samples": samples}
+        return {**cache.evaluation(choice.model_id, choice.data_id, recipe_json, samples), **notes}
 
 
-def size_and_metric_row(result: compression.CompressionResult, scores: dict[str, Any] | None) -> None:
+def size_and_metric_row(sizes: compression.CompressionReport | PackedSizes, scores: dict[str, Any] | None) -> None:
     """Sparsity, the three sizes and the metric with its change from the baseline.
 
-    What each number means is said once, by :func:`numbers_explained` outside the live part,
-    rather than in tooltips: Streamlit's tooltips measure themselves on every redraw, which
-    slows each slider move.
+    ``sizes`` come from a compression's report or, for magnitude pruning alone, from the exact
+    preview (the same numbers without compressing). What each number means is said once, by
+    :func:`numbers_explained` outside the live part, rather than in tooltips: Streamlit's
+    tooltips measure themselves on every redraw, which slows each slider move.
     """
-    report = result.report
     row = st.container(horizontal=True, gap="medium")
-    row.metric(t("controls.sparsity"), f"{report.sparsity:.1%}")
-    row.metric(t("controls.dense_fp32"), format_bytes(report.dense_fp32_bytes))
-    row.metric(t("controls.encoded"), format_bytes(report.encoded_bytes))
-    ratio = report.compression_ratio
-    row.metric(t("controls.packed_file"), format_bytes(report.file_bytes), delta_color="off", delta_arrow="off",
+    row.metric(t("controls.sparsity"), f"{sizes.sparsity:.1%}")
+    row.metric(t("controls.dense_fp32"), format_bytes(sizes.dense_fp32_bytes))
+    row.metric(t("controls.encoded"), format_bytes(sizes.encoded_bytes))
+    ratio = sizes.compression_ratio
+    row.metric(t("controls.packed_file"), format_bytes(sizes.file_bytes), delta_color="off", delta_arrow="off",
                delta=t("controls.times_smaller" if ratio >= 1.05 else "controls.times_dense", ratio=ratio))
     if scores is None:
         row.metric(t("controls.metric"), "—")
+    elif PENDING in scores:
+        row.metric(metric_label(scores["metric"]), "—", delta=t("controls.metric_waits"),
+                   delta_color="off", delta_arrow="off")
+        row.button(t("controls.measure_metric"), key=MEASURE_KEY)
     else:
         row.metric(metric_label(scores["metric"]), metric_text(scores["metric"], scores["value"]),
                    delta=metric_text(scores["metric"], scores["value"] - scores["baseline_value"], change=True),
@@ -119,6 +137,8 @@ def numbers_explained(model: compression.LoadedModel) -> None:
             t("controls.live_sample", samples=samples, data=model.evaluation.description)
         )
         metric = t("controls.metric_measured", metric=metric_label(model.evaluation.metric), data=data)
+        if cache.metric_on_demand(model):
+            metric += " " + t("controls.metric_on_demand", parameters=cache.METRIC_ON_DEMAND_ABOVE_PARAMETERS)
     st.caption(t("controls.numbers_explained", metric=metric))
 
 

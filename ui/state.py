@@ -12,7 +12,7 @@ import streamlit as st
 
 import compression
 import sample_models
-from compression.preview import MagnitudeIndex, PruningPreview, previewable
+from compression.preview import MagnitudeIndex, PackedSizes, PruningPreview, previewable
 from ui import cache, stores, url
 from ui.model_ids import ModelChoice
 
@@ -118,9 +118,19 @@ def set_prune_overrides(own_amounts: dict[str, float], switched_off: set[str]) -
     set_section("overrides", overrides or None)
 
 
+def pruning_index(choice: ModelChoice) -> MagnitudeIndex:
+    """The sorted weights of the session's model (built once per model, shared by the sessions)."""
+    return MagnitudeIndex.of(cache.base_model(choice.model_id, choice.data_id))
+
+
 def pruning_preview(choice: ModelChoice) -> PruningPreview | None:
     """The exact preview of the session's recipe where it is magnitude pruning alone, else None."""
     recipe_now = compression.Recipe.from_dict(recipe())
     if not previewable(recipe_now):
         return None
-    return MagnitudeIndex.of(cache.base_model(choice.model_id, choice.data_id)).preview(recipe_now.prune)
+    return pruning_index(choice).preview(recipe_now.prune)
+
+
+def pruning_sizes(choice: ModelChoice) -> PackedSizes:
+    """The packed file's exact sizes for the session's recipe, which :func:`pruning_preview` shows."""
+    return cache.packed_sizes(choice.model_id, choice.data_id, recipe_json())
