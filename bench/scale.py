@@ -1,7 +1,8 @@
 """Scale benchmark: the engine on a 135M-parameter Llama (SmolLM-135M's shape), in one run.
 
 Run ``python bench/scale.py`` from the repository root (a few minutes on 2 cores; ``--small``
-builds a scaled-down config for a quick check in seconds).
+builds a scaled-down config for a quick check in seconds; ``--save DIR`` keeps the model folder
+in DIR, e.g. for ``bench/ui_latency.py --model DIR/llama``).
 
 The model is random-init ``LlamaForCausalLM`` from SmolLM-135M's configuration (hidden 576,
 30 layers, intermediate 1536, 9 heads, 3 KV heads, vocab 49152, tied embeddings; no
@@ -18,15 +19,23 @@ tokenizer), saved as a Hugging Face folder in a temporary directory. Measured in
   ``/proc/self/clear_refs`` just before it, as ``bench/engine.py`` does), in copies of the
   weights: bytes / (4 × the model's parameters); the returned result is held until the peak
   is read, so the compressed copy counts;
-- exact preview: ``MagnitudeIndex.of(model)`` once (timed on its own), then one
-  ``preview`` query per slider position for 10 amounts (median ms).
+- exact preview: ``MagnitudeIndex.of(model)`` once (timed on its own), then per slider
+  position for 10 amounts (medians): the ``preview`` query (histograms, per-layer zeros: what
+  the slider redraws first) and the time until sizes and the sparsity map are shown
+  (``sizes`` — the packed file's exact sizes — plus the first layer's pruned weight and its
+  sparsity map, as the Pruning page draws them);
+- the CLI: ``python -m compression apply <folder> --recipe … --out …`` in a subprocess, wall
+  time (interpreter start and load included) and the packed file's size;
+- MiniLM: compress against the same torch reference (medians), the issue's other model.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -85,10 +94,45 @@ def reference(weights: list) -> list:
     return quantized
 
 
+def compress_speedup(model, repeats: int) -> tuple[float, float, list[float], list[float]]:
+    """Median seconds of ``compress(model, RECIPE)`` and of the reference on the same weights,
+    alternated ``repeats`` times after one warm-up each: (ours, reference, all ours, all reference)."""
+    import compression
+
+    names = [layer.name for layer in compression.compress(model, RECIPE).report.layers]
+    state = model.module.state_dict()
+    weights = [state[name] for name in names]
+    reference(weights)  # warm-up
+    ours, peer = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = compression.compress(model, RECIPE)
+        ours.append(time.perf_counter() - start)
+        del result
+        gc.collect()
+        start = time.perf_counter()
+        quantized = reference(weights)
+        peer.append(time.perf_counter() - start)
+        del quantized
+        gc.collect()
+    return statistics.median(ours), statistics.median(peer), ours, peer
+
+
+def cli_apply(folder: Path, out: Path) -> float:
+    """Wall seconds of the CLI compressing the folder into a packed file (interpreter start included)."""
+    recipe = out.with_suffix(".json")
+    recipe.write_text(json.dumps(RECIPE))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "compression", "apply", str(folder), "--recipe", str(recipe), "--out", str(out)],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="scaled-down config (4 layers, hidden 192, vocab 8192)")
     parser.add_argument("--repeats", type=int, default=3, help="timed compress/reference calls after the warm-up (median)")
+    parser.add_argument("--save", type=Path, help="write the model folder under this folder and keep it")
     args = parser.parse_args()
 
     import torch
@@ -97,12 +141,14 @@ def main() -> None:
     import compression
     from compression.layer_table import layer_table
     from compression.preview import MagnitudeIndex
-    from compression.recipe import PruneSpec
+    from compression.recipe import PruneSpec, Recipe
+    from compression.stats import sparsity_map
 
     print(f"torch threads: {torch.get_num_threads()} (os.cpu_count() = {os.cpu_count()}); "
           f"config: {'small' if args.small else 'SmolLM-135M'}", flush=True)
     with tempfile.TemporaryDirectory() as directory:
-        folder = Path(directory) / "llama"
+        folder = (args.save or Path(directory)) / "llama"
+        folder.mkdir(parents=True, exist_ok=True)
         parameters = save_model(folder, args.small)
         print(f"saved {parameters:,} parameters to a Hugging Face folder "
               f"({sum(f.stat().st_size for f in folder.iterdir()) / 1e6:.0f} MB)", flush=True)
@@ -132,35 +178,31 @@ def main() -> None:
         del result
         gc.collect()
 
-        state = model.module.state_dict()
-        weights = [state[name] for name in names]
-        reference(weights)  # warm-up
-        ours, peer = [], []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            result = compression.compress(model, RECIPE)
-            ours.append(time.perf_counter() - start)
-            del result
-            gc.collect()
-            start = time.perf_counter()
-            quantized = reference(weights)
-            peer.append(time.perf_counter() - start)
-            del quantized
-            gc.collect()
+        ours_s, peer_s, ours, peer = compress_speedup(model, args.repeats)
 
         start = time.perf_counter()
         index = MagnitudeIndex.of(model)
         index_s = time.perf_counter() - start
-        queries = []
+        queries, shown = [], []
         for amount in PREVIEW_AMOUNTS:
+            spec = PruneSpec(method="magnitude", amount=amount, scope="global")
             start = time.perf_counter()
-            index.preview(PruneSpec(method="magnitude", amount=amount, scope="global"))
+            preview = index.preview(spec)
             queries.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            index.sizes(Recipe(prune=spec))
+            sparsity_map(index.pruned(names[0], preview.layers[names[0]].threshold), max_tiles=96)
+            shown.append(time.perf_counter() - start)
+        cli_s = cli_apply(folder, Path(directory) / "llama.packed")
+        cli_bytes = (Path(directory) / "llama.packed").stat().st_size
+        del model, index
+        gc.collect()
 
-    ours_s, peer_s = statistics.median(ours), statistics.median(peer)
+    minilm_ours, minilm_peer, _, _ = compress_speedup(compression.load_model("minilm"), args.repeats)
     speedup = peer_s / ours_s
     print(f"compress wall [{', '.join(f'{t:.3f}' for t in ours)}] s; reference [{', '.join(f'{t:.3f}' for t in peer)}] s; "
-          f"preview queries [{', '.join(f'{t * 1e3:.1f}' for t in queries)}] ms")
+          f"preview queries [{', '.join(f'{t * 1e3:.1f}' for t in queries)}] ms; "
+          f"sizes + map [{', '.join(f'{t * 1e3:.0f}' for t in shown)}] ms")
     print()
     rows = [
         ("parameters", f"{parameters:,}"),
@@ -169,20 +211,25 @@ def main() -> None:
         ("info (layer_table)", f"{info_s * 1e3:.1f} ms, {len(table.layers)} rows"),
         ("compress, first call", f"{first_s:.2f} s"),
         (f"compress, median of {args.repeats}", f"{ours_s:.2f} s (sparsity {sparsity:.4f})"),
-        (f"reference, median of {args.repeats}", f"{peer_s:.2f} s"),
+        (f"reference, median of {args.repeats}", f"{peer_s:.2f} s ({speedup:.1f}x slower)"),
         ("peak extra memory, first compress", f"{peak_copies:.2f} copies of the weights"
          + ("" if reset else " (VmHWM not resettable: over the whole run)")),
         ("preview index build (once per model)", f"{index_s:.2f} s"),
         ("preview per slider position, median", f"{statistics.median(queries) * 1e3:.1f} ms"),
+        ("sizes + sparsity map per position, median", f"{statistics.median(shown) * 1e3:.0f} ms"),
+        ("CLI apply (new process, load included)", f"{cli_s:.1f} s, packed file {cli_bytes / 1e6:.1f} MB"),
+        (f"MiniLM compress / reference, medians", f"{minilm_ours:.3f} s / {minilm_peer:.3f} s "
+                                                   f"({minilm_peer / minilm_ours:.1f}x)"),
     ]
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
     print()
-    print(f"(targets: compress >= {TARGET_SPEEDUP:g}x faster than the reference, peak extra <= {TARGET_COPIES:g} "
-          "copies counting the returned module; one copy = 4 bytes x the model's parameters)")
-    print(f"speedup vs torch prune+fake_quant: {speedup:.1f}x; peak extra copies: {peak_copies:.2f}; "
-          f"preview per slider position: {statistics.median(queries) * 1e3:.1f} ms")
+    print(f"(targets: compress >= {TARGET_SPEEDUP:g}x faster than the reference on both models, peak extra <= "
+          f"{TARGET_COPIES:g} copies counting the returned module; one copy = 4 bytes x the model's parameters)")
+    print(f"speedup vs torch prune+fake_quant: {speedup:.1f}x (MiniLM {minilm_peer / minilm_ours:.1f}x); "
+          f"peak extra copies: {peak_copies:.2f}; preview per slider position: {statistics.median(queries) * 1e3:.1f} ms; "
+          f"sizes and map shown: {statistics.median(shown) * 1e3:.0f} ms")
 
 
 if __name__ == "__main__":

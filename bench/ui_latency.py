@@ -6,6 +6,9 @@ Two Streamlit servers are started: this dashboard (``app.py``) and the trivial a
 ``../shared/baselines/floor_app.py`` (one slider, one small plotly chart: the cost any
 Streamlit page pays for a slider move). Headless Chromium (``/usr/bin/chromium``, driven
 by Playwright) opens the floor app and ``/pruning?model=<model>`` for each model.
+``--model PATH`` times a model of your own as well (a file or a Hugging Face folder, e.g.
+``bench/scale.py --save DIR``'s 135M-parameter Llama): the dashboard is started with its parent
+folder as the server-side model folder (``COMPRESSION_LAB_MODELS``) and opens it from there.
 
 One move: focus the slider (``.st-key-prune_amount`` on ours, ``.st-key-value`` on the
 floor), press ArrowRight once (one step; on ours a new value every time, never a revisited
@@ -40,6 +43,7 @@ received per move (KB = 1024 bytes), with the targets (≤ 1.3x the floor on sim
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import subprocess
@@ -49,6 +53,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR_APP = ROOT.parent / "shared/baselines/floor_app.py"
@@ -56,6 +61,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TARGETS = {"simplenet": 1.3, "minilm": 2.0}
+SERVER_MODEL_TARGET = 2.0  # a model of your own, e.g. 135M parameters (issue 12)
 BYTES_TARGET = 200 * 1024
 SCREENSHOT_DIR = Path(tempfile.gettempdir())
 
@@ -160,11 +166,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(script: Path, cwd: Path, log: Path) -> tuple[subprocess.Popen, int]:
+def start_server(script: Path, cwd: Path, log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    process = subprocess.Popen(command, cwd=cwd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+               "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    process = subprocess.Popen(command, cwd=cwd, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                               env={**os.environ, **(env or {})})
     return process, port
 
 
@@ -174,7 +181,7 @@ def wait_healthy(process: subprocess.Popen, port: int, log: Path, timeout: float
         if process.poll() is not None:
             raise RuntimeError(f"server on port {port} exited ({process.returncode}):\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"http://localhost:{port}/_stcore/health", timeout=2) as reply:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
                 if reply.status == 200:
                     return
         except OSError:
@@ -319,7 +326,12 @@ def split(total: int, parts: int) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default="simplenet,minilm", help="comma-separated (default: simplenet,minilm)")
+    parser.add_argument("--models", default="simplenet,minilm",
+                        help="comma-separated sample models (default: simplenet,minilm; '' for none)")
+    parser.add_argument("--model", type=Path, action="append", default=[],
+                        help="a model file or Hugging Face folder to time as well (repeatable), opened from the "
+                             "server-side model folder: COMPRESSION_LAB_MODELS is set to its parent folder; "
+                             f"target <= {SERVER_MODEL_TARGET}x")
     parser.add_argument("--moves", type=int, default=15, help="timed moves per model (default 15)")
     parser.add_argument("--minilm-moves", type=int, default=9,
                         help="timed moves on MiniLM, whose full rerun is slower (default 9; 0: as --moves)")
@@ -330,6 +342,13 @@ def main() -> None:
     parser.add_argument("--load-timeout", type=float, default=180.0, help="seconds allowed per page load")
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    folders = {path.resolve().parent for path in args.model}
+    if len(folders) > 1:
+        parser.error("every --model must lie in the same folder (it becomes the server's model folder)")
+    server_env = {"COMPRESSION_LAB_MODELS": str(folders.pop())} if folders else {}
+    for path in args.model:
+        models.append(f"server/{path.name}")
+        TARGETS[models[-1]] = SERVER_MODEL_TARGET
     moves = {m: args.minilm_moves if m == "minilm" and args.minilm_moves else args.moves for m in models}
     if any(args.warmup + n > 100 for n in moves.values()):  # the amount slider: 0.00 to 1.00, step 0.01
         parser.error("--warmup plus the moves of one model must be at most 100 (each move needs a new amount)")
@@ -346,14 +365,14 @@ def main() -> None:
     try:
         floor_server, floor_port = start_server(FLOOR_APP, FLOOR_APP.parent, logs / "floor.log")
         servers.append(floor_server)
-        ours_server, ours_port = start_server(ROOT / "app.py", ROOT, logs / "ours.log")
+        ours_server, ours_port = start_server(ROOT / "app.py", ROOT, logs / "ours.log", server_env)
         servers.append(ours_server)
         wait_healthy(floor_server, floor_port, logs / "floor.log")
         wait_healthy(ours_server, ours_port, logs / "ours.log")
         print(f"servers up (logs in {logs})", flush=True)
 
-        floor = Target("floor", f"http://localhost:{floor_port}/", ".st-key-value", ".st-key-chart", fresh=False)
-        targets = {m: Target(m, f"http://localhost:{ours_port}/pruning?model={m}", ".st-key-prune_amount",
+        floor = Target("floor", f"http://127.0.0.1:{floor_port}/", ".st-key-value", ".st-key-chart", fresh=False)
+        targets = {m: Target(m, f"http://127.0.0.1:{ours_port}/pruning?model={quote(m, safe='')}", ".st-key-prune_amount",
                              ".st-key-prune_histogram") for m in models}
         floor_by_model: dict[str, list[Move]] = {m: [] for m in models}
 

@@ -19,6 +19,7 @@ AFTER_COLOUR = "rgba(31, 119, 180, 0.85)"
 LEVEL_COLOUR = "rgba(214, 39, 40, 0.55)"
 MAX_DRAWN_LEVELS = 64  # beyond this the grid is a solid band: the title gives the count instead
 CHART_HEIGHT = 330
+MAX_NAMED_BARS = 40  # per-layer bar charts name each layer up to this many
 ZERO_ON_LOG = 0.3  # where an empty bin is drawn on a log axis: its floor (and "0" in the hover)
 NO_TRACE_BOX = "<extra></extra>"  # ends a hover template: no second box with the trace's name
 LEGEND_GAP = " &nbsp; "  # between the entries of a legend written into a subtitle
@@ -114,29 +115,37 @@ def short_names(names: Sequence[str]) -> list[str]:
 
 def sparsity_bars(names: Sequence[str], zeros: Sequence[int], parameters: Sequence[int]) -> go.Figure:
     """Fraction of zeros per layer, in model order."""
-    bars = dict(
-        type="bar", x=[100 * z / max(p, 1) for z, p in zip(zeros, parameters)], y=short_names(names), orientation="h",
-        marker=dict(color=AFTER_COLOUR), customdata=[[z, p, name] for z, p, name in zip(zeros, parameters, names)],
-        hovertemplate=t("charts.sparsity_hover") + NO_TRACE_BOX,
-    )
-    layout = _layout(t("charts.sparsity_title"), t("charts.sparsity_axis"), "", height=_bar_height(len(names)),
-                     yaxis=dict(autorange="reversed"))
-    layout["xaxis"]["range"] = [0, 100]
-    return go.Figure(data=[bars], layout=layout)
+    values = [100 * z / max(p, 1) for z, p in zip(zeros, parameters)]
+    customdata = [[z, p, name] for z, p, name in zip(zeros, parameters, names)]
+    figure = _per_layer_bars(names, values, customdata, t("charts.sparsity_hover"),
+                             t("charts.sparsity_title"), t("charts.sparsity_axis"))
+    figure.update_layout({"xaxis" if len(names) <= MAX_NAMED_BARS else "yaxis": dict(range=[0, 100])})
+    return figure
 
 
 def sqnr_bars(layers: Sequence[LayerReport]) -> go.Figure:
     """Signal-to-quantization-noise ratio per layer (higher is better; ∞ means unchanged)."""
-    bars = dict(
-        type="bar", x=[layer.sqnr_db if np.isfinite(layer.sqnr_db) else None for layer in layers],
-        y=short_names([layer.name for layer in layers]), orientation="h", marker=dict(color=AFTER_COLOUR),
-        customdata=[[layer.scheme, layer.bits, layer.mse, layer.name] for layer in layers],
-        hovertemplate=t("charts.sqnr_hover") + NO_TRACE_BOX,
+    return _per_layer_bars(
+        [layer.name for layer in layers], [layer.sqnr_db if np.isfinite(layer.sqnr_db) else None for layer in layers],
+        [[layer.scheme, layer.bits, layer.mse, layer.name] for layer in layers], t("charts.sqnr_hover"),
+        t("charts.sqnr_title"), t("charts.sqnr_axis"),
     )
-    return go.Figure(data=[bars], layout=_layout(
-        t("charts.sqnr_title"), t("charts.sqnr_axis"), "", height=_bar_height(len(layers)),
-        yaxis=dict(autorange="reversed"),
-    ))
+
+
+def _per_layer_bars(
+    names: Sequence[str], values: Sequence[float | None], customdata: list, hover: str, title: str, axis: str
+) -> go.Figure:
+    """One bar per layer: named rows for up to :data:`MAX_NAMED_BARS` layers; beyond, a column
+    per layer along the model's depth, named on hover (211 named rows of a 135M-parameter LM
+    would make a chart 6,000 pixels tall)."""
+    if len(names) <= MAX_NAMED_BARS:
+        bars = dict(type="bar", x=values, y=short_names(names), orientation="h", marker=dict(color=AFTER_COLOUR),
+                    customdata=customdata, hovertemplate=hover + NO_TRACE_BOX)
+        return go.Figure(data=[bars], layout=_layout(title, axis, "", height=_bar_height(len(names)),
+                                                     yaxis=dict(autorange="reversed")))
+    bars = dict(type="bar", x=list(range(1, len(names) + 1)), y=values, marker=dict(color=AFTER_COLOUR),
+                customdata=customdata, hovertemplate=hover.replace("%{x", "%{y") + NO_TRACE_BOX)
+    return go.Figure(data=[bars], layout=_layout(title, t("charts.layer_depth_axis", layers=len(names)), axis))
 
 
 def _bar_height(count: int) -> int:

@@ -48,3 +48,14 @@ def test_levels_are_drawn_as_one_trace_of_vertical_lines() -> None:
     levels = figure.data[-1]
     assert levels.name == "quantization levels (3)"
     assert sorted({x for x in levels.x if not np.isnan(x)}) == [-0.5, 0.0, 0.5]
+
+
+def test_many_layers_are_columns_along_the_depth_in_a_chart_of_normal_height() -> None:
+    """211 named rows (a 135M-parameter LM) would make a chart 6,000 pixels tall."""
+    few = charts.sparsity_bars([f"layers.{i}.weight" for i in range(3)], [1, 2, 3], [10, 10, 10])
+    assert few.data[0].orientation == "h" and list(few.data[0].x) == [10, 20, 30]
+    names = [f"model.layers.{i}.mlp.up_proj.weight" for i in range(211)]
+    many = charts.sparsity_bars(names, list(range(211)), [1000] * 211)
+    assert many.layout.height == charts.CHART_HEIGHT
+    assert list(many.data[0].x) == list(range(1, 212)) and many.data[0].y[5] == 0.5
+    assert many.data[0].customdata[5][2] == names[5] and "%{y" in many.data[0].hovertemplate
