@@ -19,6 +19,7 @@ PAGES = [
     st.Page("pages/quantization.py", title=t("app.pages.quantization"), icon=":material/tune:", url_path="quantization"),
     st.Page("pages/gradual.py", title=t("app.pages.gradual"), icon=":material/trending_up:", url_path="gradual"),
     st.Page("pages/sensitivity.py", title=t("app.pages.sensitivity"), icon=":material/troubleshoot:", url_path="sensitivity"),
+    st.Page("pages/xray.py", title=t("app.pages.xray"), icon=":material/radiology:", url_path="xray"),
     st.Page("pages/distillation.py", title=t("app.pages.distillation"), icon=":material/school:", url_path="distillation"),
     st.Page("pages/tradeoffs.py", title=t("app.pages.tradeoffs"), icon=":material/show_chart:", url_path="tradeoffs"),
     st.Page("pages/export.py", title=t("app.pages.export"), icon=":material/download:", url_path="export"),

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from compression.workflows.gradual_comparison import ArmScore
     from compression.workflows.latency import Verdict
     from compression.workflows.search import SearchResult
+    from compression.workflows.xray import XRay
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -124,6 +125,17 @@ class LatencyMeasurement(NamedTuple):
     threads: int
 
 
+class XRayRun(NamedTuple):
+    """The X-ray of one recipe (``scan``) and the what-if drawn over it, if any, with their seconds."""
+
+    recipe_json: str
+    scan: XRay
+    seconds: float
+    what_if: XRay | None = None
+    what_if_seconds: float = 0.0
+    what_if_refusal: str = ""  # why the last what-if asked for does not apply
+
+
 Measurements = dict[str, dict[str, Any]]  # the engine's cache of scored recipes, by recipe JSON
 RecipeKey = tuple[ModelChoice, str]  # (model, recipe JSON)
 
@@ -173,9 +185,12 @@ TFLITE_EXPORTS: SessionStore[RecipeKey, bytes] = SessionStore("tflite_exports", 
 LATENCY_MEASUREMENTS: SessionStore[RecipeKey, LatencyMeasurement] = SessionStore(
     "latency_reports", owner="ui/export/latency.py")
 """The last latency measurement by (model, recipe JSON)."""
+XRAYS: SessionStore[ModelChoice, XRayRun] = SessionStore("xrays", owner="pages/xray.py")
+"""The latest X-ray of each model, for the recipe it names: one per model, as each holds a
+compressed copy of the model and the layers' recorded activations."""
 
 ALL: tuple[SessionStore | SessionValue, ...] = (
     MODEL_ID, DATA_ID, RECIPE, LISTED_MODELS, URL_WARNING, GRADUAL_RUNS, SENSITIVITY_FRAMES,
     SENSITIVITY_MEASUREMENTS, SEARCHES, DISTILLATION_RUNS, SWEEPS, SWEEP_MEASUREMENTS, SWEEP_RANGES,
-    ONNX_EXPORTS, TFLITE_EXPORTS, LATENCY_MEASUREMENTS,
+    ONNX_EXPORTS, TFLITE_EXPORTS, LATENCY_MEASUREMENTS, XRAYS,
 )

@@ -25,7 +25,7 @@ from compression.units import format_bytes
 from tests.input_graphs import pooled_conv_graph, speech_graph
 
 PAGES = ["pages/overview.py", "pages/model.py", "pages/pruning.py", "pages/quantization.py", "pages/gradual.py",
-         "pages/sensitivity.py", "pages/distillation.py",
+         "pages/sensitivity.py", "pages/xray.py", "pages/distillation.py",
          "pages/tradeoffs.py", "pages/export.py"]
 LEVELS_TRACE = "quantization levels"
 
@@ -675,6 +675,24 @@ def test_gradual_and_searched_results_join_the_one_shot_sweep_on_the_tradeoff_ch
     assert_clean(tradeoffs)
     names = [t.get("name") for t in figure(tradeoffs, "sweep_chart")["data"]]
     assert "gradual (AGP + fine-tuning)" in names and "searched within a tolerance" in names
+
+
+# --- error X-ray ------------------------------------------------------------------------------
+
+
+def test_xray_draws_both_errors_per_layer_and_redraws_them_for_a_what_if(app):
+    open_link(app, "mlp", json.dumps({"prune": {"method": "magnitude", "amount": 0.5}, "quantize": {"bits": 4}}))
+    open_page(app, "pages/xray.py")
+    app.button(key="xray_run").click().run(timeout=120)
+    assert_clean(app)
+    names = [trace.get("name") for trace in figure(app, "xray_depth")["data"]]
+    assert names.count("local") == names.count("accumulated") == 2  # SQNR and cosine panels
+    app.selectbox(key="xray_layer").set_value("fc2.weight").run()
+    app.button(key="xray_keep_float").click().run()
+    assert_clean(app)
+    drawn = figure(app, "xray_depth")["data"]
+    assert "local, recipe as is" in [trace.get("name") for trace in drawn]
+    assert [trace for trace in drawn if trace.get("name") == "lossless (+∞ dB)"]
 
 
 # --- distillation -----------------------------------------------------------------------------
