@@ -282,7 +282,7 @@ def _halved(probe: _Probe, name: str, prune: PruneSpec) -> dict[str, Any]:
     if prune.scope == "layer" and prune.amount is not None:
         fraction = prune.amount
     else:  # a global cut or a threshold removes its own fraction in each layer: measure it
-        fraction = 1.0 - float(_kept(probe, name, prune).float().mean())
+        fraction = 1.0 - float(_kept(probe, name, prune).double().mean())
     fields.pop("threshold", None)
     return {**fields, "amount": fraction / 2, "scope": "layer"}
 
