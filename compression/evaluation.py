@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from compression.display_text import DisplayText
 from compression.errors import CompressionError, DataError
 from compression.metrics import METRICS, Metric, Summary, metric, output_tensor, output_tensors
 from compression.model import EvaluationData, LoadedModel
@@ -103,7 +104,8 @@ def evaluation_subset(data: EvaluationData, samples: int | None) -> EvaluationDa
         data,
         inputs=tuple(tensor[:samples] for tensor in data.inputs),
         labels=None if data.labels is None else data.labels[:samples],
-        description=f"the first {samples} of {data.description}",
+        description=DisplayText("first_rows", f"the first {samples} of {data.description}",
+                                samples=samples, data=data.description),
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sample_models.architectures import DIGITS_MODELS, build_architecture, input_shape
 from sample_models.lm_text import lm_heldout_text, lm_training_text
-from sample_models.trained import TINYLM_DIR, describe, load_trained
+from sample_models.trained import TINYLM_DIR, describe, heldout_score, load_trained
 
 ZOO_NAMES = DIGITS_MODELS + ("minilm", "tinylm")
 FOLDER_MODELS = {"tinylm": TINYLM_DIR}  # zoo models that are Hugging Face folders
@@ -37,6 +37,7 @@ __all__ = [
     "DigitsSplit",
     "build_architecture",
     "describe",
+    "heldout_score",
     "digits_split",
     "input_shape",
     "lm_heldout_text",

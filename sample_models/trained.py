@@ -44,13 +44,22 @@ _DESCRIPTIONS = {
 }
 
 
-def describe(name: str) -> str:
-    """One line for listings: the architecture and, for digits models, held-out accuracy."""
+def heldout_score(name: str) -> tuple[str, float] | None:
+    """The metric ("accuracy" or "perplexity") the training scripts measured on held-out data, and
+    its value; None for MiniLM (not trained here)."""
     if name not in _DESCRIPTIONS:
         raise ValueError(f"name must be one of {', '.join(map(repr, _DESCRIPTIONS))}; got {name!r}.")
-    accuracy = json.loads(ACCURACY_FILE.read_text()).get(name)
-    suffix = f"; held-out accuracy {accuracy:.4f}" if accuracy is not None else ""
     if name == "tinylm":
-        perplexity = json.loads((TINYLM_DIR / "evaluation.json").read_text())["heldout_perplexity"]
-        suffix = f"; held-out perplexity {perplexity:.1f}"
-    return _DESCRIPTIONS[name] + suffix
+        return "perplexity", json.loads((TINYLM_DIR / "evaluation.json").read_text())["heldout_perplexity"]
+    accuracy = json.loads(ACCURACY_FILE.read_text()).get(name)
+    return None if accuracy is None else ("accuracy", accuracy)
+
+
+def describe(name: str) -> str:
+    """One line for listings: the architecture and its held-out accuracy (perplexity for tinylm)."""
+    score = heldout_score(name)
+    if score is None:
+        return _DESCRIPTIONS[name]
+    metric, value = score
+    digits = 1 if metric == "perplexity" else 4
+    return f"{_DESCRIPTIONS[name]}; held-out {metric} {value:.{digits}f}"

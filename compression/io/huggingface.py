@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from compression.display_text import DisplayText
 from compression.errors import ModelLoadError
 from compression.io.checkpoints import stored_in_files, with_stored_weights
 from compression.evaluation import model_outputs
@@ -215,7 +216,7 @@ def _seq2seq(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedMo
 
 
 def _heldout_source() -> str:
-    return f"held-out English text ({zoo.HELDOUT_TEXT_SOURCE})"
+    return DisplayText("heldout_english", f"held-out English text ({zoo.HELDOUT_TEXT_SOURCE})")
 
 
 def _tokenizer(folder: Path):

@@ -19,6 +19,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from compression.display_text import DisplayText
 from compression.errors import CompressionError, ModelLoadError
 from compression.evaluation import model_outputs
 from compression.io import families, zoo
@@ -100,7 +101,9 @@ def _read(
         if folder is None:
             return zoo.zoo_model(source)
         model, spec = read_hf_folder(folder, max_parameters, max_file_bytes, family)
-        return replace(model, name=source, format="zoo", description=f"zoo model {source}: {model.description}"), spec
+        description = DisplayText("zoo_folder_model", f"zoo model {source}: {model.description}",
+                                  model=source, description=model.description)
+        return replace(model, name=source, format="zoo", description=description), spec
     path = Path(source)
     if path.is_dir():
         return read_hf_folder(path, max_parameters, max_file_bytes, family)

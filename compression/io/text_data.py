@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from compression.display_text import DisplayText
 from compression.errors import DataError
 from compression.metrics import COSINE, IGNORED_TOKEN, PERPLEXITY
 from compression.model import EvaluationData
@@ -104,7 +105,8 @@ def causal_lm_evaluation(
     """Perplexity of every next token in windows of ``context`` tokens of the documents' stream."""
     stream = token_stream(tokenizer, documents, MAX_WINDOWS * context)
     input_ids = windows(stream, context, where=source)
-    description = f"{len(input_ids)} windows of {context} tokens of {source}, every next token scored"
+    description = DisplayText("token_windows", f"{len(input_ids)} windows of {context} tokens of {source}, every next token scored",
+                              count=len(input_ids), context=context, source=source)
     return EvaluationData((input_ids,), next_token_targets(input_ids), PERPLEXITY, description,
                           logit_batch(context, vocab_size))
 
@@ -115,7 +117,8 @@ def seq2seq_evaluation(
     """Teacher-forced perplexity of each window's second half given its first half."""
     ids = windows(token_stream(tokenizer, documents, MAX_WINDOWS * context), context, where=source)
     source_ids, decoder_inputs, target = teacher_forcing(ids, start_token)
-    description = f"{len(ids)} passages of {source}: the second half of each, teacher-forced from its first half"
+    description = DisplayText("passages", f"{len(ids)} passages of {source}: the second half of each, teacher-forced from its first half",
+                              count=len(ids), source=source)
     return EvaluationData((source_ids, torch.ones_like(source_ids), decoder_inputs), target, PERPLEXITY,
                           description, logit_batch(decoder_inputs.shape[1], vocab_size))
 
@@ -126,7 +129,8 @@ def sentence_evaluation(
 ) -> EvaluationData:
     """Each document one sentence (the first ``MAX_SENTENCES``), scored by embedding fidelity."""
     input_ids, attention_mask = tokenize(list(documents[:MAX_SENTENCES]))
-    description = f"{len(input_ids)} {source} (fidelity to the original embeddings)"
+    description = DisplayText("sentences", f"{len(input_ids)} {source} (fidelity to the original embeddings)",
+                              count=len(input_ids), source=source)
     return EvaluationData((input_ids, attention_mask), None, COSINE, description, batch_size)
 
 

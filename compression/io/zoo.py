@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from compression.display_text import DisplayText
 from compression.errors import ModelLoadError
 from compression.io import families, text_data
 from compression.io.calibration_sources import sentence_calibration
@@ -100,7 +101,10 @@ def with_digits_data(model: LoadedModel, spec: InputSpec) -> LoadedModel:
         if shapes == _expected_shapes(architecture):
             evaluation, training, digits_spec = _digits_data(architecture)
             if digits_spec.example[0].shape[1:] == spec.example[0].shape[1:]:
-                description = f"{model.description}; weights of the sample {architecture}, scored on its digits"
+                description = DisplayText(
+                    "sample_weights", f"{model.description}; weights of the sample {architecture}, scored on its digits",
+                    description=model.description, architecture=architecture,
+                )
                 return replace(model, evaluation=evaluation, training=training, calibration=_calibration(training),
                                description=description)
     return model
@@ -151,7 +155,7 @@ def _zoo_model(
 
         tokenize = functools.partial(minilm.tokenize, max_length=TEXT_MAX_LENGTH)
         text = functools.partial(text_data.sentence_evaluation, tokenize=tokenize, batch_size=TEXT_BATCH_SIZE)
-        evaluation = text(corpus_sentences(), "corpus sentences")
+        evaluation = text(corpus_sentences(), DisplayText("corpus_sentences", "corpus sentences"))
         vocab_size = module.transformer.config.vocab_size
         spec = InputSpec(tuple(t[:2] for t in evaluation.inputs), TEXT_BATCH_SIZE, COSINE, vocab_size, text=text)
         calibration = sentence_calibration(calibration_sentences(), tokenize)
@@ -163,9 +167,10 @@ def _zoo_model(
     else:
         family = families.IMAGE_CLASSIFIER if spec.example[0].ndim == 4 else families.CLASSIFIER
     if source_format == "zoo":
-        description = f"zoo model {architecture} with its trained weights"
+        description = DisplayText("zoo_model", f"zoo model {architecture} with its trained weights", model=architecture)
     else:
-        description = f"zoo architecture {architecture} with the weights in {name}"
+        description = DisplayText("zoo_architecture", f"zoo architecture {architecture} with the weights in {name}",
+                                  architecture=architecture, file=name)
     model = LoadedModel(
         name=name, format=source_format, module=module.eval(),
         layer_types=module_layer_types(module), example_inputs=spec.example,
@@ -180,9 +185,11 @@ def _digits_data(architecture: str) -> tuple[EvaluationData, TrainingData, Input
     import sample_models
 
     split = sample_models.digits_split(architecture)
-    description = f"{len(split.y_test)} held-out digits (scikit-learn's test split) with labels"
+    description = DisplayText("heldout_digits", f"{len(split.y_test)} held-out digits (scikit-learn's test split) with labels",
+                              count=len(split.y_test))
     evaluation = EvaluationData((split.x_test,), split.y_test, ACCURACY, description)
-    training = TrainingData(split.x_train, split.y_train, f"{len(split.y_train)} training digits")
+    training = TrainingData(split.x_train, split.y_train,
+                            DisplayText("training_digits", f"{len(split.y_train)} training digits", count=len(split.y_train)))
     return evaluation, training, InputSpec((split.x_test[:2],))
 
 
