@@ -1,13 +1,14 @@
 """Compression Lab's dashboard: ``streamlit run app.py``.
 
-Sets up the pages (stable URL paths), the shared sidebar (model choice, current recipe) and
-the session's state; each page in ``pages/`` draws one view over the engine.
+Sets up the pages (stable URL paths), the shared sidebar (language, model choice, current recipe)
+and the session's state; each page in ``pages/`` draws one view over the engine.
 """
 import streamlit as st
 
-from ui import model_ids, state
+from ui import language, model_ids, state
 from ui.text import t
 
+language.choose()  # before any text is looked up
 st.set_page_config(page_title=t("app.page_title"), page_icon=":material/compress:", layout="wide")
 
 PAGES = [
@@ -33,6 +34,7 @@ if warning:
     st.warning(warning)
 
 with st.sidebar:
+    language.switch()
     options = state.model_options()
     current = state.choice().model_id
     picked = st.selectbox(

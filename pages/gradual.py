@@ -14,6 +14,7 @@ from compression.workflows.gradual_comparison import (
 )
 from ui import charts, controls, navigation, state, stores
 from ui.text import t
+from ui.text.engine_text import localized
 
 navigation.require_navigation()
 st.title(t("gradual.title"))
@@ -50,7 +51,7 @@ def draw(rows: list[GradualStep], key: str) -> None:
 
 
 draw(runs[run_key]["steps"] if run_key in runs else [], "agp_chart")
-st.caption(t("gradual.planned", steps=steps + 1, epochs=epochs * (steps + 1), data=training_data(model).description))
+st.caption(t("gradual.planned", steps=steps + 1, epochs=epochs * (steps + 1), data=localized(training_data(model).description)))
 st.caption(t("gradual.pruned_by", method=t(f"pruning.methods.{cut.method}"), scope=t(f"pruning.scopes.{cut.scope}")))
 
 if st.button(t("gradual.run"), type="primary", key="agp_run"):

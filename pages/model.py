@@ -12,6 +12,7 @@ from compression.model_inputs import scoring_refusal
 from ui import cache, controls, input_shapes, model_family, navigation, server_models, state, uploads
 from ui.model_ids import FOLDED_PREFIX, SERVER_PREFIX
 from ui.text import t
+from ui.text.engine_text import localized, sample_model
 
 UPLOAD_TYPES = ["pt", "pth", "safetensors", "pt2", "onnx", "json", "txt", "model", "bin"]
 
@@ -30,7 +31,7 @@ with sample_tab:
     # and changes it only when the user clicks it.
     st.session_state["model_zoo"] = choice.model_id if choice.model_id in zoo else None
     st.radio(
-        t("model.sample_model"), zoo, format_func=lambda name: f"{name} — {sample_models.describe(name)}",
+        t("model.sample_model"), zoo, format_func=lambda name: f"{name} — {sample_model(name)}",
         key="model_zoo", on_change=lambda: state.choose_model(st.session_state["model_zoo"]),
     )
 
@@ -84,7 +85,7 @@ if serves_folder:
 
 choice, model = controls.load_current_model()
 st.subheader(choice.label)
-st.caption(model.description)
+st.caption(localized(model.description))
 model_family.render(choice)
 
 layers = layer_table(model)
@@ -109,7 +110,7 @@ else:
             baseline = cache.evaluation(choice.model_id, choice.data_id, None)
         st.metric(t("model.baseline", metric=controls.metric_label(baseline["metric"]).lower()),
                   controls.metric_text(baseline["metric"], baseline["value"]),
-                  help=t("model.measured_on", data=model.evaluation.description))
+                  help=t("model.measured_on", data=localized(model.evaluation.description)))
     except compression.CompressionError as error:
         st.error(t("model.evaluation_failed", error=error))
 if len(table):
@@ -141,7 +142,7 @@ if not is_folded and any(isinstance(layer, torch.nn.modules.batchnorm._BatchNorm
             columns[3].metric(t("model.metric_folded", metric=controls.metric_label(model.evaluation.metric)), f"{check.value_after:.4f}")
         if fusion.pairs:
             pairs = ", ".join(t("model.folded_pair", norm=norm, layer=layer) for layer, norm in fusion.pairs)
-            st.caption(t("model.folded_measured", pairs=pairs, data=model.evaluation.description) if model.evaluation
+            st.caption(t("model.folded_measured", pairs=pairs, data=localized(model.evaluation.description)) if model.evaluation
                        else t("model.folded", pairs=pairs))
             folded_id = FOLDED_PREFIX + choice.model_id
             if st.button(t("model.use_folded"), key="model_use_folded", type="primary"):

@@ -8,6 +8,7 @@ import sample_models
 from ui import controls, navigation, state
 from ui.model_ids import SERVER_PREFIX, UPLOAD_PREFIX, ModelChoice, load_options
 from ui.text import t
+from ui.text.engine_text import localized, sample_model
 
 navigation.require_navigation()
 st.title(t("overview.title"))
@@ -26,12 +27,12 @@ steps = [
 ]
 for page, label, what in steps:
     link, text = st.columns([1, 4], vertical_alignment="center")
-    link.page_link(page, label=label)
+    link.page_link(page, label=label, query_params=state.link_parameters())
     text.markdown(what)
 
 choice, model = controls.load_current_model()
 st.subheader(t("overview.now", model=choice.label))
-st.caption(sample_models.describe(choice.model_id) if choice.model_id in sample_models.ZOO_NAMES else model.description)
+st.caption(sample_model(choice.model_id) if choice.model_id in sample_models.ZOO_NAMES else localized(model.description))
 result = controls.compress_current(choice)
 if result is not None:
     controls.size_and_metric_row(result.report, controls.live_scores(choice, controls.report_recipe_json(result)))

@@ -9,6 +9,7 @@ from compression.workflows.xray import KEEP_FLOAT, LESS_PRUNING, MORE_BITS, hook
 from ui import charts, controls, navigation, state, stores, xray_charts
 from ui.stores import XRayRun
 from ui.text import t
+from ui.text.engine_text import localized
 
 navigation.require_navigation()
 st.title(t("xray.title"))
@@ -63,7 +64,7 @@ summary.metric(t("xray.output_cosine"), t("xray.cosine_value", value=scan.output
 if compressed:
     summary.metric(t("xray.worst"), labels[worst.name], delta=xray_charts.sqnr_text(worst.local_sqnr_db),
                    delta_color="off", delta_arrow="off")
-st.caption(t("xray.measured_on", data=scan.data, samples=scan.samples, seconds=run.seconds))
+st.caption(t("xray.measured_on", data=localized(scan.data), samples=scan.samples, seconds=run.seconds))
 if scan.not_run:
     st.caption(t("xray.not_run", layers=", ".join(scan.not_run)))
 

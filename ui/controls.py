@@ -20,6 +20,7 @@ from compression.units import format_bytes
 from ui import cache, state
 from ui.model_ids import ModelChoice
 from ui.text import t
+from ui.text.engine_text import localized
 
 
 def seed(key: str, value: Any) -> str:
@@ -133,9 +134,9 @@ def numbers_explained(model: compression.LoadedModel) -> None:
         metric = t("controls.no_metric")
     else:
         samples = cache.live_samples(model)
-        data = model.evaluation.description if samples is None else (
-            t("controls.live_sample", samples=samples, data=model.evaluation.description)
-        )
+        data = localized(model.evaluation.description)
+        if samples is not None:
+            data = t("controls.live_sample", samples=samples, data=data)
         metric = t("controls.metric_measured", metric=metric_label(model.evaluation.metric), data=data)
         if cache.metric_on_demand(model):
             metric += " " + t("controls.metric_on_demand", parameters=cache.METRIC_ON_DEMAND_ABOVE_PARAMETERS)
@@ -216,5 +217,5 @@ def compress_current(choice: ModelChoice) -> compression.CompressionResult | Non
     try:
         return cache.compressed(choice.model_id, choice.data_id, state.recipe_json())
     except compression.CompressionError as error:
-        st.error(str(error))
+        st.error(t("errors.lead_in", error=error))
         return None

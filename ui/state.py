@@ -37,8 +37,13 @@ def url_warning() -> str | None:
 
 
 def sync_url() -> None:
-    """The session's model and recipe into the URL (a page switch clears the query parameters)."""
+    """The session's model, recipe and language into the URL (a page switch clears the query parameters)."""
     url.show(stores.MODEL_ID.get(), recipe())
+
+
+def link_parameters() -> dict[str, str]:
+    """The query parameters a link to another page carries: this session's model, recipe and language."""
+    return url.link_parameters(stores.MODEL_ID.get(), recipe())
 
 
 def choice() -> ModelChoice:

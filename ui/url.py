@@ -1,8 +1,8 @@
 """The URL's query parameters: the model and recipe a link asks for, and the session's written back.
 
-``?model=mlp&recipe={"prune":{...}}``: a copied link opens the same view. Uploads are not
-linkable (they live in their session); a sample model or one of the server's model folder,
-folded or not, is.
+``?model=mlp&recipe={"prune":{...}}&lang=zh``: a copied link opens the same view, in the same
+language (``ui.language`` reads ``lang``). Uploads are not linkable (they live in their
+session); a sample model or one of the server's model folder, folded or not, is.
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import streamlit as st
 import compression
 from compression.errors import CompressionError
 from ui import server_models
+from ui.language import QUERY_PARAMETER
 from ui.model_ids import DEFAULT_MODEL, linkable
-from ui.text import t
+from ui.text import language, t
 
 
 def linked_model() -> tuple[str, str | None]:
@@ -40,11 +41,21 @@ def linked_recipe() -> tuple[dict[str, Any], str | None]:
 
 
 def show(model_id: str, recipe: dict[str, Any]) -> None:
-    """Model (sample and server models, folded or not: uploads live in this session) and recipe
-    into the URL.
+    """Model (sample and server models, folded or not: uploads live in this session), recipe and
+    the session's language into the URL.
 
     Only parameters that change are written: each write is a message to the browser.
     """
+    wanted = link_parameters(model_id, recipe)
+    for name in ("model", "recipe", QUERY_PARAMETER):
+        if name not in wanted and name in st.query_params:
+            del st.query_params[name]
+        elif name in wanted and st.query_params.get(name) != wanted[name]:
+            st.query_params[name] = wanted[name]
+
+
+def link_parameters(model_id: str, recipe: dict[str, Any]) -> dict[str, str]:
+    """The query parameters of a link to this view: model (where linkable), recipe, language."""
     wanted = {}
     if linkable(model_id):
         wanted["model"] = model_id
@@ -53,8 +64,5 @@ def show(model_id: str, recipe: dict[str, Any]) -> None:
         # decides which one wins.
         canonical = compression.Recipe.from_dict(recipe).to_json()
         wanted["recipe"] = json.dumps(json.loads(canonical), separators=(",", ":"))
-    for name in ("model", "recipe"):
-        if name not in wanted and name in st.query_params:
-            del st.query_params[name]
-        elif name in wanted and st.query_params.get(name) != wanted[name]:
-            st.query_params[name] = wanted[name]
+    wanted[QUERY_PARAMETER] = language()
+    return wanted

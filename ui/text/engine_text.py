@@ -1,0 +1,43 @@
+"""Text the engine and the sample zoo make for display, said in the session's language.
+
+The engine tags the sentences that describe models and data with a code
+(:class:`compression.display_text.DisplayText`); the catalog's ``[engine]`` table has a text per
+code, with the code's values as placeholders. A sentence without a code, or with one the
+catalog lacks, is shown as the engine wrote it, in English. Engine errors keep their English
+detail under a lead-in from the catalog (``errors.lead_in``, or the page's own).
+
+>>> localized(DisplayText("training_digits", "1347 training digits", count=1347))
+'1347 training digits'
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import sample_models
+from compression.display_text import DisplayText
+from ui.text import catalog, language, t
+
+CODES = "engine."  # the catalog table of the engine's codes
+
+
+def localized(text: str) -> str:
+    """``text`` in the session's language where it carries a code the catalog knows, else as it is."""
+    template = catalog(language()).get(CODES + text.code) if isinstance(text, DisplayText) else None
+    if template is None:
+        return str(text)
+    return template.format(**{name: _localized_value(value) for name, value in text.values.items()})
+
+
+def _localized_value(value: Any) -> Any:
+    return localized(value) if isinstance(value, str) else value
+
+
+def sample_model(name: str) -> str:
+    """One line on a sample model: its architecture and held-out score (``sample_models.describe``)."""
+    score = sample_models.heldout_score(name)
+    architecture = t(f"zoo.models.{name}")
+    if score is None:
+        return architecture
+    metric, value = score
+    return architecture + t("zoo.heldout_perplexity" if metric == "perplexity" else "zoo.heldout_accuracy", value=value)
+
