@@ -86,8 +86,11 @@ class _Grid:
 class _Rounding:
     """The column rule: round each column to its group's grid, recording codes and parameters."""
 
-    def __init__(self, columns_first: torch.Tensor, spec: QuantizeSpec, group_size: int | None, grid: _Grid) -> None:
-        self.columns_first, self.spec, self.group_size = columns_first, spec, group_size
+    def __init__(
+        self, columns_first: torch.Tensor, spec: QuantizeSpec, group_size: int | None, grid: _Grid,
+        pruned: torch.Tensor | None,
+    ) -> None:
+        self.columns_first, self.spec, self.group_size, self.pruned = columns_first, spec, group_size, pruned
         columns, out_rows = columns_first.shape
         self.group = group_size or columns
         groups = math.ceil(columns / self.group)
@@ -105,6 +108,9 @@ class _Rounding:
             if self.zero_point is not None:
                 self.zero_point[:, position // self.group] = self.grid.zero_point.to(self.zero_point.dtype)
         self.codes[position] = self.grid.codes(block[i])
+        if self.pruned is not None:  # a pruned weight takes the code of zero; its change is spread on
+            zero = 0.0 if self.grid.zero_point is None else self.grid.zero_point
+            self.codes[position] = torch.where(self.pruned[position], zero, self.codes[position])
         return self.grid.values(self.codes[position])
 
 
@@ -121,11 +127,14 @@ def gptq_quantize(
     act_order: bool = False,
     block_size: int = 128,
     damping: float = 0.01,
+    keep: torch.Tensor | None = None,
 ) -> GptqResult:
     """GPTQ on one layer: ``inputs`` is (samples, in·k·k); neither argument is changed.
 
     Per channel (``group_size`` None) or per group of ``group_size`` input columns; ``damping`` is
-    λ / mean diag(H) (the papers' 1 %).
+    λ / mean diag(H) (the papers' 1 %). ``keep`` (the weight's shape, True = kept) holds pruned
+    weights at zero, each one's change compensated by the columns after it, as SparseGPT's
+    reference quantizes while it prunes.
     """
     check_weight("gptq", weight)
     check_int("gptq", "bits", bits, 2, MAX_BITS)
@@ -136,6 +145,9 @@ def gptq_quantize(
             raise fail("gptq", name, flag, "true or false")
     check_int("gptq", "block_size", block_size, 1)
     check_positive("gptq", "damping", damping)
+    if keep is not None and (keep.dtype != torch.bool or keep.shape != weight.shape):
+        given = f"a {keep.dtype} tensor of shape {tuple(keep.shape)}"
+        raise fail("gptq", "keep", given, f"a bool mask of shape {tuple(weight.shape)}")
     hessian = statistics("gptq", inputs, weight).hessian()
     original = weight.detach().reshape(weight.shape[0], -1).float()
     columns = original.shape[1]
@@ -144,8 +156,9 @@ def gptq_quantize(
     hessian = hessian[order][:, order]
     columns_first[dead_columns(hessian)] = 0.0
     spec = QuantizeSpec(scheme="linear", bits=bits, granularity="per_channel", symmetric=symmetric)
+    pruned = None if keep is None else ~keep.reshape(original.shape).T[order]
     # Per channel, the scales are the weight's as given, as the reference computes them.
-    rule = _Rounding(columns_first, spec, group_size, _Grid(spec, original))
+    rule = _Rounding(columns_first, spec, group_size, _Grid(spec, original), pruned)
     sweep(columns_first, inverse_cholesky("gptq", hessian, damping), block_size, rule)
 
     group_index = unpermuted((torch.arange(columns) // rule.group)[None], order)[0]
