@@ -18,6 +18,13 @@ whose output channels lie on axis 1 (a ConvTranspose, GPT-2's Conv1D, an ONNX LS
 kernel worked in (``compression.output_axes``). Such a file is format version 2, which readers
 of version 1 refuse rather than misread; a file without one is still written as version 1.
 
+Version 4 adds what the methods that look at data need: a tensor quantized by GPTQ or AWQ has
+their quantize section, read by their decoders (``compression.quantization.gptq``, ``awq``):
+GPTQ's codes, scales and zero points are the linear scheme's, plus ``W::group_index`` (each
+input column's group) with act-order; AWQ's are the linear scheme's over W·diag(s), plus
+``W::input_scale`` (s, one per input channel). The index then records the calibration: the
+recipe's samples and seed, the rows drawn, their fingerprint and their source.
+
 ``encoded_bytes`` is the sum of those tensors' byte lengths; ``file_bytes`` adds the
 safetensors header (the JSON index and the metadata). Loading decodes with the same function
 ``compress`` used, so the dense weights come back bit for bit.
@@ -47,8 +54,8 @@ from compression.quantization.base import QuantizedTensor
 from compression.recipe import QuantizeSpec
 
 FORMAT_NAME = "compression-lab-packed"
-FORMAT_VERSION = 3  # the newest: version 1, plus output axes (2), plus tied names (3)
-_READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4  # the newest: version 1, plus output axes (2), tied names (3), calibrated methods (4)
+_READABLE_VERSIONS = (1, 2, 3, 4)
 _METADATA_KEY = "compression_lab"
 
 
@@ -210,6 +217,8 @@ class PackedModel:
     # Tied weights (an LM head sharing the embedding matrix): each other name of a tensor, mapped
     # to the name it is stored under. The file holds the tensor once, as the module does.
     aliases: dict[str, str] = field(default_factory=dict)
+    # The rows that calibrated it (compression.calibration_pass.CalibrationRecord), if any did.
+    calibration: dict[str, Any] | None = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Every stored tensor by file key; tied tensors are cloned (safetensors refuses aliases)."""
@@ -234,11 +243,20 @@ class PackedModel:
             "model": self.model_name,
             "raw": sorted(self.raw),
             "recipe": json.loads(self.recipe_json),
-            "version": 3 if self.aliases else 2 if self.has_output_axes else 1,  # the oldest that reads it
+            "version": self.version,
         }
         if self.aliases:
             index["aliases"] = dict(sorted(self.aliases.items()))
+        if self.calibration is not None:
+            index["calibration"] = sorted_keys(self.calibration)
         return {_METADATA_KEY: json.dumps(index)}
+
+    @property
+    def version(self) -> int:
+        """The oldest format version that reads this file."""
+        if self.calibration is not None:
+            return 4
+        return 3 if self.aliases else 2 if self.has_output_axes else 1
 
     @property
     def has_output_axes(self) -> bool:

@@ -29,6 +29,14 @@ from compression.errors import RecipeError
 
 PRUNE_METHODS = ("magnitude", "random", "structured", "n:m")
 PRUNE_SCOPES = ("layer", "global")
+# Methods that look at a layer's inputs on calibration rows (compression.calibrated); kept apart
+# from the lists above, which are what a recipe can do without data.
+CALIBRATED_PRUNE_METHODS = ("wanda", "sparsegpt")
+CALIBRATED_SCHEMES = ("gptq", "awq")
+CALIBRATED_SCHEME_BITS = {"gptq": (2, 16), "awq": (2, 16)}  # 1 bit is binarisation: no grid to round on
+# Scopes each method takes, its default first: Wanda compares within a row by default (Sun et al.
+# 2023); SparseGPT prunes each layer by its own amount.
+METHOD_SCOPES = {"wanda": ("row", "layer", "global"), "sparsegpt": ("layer",)}
 STRUCTURED_NORMS = ("l1", "l2")
 QUANT_SCHEMES = ("linear", "pow2", "kmeans", "float")
 GRANULARITIES = ("per_tensor", "per_channel", "per_group")
@@ -82,25 +90,33 @@ class PruneSpec:
     ``amount`` is the fraction of weights (or output channels, for ``structured``) to remove;
     ``threshold`` removes every weight with |w| < threshold (for ``structured``: every output
     channel whose mean |w| (l1) or RMS (l2) is below it). ``n:m`` keeps the ``n`` largest of
-    every ``m`` consecutive weights along the input dimension.
+    every ``m`` consecutive weights along the input dimension. ``wanda`` and ``sparsegpt`` look
+    at each layer's inputs (``compression.calibrated``): an ``amount``, or ``n`` and ``m``.
     """
 
     method: str = "magnitude"
     amount: float | None = None
     threshold: float | None = None
-    scope: str = "layer"
+    scope: str | None = None  # None: the method's default (METHOD_SCOPES, else "layer")
     norm: str = "l1"
-    n: int = 2
-    m: int = 4
+    n: int | None = None  # None: 2:4 for n:m; no n:m pattern for wanda and sparsegpt
+    m: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         section = "prune"
-        _check_choice(section, "method", self.method, PRUNE_METHODS)
-        _check_choice(section, "scope", self.scope, PRUNE_SCOPES)
+        _check_choice(section, "method", self.method, PRUNE_METHODS + CALIBRATED_PRUNE_METHODS)
         _check_choice(section, "norm", self.norm, STRUCTURED_NORMS)
         _check_int(section, "seed", self.seed, 0)
+        if self.method in CALIBRATED_PRUNE_METHODS:
+            self._check_calibrated()
+            return
+        if self.scope is None:
+            object.__setattr__(self, "scope", "layer")
+        _check_choice(section, "scope", self.scope, PRUNE_SCOPES)
         if self.method == "n:m":
+            object.__setattr__(self, "n", 2 if self.n is None else self.n)
+            object.__setattr__(self, "m", 4 if self.m is None else self.m)
             _check_int(section, "m", self.m, 1, 64)
             _check_int(section, "n", self.n, 0, self.m)
             if self.amount is not None or self.threshold is not None:
@@ -125,6 +141,32 @@ class PruneSpec:
         if self.threshold is not None:
             object.__setattr__(self, "threshold", float(self.threshold))
 
+    def _check_calibrated(self) -> None:
+        """Wanda's and SparseGPT's fields: an amount, or n and m; a scope of theirs."""
+        scopes = METHOD_SCOPES[self.method]
+        if self.scope is None:
+            object.__setattr__(self, "scope", scopes[0])
+        if self.scope not in scopes:
+            raise _fail("prune", "scope", self.scope, f"one of {', '.join(map(repr, scopes))} for method {self.method!r}")
+        if self.threshold is not None:
+            raise RecipeError(f"prune.method {self.method!r} takes an amount, or n and m; not a threshold.")
+        if self.n is None and self.m is None:
+            if self.amount is None:
+                raise RecipeError(f"prune.method {self.method!r} needs an amount (a number between 0 and 1), or n and m.")
+            _check_fraction("prune", "amount", self.amount)
+            object.__setattr__(self, "amount", float(self.amount))
+            return
+        if self.amount is not None or self.n is None or self.m is None:
+            raise RecipeError(f"prune.method {self.method!r} takes either an amount or both n and m; "
+                              f"got amount={self.amount!r}, n={self.n!r}, m={self.m!r}.")
+        _check_int("prune", "m", self.m, 1, 64)
+        _check_int("prune", "n", self.n, 0, self.m)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether this method looks at the layers' inputs (it needs calibration rows)."""
+        return self.method in CALIBRATED_PRUNE_METHODS
+
     def to_dict(self) -> dict[str, Any]:
         """The fields that matter for this method, so equal behaviour gives equal JSON."""
         keys = {
@@ -132,6 +174,9 @@ class PruneSpec:
             "random": ("method", "amount", "scope", "seed"),
             "structured": ("method", "amount", "threshold", "scope", "norm"),
             "n:m": ("method", "n", "m"),
+            # An n:m pattern is chosen within each row, whatever the scope.
+            "wanda": ("method", "amount", "scope") if self.n is None else ("method", "n", "m"),
+            "sparsegpt": ("method", "amount", "n", "m"),
         }[self.method]
         fields = {key: getattr(self, key) for key in keys}
         return {key: value for key, value in fields.items() if value is not None}
@@ -143,6 +188,8 @@ class QuantizeSpec:
 
     ``linear``: q = clamp(round(w / scale) + zero_point); ``pow2``: ±2^k or 0; ``kmeans``:
     2^bits shared values per tensor; ``float``: a cast to a low-precision float ``format``.
+    ``gptq`` and ``awq`` round on the linear grid, looking at each layer's inputs
+    (``compression.calibrated``); ``act_order`` is GPTQ's column order by decreasing H_jj.
     """
 
     scheme: str = "linear"
@@ -151,15 +198,16 @@ class QuantizeSpec:
     group_size: int = 64
     symmetric: bool = True
     format: str = "fp16"
+    act_order: bool = False
 
     def __post_init__(self) -> None:
         section = "quantize"
-        _check_choice(section, "scheme", self.scheme, QUANT_SCHEMES)
+        _check_choice(section, "scheme", self.scheme, QUANT_SCHEMES + CALIBRATED_SCHEMES)
         if self.scheme == "float":
             _check_choice(section, "format", self.format, FLOAT_FORMATS)
             object.__setattr__(self, "bits", FLOAT_FORMAT_BITS[self.format])
             return
-        low, high = SCHEME_BITS[self.scheme]
+        low, high = {**SCHEME_BITS, **CALIBRATED_SCHEME_BITS}[self.scheme]
         _check_int(section, "bits", self.bits, low, high)
         _check_choice(section, "granularity", self.granularity, GRANULARITIES)
         _check_int(section, "group_size", self.group_size, 1)
@@ -170,14 +218,25 @@ class QuantizeSpec:
             object.__setattr__(self, "granularity", "per_tensor")
         if self.scheme == "pow2" and self.granularity == "per_group":
             raise RecipeError("quantize.granularity for 'pow2' must be 'per_tensor' or 'per_channel'.")
+        if self.calibrated and self.granularity == "per_tensor":
+            raise RecipeError(f"quantize.granularity for {self.scheme!r} must be 'per_channel' or 'per_group'.")
+        if self.scheme == "gptq" and not isinstance(self.act_order, bool):
+            raise _fail(section, "act_order", self.act_order, "true or false")
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether this scheme looks at the layers' inputs (it needs calibration rows)."""
+        return self.scheme in CALIBRATED_SCHEMES
 
     def to_dict(self) -> dict[str, Any]:
+        groups = ("group_size",) if self.granularity == "per_group" else ()
         keys = {
-            "linear": ("scheme", "bits", "granularity", "symmetric")
-            + (("group_size",) if self.granularity == "per_group" else ()),
+            "linear": ("scheme", "bits", "granularity", "symmetric") + groups,
             "pow2": ("scheme", "bits", "granularity"),
             "kmeans": ("scheme", "bits"),
             "float": ("scheme", "format"),
+            "gptq": ("scheme", "bits", "granularity", "symmetric", "act_order") + groups,
+            "awq": ("scheme", "bits", "granularity", "symmetric") + groups,
         }[self.scheme]
         return {key: getattr(self, key) for key in keys}
 
@@ -244,7 +303,8 @@ class Recipe:
 
     ``include``/``exclude`` are glob patterns on parameter names that add to or remove from the
     default set of compressible parameters (the weights of Linear and Conv layers).
-    ``calibration`` says which rows the methods that look at data see (absent: none asked).
+    ``calibration`` says which rows the methods that look at data see; a recipe that uses one
+    without saying gets the defaults (128 rows, seed 0), so its JSON names the rows it saw.
     """
 
     prune: PruneSpec | None = None
@@ -256,9 +316,11 @@ class Recipe:
     _resolved: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        sections = [self.prune, self.quantize]
         for override in self.overrides:  # fail now, not halfway through a compression
-            self._merge(override, "prune")
-            self._merge(override, "quantize")
+            sections += [self._merge(override, "prune"), self._merge(override, "quantize")]
+        if self.calibration is None and any(section is not None and section.calibrated for section in sections):
+            object.__setattr__(self, "calibration", CalibrationSpec())
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> Recipe:
@@ -347,6 +409,17 @@ class Recipe:
         merged = base.to_dict() if base is not None else {}
         if section == "prune" and "amount" in fields:
             merged.pop("threshold", None)  # an override's amount replaces a recipe-wide threshold
+            if merged.get("method") in CALIBRATED_PRUNE_METHODS or fields.get("method") in CALIBRATED_PRUNE_METHODS:
+                merged.pop("n", None)  # ... and a recipe-wide n:m pattern of wanda or sparsegpt
+                merged.pop("m", None)
+        if section == "prune" and fields.get("method", merged.get("method")) in CALIBRATED_PRUNE_METHODS and (
+            "n" in fields or "m" in fields
+        ):
+            merged.pop("amount", None)
+        if section == "prune" and "method" in fields and "scope" not in fields:
+            # A scope the new method does not take (wanda's "row" for magnitude) gives way to its default.
+            if merged.get("scope") not in METHOD_SCOPES.get(fields["method"], PRUNE_SCOPES):
+                merged.pop("scope", None)
         if section == "prune" and "threshold" in fields:
             merged.pop("amount", None)
         if section == "prune" and fields.get("method") == "n:m":

@@ -6,6 +6,8 @@ a (samples, in_features) matrix (``layer_inputs`` makes it from a Linear's or a 
 input) or the streamed ``hessian.InputStatistics`` of such matrices, and never change either.
 Shared: ``hessian`` (X^T X, damping, the inverse's Cholesky factor), ``obs`` (the column sweep
 of SparseGPT and GPTQ), ``n_m`` (the N:M grouping of ``compression.pruning``), ``checks``.
+For ``compress``: ``watch`` hands over each layer's inputs as a model runs, ``recipe_layer``
+applies a recipe's sections to one layer (``compression.calibration_pass`` drives both).
 
 Layer rule: kernel. Imports torch and the other kernel modules only.
 """

@@ -25,17 +25,21 @@ def print_evaluations(done: int, total: int, *_: Any) -> None:
 
 def print_report(report: dict[str, Any]) -> None:
     """A compression report (``CompressionReport.to_dict`` plus scores): a row per layer, then totals."""
-    print(f"{'layer':<48} {'scheme':<18} {'bits':>4} {'sparsity':>8} {'encoding':<7} {'bytes':>10} {'SQNR dB':>8}")
+    print(f"{'layer':<48} {'method':<18} {'scheme':<18} {'bits':>4} {'sparsity':>8} {'encoding':<7} {'bytes':>10} "
+          f"{'SQNR dB':>8}")
     for layer in report["layers"]:
         sqnr = "inf" if layer["sqnr_db"] is None else f"{layer['sqnr_db']:.1f}"
         print(
-            f"{layer['name']:<48} {layer['scheme']:<18} {layer['bits']:>4} {layer['sparsity']:>8.3f} "
-            f"{layer['encoding']:<7} {layer['encoded_bytes']:>10,} {sqnr:>8}"
+            f"{layer['name']:<48} {layer['method']:<18} {layer['scheme']:<18} {layer['bits']:>4} "
+            f"{layer['sparsity']:>8.3f} {layer['encoding']:<7} {layer['encoded_bytes']:>10,} {sqnr:>8}"
         )
     print(f"sparsity {report['sparsity']:.3f} of compressible weights")
     print(
         f"dense fp32 {report['dense_fp32_bytes']:,} B  encoded {report['encoded_bytes']:,} B  "
         f"file {report['file_bytes']:,} B  ({report['compression_ratio']:.1f}x smaller)"
     )
+    if report.get("calibration"):
+        rows = report["calibration"]
+        print(f"calibrated on {rows['rows']} rows (seed {rows['seed']}) of {rows['source']}, fingerprint {rows['fingerprint']}")
     if report.get("metric"):
         print(f"{report['metric']}: {report['value']:.4f} (baseline {report['baseline_value']:.4f})")

@@ -114,7 +114,8 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, CommandParser]]:
     sub.add_argument("--amounts", type=parse_floats, required=True, help="e.g. 0,0.5,0.9")
     sub.add_argument("--bits", type=parse_ints, required=True, help="e.g. 8,4 (32 = no quantization)")
     sub.add_argument("--scheme", type=lambda s: s.split(","), default=["linear"],
-                     help="comma-separated: linear, pow2, kmeans, fp16, bf16, fp8_e4m3, fp8_e5m2")
+                     help="comma-separated: linear, pow2, kmeans, fp16, bf16, fp8_e4m3, fp8_e5m2, gptq, awq "
+                          "(gptq and awq calibrate on the model's calibration rows)")
     sub.add_argument("--recipe", help="base recipe for the other fields (scope, granularity, ...)")
     sub.add_argument("--data", help=DATA_HELP)
     sub.add_argument("--csv", help="write the table as CSV")

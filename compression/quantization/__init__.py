@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from compression.quantization import floats, kmeans, linear, pow2
-from compression.quantization.base import QuantizedTensor, Scheme
+from compression.quantization import awq, floats, gptq, kmeans, linear, pow2
+from compression.quantization.base import QuantizedTensor, Scheme, needs_layer_inputs
 from compression.recipe import QuantizeSpec
 
 SCHEMES: dict[str, Scheme] = {
@@ -15,6 +15,9 @@ SCHEMES: dict[str, Scheme] = {
     "pow2": Scheme(pow2.encode, pow2.decode),
     "kmeans": Scheme(kmeans.encode, kmeans.decode),
     "float": Scheme(floats.encode, floats.decode),
+    # Their codes need each layer's inputs (compress runs compression.calibrated); these decode them.
+    "gptq": Scheme(needs_layer_inputs, gptq.decode),
+    "awq": Scheme(needs_layer_inputs, awq.decode),
 }
 
 

@@ -6,6 +6,7 @@ from typing import Callable, Protocol
 
 import torch
 
+from compression.errors import CompressionError
 from compression.recipe import QuantizeSpec
 
 
@@ -45,3 +46,8 @@ class Scheme:
 
     encode: Encoder
     decode: Decoder
+
+
+def needs_layer_inputs(weight: torch.Tensor, spec: QuantizeSpec) -> QuantizedTensor:
+    """The encoder of GPTQ and AWQ without data: refused, since they round by a layer's inputs."""
+    raise CompressionError(f"{spec.scheme} rounds each layer by its inputs: compress() runs it on calibration rows.")

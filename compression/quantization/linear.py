@@ -72,12 +72,13 @@ def encode(weight: torch.Tensor, spec: QuantizeSpec) -> QuantizedTensor:
         bits=spec.bits,
         min_code=min_code,
         represents_zero=spec.bits > 1,
-        levels=_levels(params, spec),
+        levels=grid_levels(params, spec),
         label=label,
     )
 
 
-def _levels(params: dict[str, torch.Tensor], spec: QuantizeSpec) -> torch.Tensor:
+def grid_levels(params: dict[str, torch.Tensor], spec: QuantizeSpec) -> torch.Tensor:
+    """The values the widest group's codes decode to, sorted: what the histogram view draws."""
     scale = params["scale"]
     row, group = widest_group(scale)
     step = scale[row, group]

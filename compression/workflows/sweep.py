@@ -19,9 +19,12 @@ from compression.errors import RecipeError
 from compression.evaluation import evaluate
 from compression.metrics import METRICS
 from compression.model import LoadedModel
-from compression.recipe import FLOAT_FORMATS, Recipe
+from compression.recipe import CALIBRATED_SCHEMES, FLOAT_FORMATS, Recipe
 
-SWEEP_SCHEMES = ("linear", "pow2", "kmeans") + FLOAT_FORMATS
+SWEEP_SCHEMES = ("linear", "pow2", "kmeans") + FLOAT_FORMATS  # what needs no data: the Trade-offs page's list
+# GPTQ and AWQ sweep too, each grid point calibrated on the recipe's rows (the base recipe's
+# calibration section, else 128 rows with seed 0).
+ACCEPTED_SCHEMES = SWEEP_SCHEMES + CALIBRATED_SCHEMES
 NO_QUANTIZATION_BITS = 32  # a "bits" entry of 32 means: prune only, keep float32
 
 Progress = Callable[[int, int, str], None]
@@ -40,8 +43,8 @@ def grid_recipes(
     quantize_base = base_dict.get("quantize", {"granularity": "per_channel", "symmetric": True})
     points = []
     for scheme in schemes:
-        if scheme not in SWEEP_SCHEMES:
-            raise RecipeError(f"sweep scheme must be one of {', '.join(SWEEP_SCHEMES)}; got {scheme!r}.")
+        if scheme not in ACCEPTED_SCHEMES:
+            raise RecipeError(f"sweep scheme must be one of {', '.join(ACCEPTED_SCHEMES)}; got {scheme!r}.")
         for amount in amounts:
             for bit_width in bits:
                 recipe = dict(base_dict)
