@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from compression.compress import compress
+from compression.compress import CompressionReport, compress
 from compression.errors import RecipeError
-from compression.evaluation import evaluate, require_evaluation
+from compression.evaluation import Evaluation, evaluate, require_evaluation
 from compression.model import LoadedModel
+from compression.packing import PackedModel
 from compression.recipe import PRUNE_METHODS, SCHEME_BITS, Recipe
+from compression.workflows.layer_scoring import LayerScorer
 from compression.workflows.sweep import NO_QUANTIZATION_BITS, Progress
 
 Curves = Mapping[str, tuple[Sequence[float], Sequence[float]]]
@@ -88,27 +90,34 @@ def measure(
     """
     recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_dict(recipe)
     require_evaluation(model)  # no data: say so before compressing, not after
-    key = f"{recipe.to_json()} samples={samples}"
+    key = _cache_key(recipe, samples)
     if cache is not None and key in cache:
         return cache[key]
     result = compress(model, recipe)
-    evaluation = evaluate(model, result.module, samples=samples)
-    report = result.report
-    row = {
+    row = _row(recipe, result.report, result.packed, evaluate(model, result.module, samples=samples))
+    if cache is not None:
+        cache[key] = row
+    return row
+
+
+def _cache_key(recipe: Recipe, samples: int | None) -> str:
+    return f"{recipe.to_json()} samples={samples}"
+
+
+def _row(recipe: Recipe, report: CompressionReport, packed: PackedModel, evaluation: Evaluation) -> dict[str, Any]:
+    """``measure``'s figures: the compressed layers' from ``report``, the file's from ``packed``."""
+    return {
         "sparsity": report.sparsity,
         "zeros": sum(layer.zeros for layer in report.layers),
         "thresholds": {layer.name: _finite_or_nan(layer.threshold) for layer in report.layers},
-        "encoded_bytes": report.encoded_bytes,
-        "file_bytes": report.file_bytes,
+        "encoded_bytes": packed.encoded_bytes,
+        "file_bytes": packed.file_bytes,
         "metric": evaluation.metric,
         "value": evaluation.value,
         "baseline_value": evaluation.baseline_value,
         "drop": round(evaluation.drop, 12),
         "recipe": recipe.to_json(),
     }
-    if cache is not None:
-        cache[key] = row
-    return row
 
 
 def _finite_or_nan(value: float | None) -> float:
@@ -162,6 +171,7 @@ def sensitivity(
     progress: Progress | None = None,
     samples: int | None = None,
     cache: MutableMapping[str, dict[str, Any]] | None = None,
+    fast: bool = True,
 ) -> pd.DataFrame:
     """Compress one layer at a time, at each amount and each bit width, and score the model.
 
@@ -171,12 +181,17 @@ def sensitivity(
     ``layer``, ``layer_type``, ``parameters``, ``kind``, ``level``, ``metric``, ``value``,
     ``baseline_value``, ``drop`` (baseline − value), ``sparsity`` (of that layer),
     ``model_sparsity`` (its zeros over all compressible weights), ``threshold`` (the layer's
-    cut θ, NaN without one), ``encoded_bytes`` (that layer's payload), ``file_bytes`` (the
+    cut θ, NaN without one), ``encoded_bytes`` (the packed file's payload), ``file_bytes`` (the
     whole packed file) and ``recipe``.
 
     ``layers`` defaults to the model's compressible weights. ``progress(done, total, label)``
     is called before each compression and once at the end, as in ``sweep``; ``cache`` keeps
     measurements across calls (amount 0 and bits 32 share one entry).
+
+    ``fast`` measures each point with a ``LayerScorer`` (the same figures, up to float
+    rounding, for a fraction of the work: only the layer is compressed, and only what it can
+    change is run); ``fast=False`` compresses and evaluates the whole model at every point, the
+    reference the fast way is tested against.
     """
     amount_levels = _check_amounts(amounts)
     bit_levels = _check_bits(bits, scheme)
@@ -198,10 +213,18 @@ def sensitivity(
             quantize = {"scheme": scheme, "bits": bit_width} if bit_width != NO_QUANTIZATION_BITS else None
             points.append((name, "quantize", float(bit_width), single_layer_recipe(model, name, quantize=quantize)))
 
+    scorer: LayerScorer | None = None
     rows = []
     for done, (name, kind, level, recipe) in enumerate(points):
         if progress is not None:
             progress(done, len(points), f"{name}: {kind} {level:g}")
+        recipe = Recipe.from_dict(recipe)
+        key = _cache_key(recipe, samples)
+        if fast and key not in cache:
+            scorer = LayerScorer(model, samples) if scorer is None else scorer
+            if scorer.handles(name, recipe):
+                point = scorer.measure(name, recipe)
+                cache[key] = _row(recipe, point.report, point.packed, point.evaluation)
         measured = measure(model, recipe, samples=samples, cache=cache)
         rows.append({
             "layer": name,
