@@ -285,9 +285,9 @@ def test_wanda_at_half_beats_magnitude_on_minilm(models) -> None:
     minilm, first_half = models["minilm"], {"exclude": ["transformer.encoder.layer.[3-5].*"]}
     wanda = compression.compress(minilm, {**METHODS["wanda"], "calibration": {"samples": 16, "seed": 0}, **first_half})
     magnitude = compression.compress(minilm, {"prune": {"method": "magnitude", "amount": 0.5}, **first_half})
-    fidelity = {name: compression.evaluate(minilm, result.module, samples=64).value
+    fidelity = {name: compression.evaluate(minilm, result.module, samples=32).value
                 for name, result in (("wanda", wanda), ("magnitude", magnitude))}
-    assert fidelity["wanda"] > fidelity["magnitude"] + 0.03  # measured: 0.956 and 0.905
+    assert fidelity["wanda"] > fidelity["magnitude"] + 0.03  # measured: 0.953 and 0.899
 
 
 # --- workflows and the command line ---------------------------------------------------------
