@@ -5,6 +5,8 @@ when a calibrated layer first runs, its inputs, which already come from the laye
 before it, are read, the layer is compressed on them (``calibrated.recipe_layer``) and runs on
 with its new weight (``calibrated.watch``), so each layer sees what the compressed model feeds
 it, as the papers' reference code does. Layers that need no data are compressed before the pass.
+A program exported with a static batch takes its rows in batches of that size instead, a round
+of them per layer. Padding tokens (where an attention mask says so) are left out of the inputs.
 
 Wanda with ``"scope": "global"`` cuts once over every such layer's scores |W_ij|·‖X_j‖₂: a first
 pass reads their inputs on the copy with only the data-free compressions in place (no calibrated

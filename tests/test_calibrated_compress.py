@@ -14,12 +14,14 @@ import pytest
 import torch
 
 import compression
+from compression.calibrated.watch import watch_layers
 from compression.calibration import calibration_fingerprint, calibration_inputs
+from compression.calibration_pass import token_mask
 from compression.errors import CompressionError, DataError, RecipeError
 from compression.io.program import program_bytes
 from compression.model import weights_fingerprint
 from compression.packing import load_packed, save_packed
-from compression.recipe import Recipe
+from compression.recipe import CalibrationSpec, Recipe
 from compression.workflows.sweep import sweep
 
 FEW = {"samples": 8, "seed": 0}
@@ -139,6 +141,16 @@ def test_the_packed_file_loads_bit_for_bit_and_has_the_reported_size(models, mod
     assert result.report.file_bytes == len(result.packed.to_bytes())
     for name, tensor in result.module.state_dict().items():
         assert torch.equal(state[name], tensor), name
+
+
+def test_padding_tokens_never_reach_a_layers_inputs(models) -> None:
+    minilm = models["minilm"]
+    rows = calibration_inputs(minilm, CalibrationSpec(samples=4))
+    name = "transformer.encoder.layer.0.attention.self.query.weight"
+    seen: dict[str, int] = {}
+    watch_layers(minilm.module, rows, {name: minilm.module.get_parameter(name)},
+                 lambda layer, inputs: seen.setdefault(layer, inputs.shape[0]), token_mask(minilm, rows))
+    assert seen[name] == int(rows[1].sum()) < rows[1].numel()
 
 
 def test_pruning_methods_prune_the_amount_asked(models) -> None:
