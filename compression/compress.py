@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -167,8 +168,14 @@ class _Compressed:
         )
 
 
-def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] | str | None = None) -> CompressionResult:
+def compress(
+    model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] | str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> CompressionResult:
     """Prune, then quantize, a copy of ``model`` as ``recipe`` says; ``model`` is not changed.
+
+    ``progress``, where given, hears the fraction (0 to 1) of the calibrated layers (Wanda,
+    SparseGPT, GPTQ, AWQ) compressed so far; a recipe without them calls it never.
 
     >>> import torch
     >>> layer = torch.nn.Linear(16, 4)
@@ -199,7 +206,7 @@ def compress(model: LoadedModel | nn.Module, recipe: Recipe | Mapping[str, Any] 
     module = _rebuilt_module(loaded.module, done.replacements)
     record: CalibrationRecord | None = None
     if calibrated:  # the copy's data-free tensors are compressed: the pass runs on them
-        layers, thresholds, record = calibrate(loaded, recipe, module, calibrated, masks)
+        layers, thresholds, record = calibrate(loaded, recipe, module, calibrated, masks, progress)
         for name in calibrated:
             layer = layers.pop(name)
             threshold = masks[name].threshold if name in masks else thresholds.get(name)
