@@ -62,18 +62,18 @@ ERROR_WATCH_JS = """(() => {
 })();""" % ERRORS
 
 # Server memory. What the server keeps is bounded by the caches of ui/cache.py, however many
-# sessions come: here one base model (mlp: 0.2 MB of weights), at most 12 compressions
-# (``compressed``, max_entries=12; an mlp result, a copy of the module plus its report's view
-# data, is about 0.5 MB pickled) and at most 512 small metric dicts; a session itself keeps only
-# its recipe and widget values (kilobytes). Twenty sessions asking for twenty recipes therefore
-# fill the compression cache and evict from it rather than grow it. The rest is transient: up
+# sessions come: here one base model (mlp: 0.2 MB of weights), compressions within a byte budget
+# (``ui.result_cache``; an mlp result, a copy of the module plus its report's view data, is about
+# 0.5 MB, far below the budget, so every recipe of this test stays: each session opens at one
+# amount and presses ArrowRight twice, three recipes) and at most 512 small metric dicts; a
+# session itself keeps only its recipe and widget values (kilobytes). The rest is transient: up
 # to twenty reruns at once, each with a compression, an evaluation and figures in flight, and
 # glibc keeping freed heap in per-thread arenas (Streamlit runs each session's script on its
 # own thread). So the peak (VmHWM) may exceed the resident size before the sessions came by the
 # cached results three times over (copies made while compressing), 4 MiB per session in flight
-# and 128 MiB of allocator slack: about 230 MiB (measured: 60-70 MiB on two cores).
+# and 128 MiB of allocator slack: about 320 MiB (measured: 60-70 MiB on two cores).
 RESULT_MIB = 0.6
-CACHED_RESULTS = 12  # ui/cache.py: compressed(max_entries=12)
+CACHED_RESULTS = 3 * SESSIONS  # the recipes this test asks for, all kept within ui.cache.RESULT_BYTES
 PER_SESSION_MIB = 4
 ALLOCATOR_SLACK_MIB = 128
 PEAK_GROWTH_BOUND_KIB = int((3 * CACHED_RESULTS * RESULT_MIB + SESSIONS * PER_SESSION_MIB + ALLOCATOR_SLACK_MIB) * 1024)
