@@ -7,11 +7,12 @@ import streamlit as st
 import torch
 
 from compression.output_axes import CHANNELS_ON_AXIS_0
+from compression.recipe import CALIBRATED_PRUNE_METHODS, METHOD_SCOPES
 from compression.stats import sparsity_map
-from ui import charts, controls, navigation, state
+from ui import calibrated_run, charts, controls, navigation, state
 from ui.text import t
 
-METHODS = ["off", "magnitude", "random", "structured", "n:m"]
+METHODS = ["off", "magnitude", "random", "structured", "n:m", *CALIBRATED_PRUNE_METHODS]
 N_M_PATTERNS = ["2:4", "1:4", "4:8", "1:2", "2:8"]
 DISPLAY_TILES = 96
 ALL_LAYERS = ""  # the layer selector's value for every layer at once (no layer has an empty name)
@@ -52,6 +53,8 @@ def prune_settings() -> tuple[dict | None, str | None]:
             )
         n, m = (int(part) for part in pattern.split(":"))
         return {"method": "n:m", "n": n, "m": m}, None
+    if method in CALIBRATED_PRUNE_METHODS:
+        return calibrated_settings(method, cut_column, scope_column)
     cut_options = ["amount", "threshold"] if method in ("magnitude", "structured") else ["amount"]
     with cut_column:
         cut = st.radio(t("pruning.cut"), cut_options, horizontal=True, format_func=lambda name: t(f"pruning.cuts.{name}"),
@@ -69,6 +72,30 @@ def prune_settings() -> tuple[dict | None, str | None]:
         if method == "random":
             settings["seed"] = int(st.number_input(t("pruning.seed"), 0, 2**31 - 1, step=1, key=controls.seed("prune_seed", section.get("seed", 0))))
     return settings, cut
+
+
+def calibrated_settings(method: str, cut_column, scope_column) -> tuple[dict, str | None]:
+    """Wanda's and SparseGPT's widgets: an amount (Wanda's within each output row, the layer or
+    all layers) or an N:M pattern, as the recipe takes them."""
+    with cut_column:
+        cut = st.radio(t("pruning.cut"), ["amount", "pattern"], horizontal=True,
+                       format_func=lambda name: t(f"pruning.cuts.{name}"),
+                       key=controls.seed("prune_calibrated_cut", "pattern" if "n" in section else "amount"))
+    if cut == "pattern":
+        with scope_column:
+            pattern = controls.choose(t("pruning.pattern"), N_M_PATTERNS, "prune_pattern",
+                                      f"{section.get('n', 2)}:{section.get('m', 4)}")
+        n, m = (int(part) for part in pattern.split(":"))
+        return {"method": method, "n": n, "m": m}, None
+    settings = {"method": method}
+    scopes = METHOD_SCOPES[method]
+    if len(scopes) > 1:
+        with scope_column:
+            settings["scope"] = st.radio(
+                t("pruning.scope"), scopes, horizontal=True, format_func=lambda scope: t(f"pruning.scopes.{scope}"),
+                key=controls.seed(f"prune_{method}_scope", section.get("scope") if section.get("method") == method else scopes[0]),
+            )
+    return settings, "amount"
 
 
 def cut_slider(method: str, cut: str) -> dict:
@@ -131,6 +158,8 @@ def draw_second_view(view, layer_names: list[str], selected: str, pruned_weight:
 def live_view() -> None:
     """The settings row: changing one reruns this part (and the charts below it)."""
     settings, cut = prune_settings()
+    if settings is not None and settings["method"] in CALIBRATED_PRUNE_METHODS:
+        calibrated_run.explain(settings["method"])
     layer_column, log_column = st.columns([3, 1], vertical_alignment="bottom")
     layer_names = list(model.compressible)
     selected = layer_column.selectbox(t("pruning.layer"), [ALL_LAYERS] + layer_names, key="prune_layer",
@@ -152,6 +181,7 @@ def live_charts(settings: dict | None, cut: str | None, layer_names: list[str], 
     if settings is not None and cut is not None:
         settings = {**settings, **cut_slider(settings["method"], cut)}
     state.set_section("prune", settings)
+    calibrated_run.calibration_row("prune", model)
     numbers = st.container()
     histogram_column, view_column = st.columns([3, 2], gap="medium")
     preview = state.pruning_preview(choice)
@@ -165,8 +195,9 @@ def live_charts(settings: dict | None, cut: str | None, layer_names: list[str], 
         def pruned_weight(name: str) -> torch.Tensor:
             return state.pruning_index(choice).pruned(name, preview.layers[name].threshold)
     else:
-        result = controls.compress_current(choice)
-        if result is None:
+        result = calibrated_run.compressed(choice, model, "prune")
+        if result is None:  # not run yet (its button is shown) or refused
+            controls.recipe_box("prune")
             return
         sizes, scores = result.report, controls.live_scores(choice, controls.report_recipe_json(result))
         view = controls.report_view(result.report)

@@ -1,11 +1,12 @@
 """Quantization page: how many distinct values the weights keep, and what rounding costs."""
 import streamlit as st
 
-from compression.recipe import FLOAT_FORMATS, SCHEME_BITS
-from ui import charts, controls, navigation, state
+from compression.recipe import CALIBRATED_SCHEME_BITS, CALIBRATED_SCHEMES, FLOAT_FORMATS, SCHEME_BITS
+from ui import calibrated_run, charts, controls, navigation, state
 from ui.text import t
 
-SCHEMES = ["off", "linear", "pow2", "kmeans", *FLOAT_FORMATS]
+SCHEMES = ["off", "linear", "pow2", "kmeans", *CALIBRATED_SCHEMES, *FLOAT_FORMATS]
+BITS = {**SCHEME_BITS, **CALIBRATED_SCHEME_BITS}
 GROUP_SIZES = [16, 32, 64, 128, 256]
 
 navigation.require_navigation()
@@ -33,7 +34,7 @@ def quantize_controls() -> dict | None:
     if scheme in FLOAT_FORMATS:
         return {"scheme": "float", "format": scheme}
     bits = st.slider(t("quantization.bits"), 1, 16, key=controls.seed("quantize_bits", int(section.get("bits", 8))))
-    low, high = SCHEME_BITS[scheme]
+    low, high = BITS[scheme]
     if not low <= bits <= high:
         clamped = min(max(bits, low), high)
         st.warning(t("quantization.bits_out_of_range", scheme=scheme_name(scheme), low=low, high=high, clamped=clamped))
@@ -41,7 +42,8 @@ def quantize_controls() -> dict | None:
     new = {"scheme": scheme, "bits": bits}
     if scheme == "kmeans":
         return new
-    granularities = ["per_tensor", "per_channel"] + (["per_group"] if scheme == "linear" else [])
+    granularities = {"linear": ["per_tensor", "per_channel", "per_group"], "pow2": ["per_tensor", "per_channel"]}.get(
+        scheme, ["per_channel", "per_group"])  # GPTQ and AWQ: a grid per row or per group of a row
     new["granularity"] = controls.choose(
         t("quantization.granularity"), granularities, "quantize_granularity",
         section.get("granularity", "per_channel"), format_func=lambda name: t(f"quantization.granularities.{name}"),
@@ -49,10 +51,13 @@ def quantize_controls() -> dict | None:
     if new["granularity"] == "per_group":
         new["group_size"] = controls.choose(t("quantization.group_size"), GROUP_SIZES,
                                             "quantize_group_size", section.get("group_size", 64))
-    if scheme == "linear" and bits > 1:
+    if (scheme == "linear" and bits > 1) or scheme in CALIBRATED_SCHEMES:
         new["symmetric"] = st.toggle(t("quantization.symmetric"), key=controls.seed("quantize_symmetric", section.get("symmetric", True)))
     elif scheme == "linear":
         st.caption(t("quantization.binarisation"))
+    if scheme == "gptq":
+        new["act_order"] = st.toggle(t("quantization.act_order"),
+                                     key=controls.seed("quantize_act_order", section.get("act_order", False)))
     return new
 
 
@@ -61,11 +66,15 @@ def live_view() -> None:
     left, right = st.columns([1, 3], gap="large")
     with left:
         state.set_section("quantize", quantize_controls())
+        calibrated_run.calibration_row("quantize", model)
         selected = st.selectbox(t("quantization.layer"), list(model.compressible), key="quantize_layer")
         log_y = st.toggle(t("quantization.log_scale"), value=False, key="quantize_log_y")
         controls.recipe_box("quantize")
     with right:
-        result = controls.compress_current(choice)
+        scheme = (state.recipe().get("quantize") or {}).get("scheme")
+        if scheme in CALIBRATED_SCHEMES:
+            calibrated_run.explain(scheme)
+        result = calibrated_run.compressed(choice, model, "quantize")
         if result is None or not result.report.layers:
             return
         controls.size_and_metric_row(result.report, controls.live_scores(choice, controls.report_recipe_json(result)))

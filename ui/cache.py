@@ -6,6 +6,7 @@ never mutates what it is given, so sharing is safe.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -73,10 +74,18 @@ _RESULTS: ResultCache[Any] = ResultCache(RESULT_BYTES, held_bytes)  # one per se
 _SCORES: ResultCache[dict[str, Any]] = ResultCache(SCORES_KEPT * ENTRY_OVERHEAD_BYTES, lambda scores: 0)
 
 
-def compressed(model_id: str, data_id: str | None, recipe_json: str) -> compression.CompressionResult:
-    """One compression per (model, data, recipe); a slider returning to a value is instant."""
+def compressed(
+    model_id: str, data_id: str | None, recipe_json: str, progress: Callable[[float], None] | None = None,
+) -> compression.CompressionResult:
+    """One compression per (model, data, recipe); a slider returning to a value is instant.
+    ``progress`` hears the calibrated layers' fraction done (``compression.compress``)."""
     return _RESULTS.get(("compressed", model_id, data_id, recipe_json),
-                        lambda: compression.compress(base_model(model_id, data_id), recipe_json))
+                        lambda: compression.compress(base_model(model_id, data_id), recipe_json, progress=progress))
+
+
+def kept_compression(model_id: str, data_id: str | None, recipe_json: str) -> compression.CompressionResult | None:
+    """The compression :func:`compressed` keeps for these arguments, or None; computes nothing."""
+    return _RESULTS.peek(("compressed", model_id, data_id, recipe_json))
 
 
 def folded(model_id: str, data_id: str | None) -> tuple[compression.FusionResult, compression.FusionCheck]:

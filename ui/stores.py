@@ -188,9 +188,13 @@ LATENCY_MEASUREMENTS: SessionStore[RecipeKey, LatencyMeasurement] = SessionStore
 XRAYS: SessionStore[ModelChoice, XRayRun] = SessionStore("xrays", owner="pages/xray.py")
 """The latest X-ray of each model, for the recipe it names: one per model, as each holds a
 compressed copy of the model and the layers' recorded activations."""
+CALIBRATION_REFUSALS: SessionStore[RecipeKey, str] = SessionStore(
+    "calibration_refusals", owner="ui/calibrated_run.py")
+"""Why a model cannot run a recipe's calibrated methods (the engine's message) by (model, recipe
+JSON): said at once when the recipe comes back, without another press of Run."""
 
 ALL: tuple[SessionStore | SessionValue, ...] = (
     MODEL_ID, DATA_ID, RECIPE, LISTED_MODELS, URL_WARNING, GRADUAL_RUNS, SENSITIVITY_FRAMES,
     SENSITIVITY_MEASUREMENTS, SEARCHES, DISTILLATION_RUNS, SWEEPS, SWEEP_MEASUREMENTS, SWEEP_RANGES,
-    ONNX_EXPORTS, TFLITE_EXPORTS, LATENCY_MEASUREMENTS, XRAYS,
+    ONNX_EXPORTS, TFLITE_EXPORTS, LATENCY_MEASUREMENTS, XRAYS, CALIBRATION_REFUSALS,
 )
