@@ -2,7 +2,7 @@
 smaller model, ONNX, TFLite and latency. Each section is drawn by its module in ``ui/export/``."""
 import streamlit as st
 
-from ui import controls, navigation
+from ui import calibrated_run, controls, navigation
 from ui.export import downloads, latency, onnx_file, smaller_model, tflite_file
 from ui.text import t
 
@@ -12,7 +12,7 @@ st.markdown(t("export.intro"))
 st.latex(t("export.formula"))
 
 choice, model = controls.load_current_model()
-result = controls.compress_current(choice)
+result = calibrated_run.compressed(choice, model, "export")
 if result is None:
     st.stop()
 controls.size_and_metric_row(result.report, controls.live_scores(choice, controls.report_recipe_json(result)))

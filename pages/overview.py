@@ -5,7 +5,7 @@ import streamlit as st
 
 import sample_models
 
-from ui import controls, navigation, state
+from ui import calibrated_run, controls, navigation, state
 from ui.model_ids import SERVER_PREFIX, UPLOAD_PREFIX, ModelChoice, load_options
 from ui.text import t
 from ui.text.engine_text import localized, sample_model
@@ -33,7 +33,7 @@ for page, label, what in steps:
 choice, model = controls.load_current_model()
 st.subheader(t("overview.now", model=choice.label))
 st.caption(sample_model(choice.model_id) if choice.model_id in sample_models.ZOO_NAMES else localized(model.description))
-result = controls.compress_current(choice)
+result = calibrated_run.compressed(choice, model, "overview")
 if result is not None:
     controls.size_and_metric_row(result.report, controls.live_scores(choice, controls.report_recipe_json(result)))
     controls.numbers_explained(model)

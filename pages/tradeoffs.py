@@ -3,7 +3,7 @@ import streamlit as st
 
 import compression
 from compression.workflows.sweep import SWEEP_SCHEMES
-from ui import cache, charts, controls, navigation, state, stores
+from ui import cache, calibrated_run, charts, controls, navigation, state, stores
 from ui.model_ids import ModelChoice
 from ui.text import t
 
@@ -86,7 +86,7 @@ if frame is None:
     st.stop()
 
 current = None
-result = controls.compress_current(choice)
+result = calibrated_run.compressed(choice, model, "tradeoffs")
 if result is not None:
     scores = cache.evaluation(choice.model_id, choice.data_id, controls.report_recipe_json(result))
     current = (result.report.encoded_bytes, scores["value"])

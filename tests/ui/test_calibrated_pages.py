@@ -158,3 +158,13 @@ def test_both_pages_render_the_calibrated_methods_in_both_languages(app, formats
     app.selectbox(key="quantize_scheme").set_value("awq").run()
     assert_clean(app)
     assert catalog["calibrated.awq_note"] in [caption.value for caption in app.caption]
+
+
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/export.py"])
+def test_other_pages_wait_for_the_run_button_too(app, page: str) -> None:
+    """A calibrated recipe opened on another page does not block it for half a minute (MiniLM)."""
+    open_page(app, "pages/pruning.py")
+    app.selectbox(key="prune_method").set_value("wanda").run()
+    app.switch_page(page).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert [button for button in app.button if button.key.endswith("_calibrated_run")]
