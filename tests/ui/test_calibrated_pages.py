@@ -167,4 +167,4 @@ def test_other_pages_wait_for_the_run_button_too(app, page: str) -> None:
     app.selectbox(key="prune_method").set_value("wanda").run()
     app.switch_page(page).run()
     assert not app.exception, [e.value for e in app.exception]
-    assert [button for button in app.button if button.key.endswith("_calibrated_run")]
+    assert [button for button in app.button if (button.key or "").endswith("_calibrated_run")]
