@@ -1,5 +1,9 @@
 """Grids of recipes, each compressed and evaluated once, and the Pareto front of the results.
 
+The points run on an executor (``executors.py``: inline, a local pool, Ray) with the same
+numbers on each; a journal (``journal.py``) keeps every finished point, so a sweep that stops
+resumes where it was.
+
 >>> from compression.io.loading import load_model
 >>> frame = sweep(load_model("mlp"), amounts=[0, 0.5], bits=[8])
 >>> list(frame.columns[:4])
@@ -9,7 +13,9 @@ True
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, MutableMapping
+import contextlib
+import os
+from typing import Any, Callable, Iterable, Iterator, Mapping, MutableMapping
 
 import numpy as np
 import pandas as pd
@@ -20,12 +26,17 @@ from compression.evaluation import evaluate
 from compression.metrics import METRICS
 from compression.model import LoadedModel
 from compression.recipe import CALIBRATED_SCHEMES, FLOAT_FORMATS, Recipe
+from compression.workflows.executor import Executor
+from compression.workflows.executors import executor_named
+from compression.workflows.journal import Journal, PointKey
+from compression.workflows.model_source import ModelSource, fingerprints
 
 SWEEP_SCHEMES = ("linear", "pow2", "kmeans") + FLOAT_FORMATS  # what needs no data: the Trade-offs page's list
 # GPTQ and AWQ sweep too, each grid point calibrated on the recipe's rows (the base recipe's
 # calibration section, else 128 rows with seed 0).
 ACCEPTED_SCHEMES = SWEEP_SCHEMES + CALIBRATED_SCHEMES
 NO_QUANTIZATION_BITS = 32  # a "bits" entry of 32 means: prune only, keep float32
+SWEEP_TASK = "sweep"  # the task's name in journal keys
 
 Progress = Callable[[int, int, str], None]
 
@@ -86,7 +97,7 @@ def pareto_mask(sizes: np.ndarray, values: np.ndarray, higher_is_better: bool = 
 
 
 def sweep(
-    model: LoadedModel,
+    model: LoadedModel | ModelSource,
     amounts: Iterable[float],
     bits: Iterable[int],
     schemes: Iterable[str] = ("linear",),
@@ -94,32 +105,55 @@ def sweep(
     *,
     cache: MutableMapping[str, dict[str, Any]] | None = None,
     progress: Progress | None = None,
+    executor: Executor | str = "inline",
+    journal: Journal | str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Compress and evaluate every grid point; one row each, with a ``pareto`` column.
 
     Rows are keyed by canonical recipe JSON in ``cache`` (a fresh dict if none is given), so
     an identical configuration is never computed twice, in this call or a later one that
-    passes the same cache.
+    passes the same cache. ``executor`` runs the points: an ``Executor``, or a name of
+    ``executors.EXECUTORS`` made and closed here; ``local`` and ``ray`` load the model in
+    each worker, so they take a ``ModelSource`` (``model_source(model, source)``).
+    ``journal`` (a path or a ``Journal``) gets every point as it finishes, and the points it
+    already holds for this model, data and recipe are taken from it, not computed again.
+    ``progress(done, total, recipe JSON)`` is called as points finish, in any order.
     """
     cache = {} if cache is None else cache
     points = grid_recipes(list(amounts), list(bits), list(schemes), base)
-    rows = []
-    for done, (scheme, amount, bit_width, recipe) in enumerate(points):
-        key = recipe.to_json()
-        if key not in cache:
-            if progress is not None:
-                progress(done, len(points), key)
-            cache[key] = _measure(model, recipe)
-        rows.append({"scheme": scheme, "amount": amount, "bits": bit_width, **cache[key], "recipe": key})
+    recipes = {recipe.to_json(): recipe for *_, recipe in points}  # one per configuration, in grid order
+    keys: dict[str, PointKey] = {}
+    if journal is not None:
+        journal = journal if isinstance(journal, Journal) else Journal(journal)
+        weights, data = (model.weights, model.evaluation) if isinstance(model, ModelSource) else fingerprints(model)
+        keys = {text: PointKey(SWEEP_TASK, weights, data, text) for text in recipes}
+        recorded = journal.read()
+        cache.update({text: recorded[key] for text, key in keys.items() if key in recorded and text not in cache})
+    pending = [recipe for text, recipe in recipes.items() if text not in cache]
+    done, total = len(recipes) - len(pending), len(recipes)
     if progress is not None:
-        progress(len(points), len(points), "")
+        progress(done, total, "")
+    with _running_on(executor) as running:
+        for index, measured in running.run(measure_recipe, model, pending):
+            text = pending[index].to_json()
+            cache[text] = measured
+            if journal is not None:
+                journal.append(keys[text], measured)
+            done += 1
+            if progress is not None:
+                progress(done, total, text)
+    rows = []
+    for scheme, amount, bit_width, recipe in points:
+        text = recipe.to_json()
+        rows.append({"scheme": scheme, "amount": amount, "bits": bit_width, **cache[text], "recipe": text})
     frame = pd.DataFrame(rows).drop_duplicates(subset="recipe", ignore_index=True)
     higher_is_better = METRICS[frame["metric"].iloc[0]].higher_is_better
     frame["pareto"] = pareto_mask(frame["encoded_bytes"].to_numpy(), frame["value"].to_numpy(), higher_is_better)
     return frame
 
 
-def _measure(model: LoadedModel, recipe: Recipe) -> dict[str, Any]:
+def measure_recipe(model: LoadedModel, recipe: Recipe) -> dict[str, Any]:
+    """One grid point: the compression's sizes and the evaluation (a task of the executors)."""
     result = compress(model, recipe)
     evaluation = evaluate(model, result.module)
     report = result.report
@@ -132,3 +166,13 @@ def _measure(model: LoadedModel, recipe: Recipe) -> dict[str, Any]:
         "value": evaluation.value,
         "baseline_value": evaluation.baseline_value,
     }
+
+
+@contextlib.contextmanager
+def _running_on(executor: Executor | str) -> Iterator[Executor]:
+    """The executor given (left open: the caller's), or one made by name and closed after."""
+    if isinstance(executor, Executor):
+        yield executor
+        return
+    with executor_named(executor) as made:
+        yield made
