@@ -141,8 +141,8 @@ def test_the_cache_measures_amount_zero_and_float32_once(mlp: LoadedModel) -> No
         ({"amounts": [True]}, r"amounts must be numbers between 0 and 1; got True"),
         ({"bits": [0]}, r"bits for scheme 'linear' must be integers between 1 and 16, or 32 for no quantization; got 0"),
         ({"bits": [1], "scheme": "pow2"}, r"bits for scheme 'pow2' must be integers between 2 and 8"),
-        ({"scheme": "float"}, r"scheme must be one of 'linear', 'pow2', 'kmeans'; got 'float'"),
-        ({"prune_method": "n:m"}, r"prune_method must be one of 'magnitude', 'random', 'structured'; got 'n:m'"),
+        ({"scheme": "float"}, r"scheme must be one of 'linear', 'pow2', 'kmeans', 'gptq', 'awq'; got 'float'"),
+        ({"prune_method": "n:m"}, r"prune_method must be one of 'magnitude', 'random', 'structured', 'wanda', 'sparsegpt'; got 'n:m'"),
         ({"layers": ["fc9.weight"]}, r"layers must name floating-point parameters of 'mlp'; got 'fc9.weight'"),
         ({"amounts": [], "bits": []}, r"at least one amount or one bit width"),
     ],
@@ -248,5 +248,16 @@ def test_the_allocation_recipe_carries_a_quantize_section(mlp: LoadedModel) -> N
 
 
 def test_the_allocation_recipe_refuses_a_method_without_an_amount() -> None:
-    with pytest.raises(RecipeError, match="method must be one of 'magnitude', 'random', 'structured'; got 'n:m'"):
+    with pytest.raises(RecipeError, match="method must be one of 'magnitude', 'random', 'structured', 'wanda', 'sparsegpt'; got 'n:m'"):
         allocation_recipe({"fc1.weight": 0.5}, 0.5, method="n:m")
+
+
+def test_calibrated_methods_are_measured_one_layer_at_a_time() -> None:
+    """Wanda and GPTQ rows: the layer reads the original model's inputs, as it alone is compressed."""
+    model = load_model("mlp")
+    frame = sensitivity(model, amounts=[0.0, 0.5], bits=[32, 4], prune_method="wanda", scheme="gptq",
+                        layers=["fc1.weight"])
+    pruned = frame[(frame.kind == "prune") & (frame.level == 0.5)].iloc[0]
+    assert pruned.sparsity == pytest.approx(0.5) and '"wanda"' in pruned.recipe
+    quantized = frame[(frame.kind == "quantize") & (frame.level == 4)].iloc[0]
+    assert '"gptq"' in quantized.recipe and quantized["drop"] < 0.05

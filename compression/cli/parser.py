@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable, NoReturn
 
-from compression.cli.arguments import parse_floats, parse_input_shape_argument, parse_ints
+from compression.cli.arguments import parse_floats, parse_input_shape_argument, parse_ints, parse_workers
 from compression.cli.compress_commands import (
     command_apply,
     command_eval,
@@ -22,6 +22,7 @@ from compression.cli.workflow_commands import command_agp, command_distill, comm
 from compression.io.families import FAMILIES
 from compression.recipe import PRUNE_SCOPES, STRUCTURED_NORMS
 from compression.workflows.distillation import DistillConfig
+from compression.workflows.executors import EXECUTORS
 from compression.workflows.gradual import AgpSchedule
 from compression.workflows.onnx_scoring import INT8_MODES, NO_INT8
 
@@ -121,6 +122,16 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, CommandParser]]:
     sub.add_argument("--csv", help="write the table as CSV")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--force", action="store_true", help="replace an existing CSV file")
+    sub.add_argument("--executor", choices=EXECUTORS, default="local",
+                     help="where the points run: inline (this process), local (a process per core), "
+                          "ray (a running Ray cluster); the same table from each")
+    sub.add_argument("--workers", type=parse_workers,
+                     help="processes (local) or tasks at once (ray); default: one per core, or the cluster's CPUs")
+    sub.add_argument("--address", help="the Ray cluster's address, e.g. 10.0.0.1:6379 "
+                                       "(default: the one `ray start --head` started on this machine)")
+    sub.add_argument("--journal", help="append every finished point to this file (one JSON line each)")
+    sub.add_argument("--resume", action="store_true",
+                     help="continue --journal: take the points it holds, compute only the rest")
 
     sub = command("agp", command_agp, "gradual magnitude pruning with fine-tuning (Zhu & Gupta's schedule), "
                   "against one-shot pruning with and without as much fine-tuning")
@@ -142,7 +153,10 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, CommandParser]]:
     sub = command("sensitivity", command_sensitivity, "metric drop when one layer at a time is pruned or quantized")
     sub.add_argument("--amounts", type=parse_floats, help="e.g. 0,0.5,0.9 (default 0 to 0.95)")
     sub.add_argument("--bits", type=parse_ints, help="e.g. 8,4,2 (32 = none; default 32,8,4,3,2)")
-    sub.add_argument("--scheme", default="linear", help="quantization scheme for the bits rows")
+    sub.add_argument("--scheme", default="linear", help="quantization scheme for the bits rows (linear, pow2, "
+                     "kmeans; gptq and awq read calibration rows)")
+    sub.add_argument("--method", default="magnitude", help="pruning method for the amount rows (magnitude, random, "
+                     "structured; wanda and sparsegpt read calibration rows)")
     sub.add_argument("--data", help=DATA_HELP)
     sub.add_argument("--csv", help="write the table as CSV")
     sub.add_argument("--json", action="store_true")

@@ -61,7 +61,7 @@ def command_sensitivity(args: argparse.Namespace) -> None:
     model = load(args)
     levels = {name: value for name in ("amounts", "bits") if (value := getattr(args, name)) is not None}
     progress = None if args.json else print_evaluations
-    frame = sensitivity(model, scheme=args.scheme, progress=progress, **levels)
+    frame = sensitivity(model, scheme=args.scheme, prune_method=args.method, progress=progress, **levels)
     if csv_out is not None:
         write_atomically(csv_out, frame.drop(columns=["recipe"]).to_csv(index=False).encode("utf-8"))
     shown = frame.drop(columns=["recipe"])

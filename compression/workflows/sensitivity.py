@@ -29,7 +29,7 @@ from compression.errors import RecipeError
 from compression.evaluation import Evaluation, evaluate, require_evaluation
 from compression.model import LoadedModel
 from compression.packing import PackedModel
-from compression.recipe import PRUNE_METHODS, SCHEME_BITS, Recipe
+from compression.recipe import CALIBRATED_PRUNE_METHODS, CALIBRATED_SCHEME_BITS, PRUNE_METHODS, SCHEME_BITS, Recipe
 from compression.workflows.layer_scoring import LayerScorer
 from compression.workflows.sweep import NO_QUANTIZATION_BITS, Progress
 
@@ -37,7 +37,10 @@ Curves = Mapping[str, tuple[Sequence[float], Sequence[float]]]
 
 DEFAULT_AMOUNTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 DEFAULT_BITS = (NO_QUANTIZATION_BITS, 8, 4, 3, 2)
-AMOUNT_METHODS = tuple(method for method in PRUNE_METHODS if method != "n:m")  # those that take an amount
+# Those that take an amount; a calibrated one (Wanda, SparseGPT) reads the layer's inputs from
+# the original model, as only that layer is compressed (measured by compress and evaluate).
+AMOUNT_METHODS = tuple(method for method in PRUNE_METHODS + CALIBRATED_PRUNE_METHODS if method != "n:m")
+ALL_SCHEME_BITS = {**SCHEME_BITS, **CALIBRATED_SCHEME_BITS}
 # Plateau tie-break in allocate_sparsity, in metric units per unit of amount: far below one
 # sample of accuracy on any evaluation set, so it only orders layers the curves cannot tell apart.
 _TIE_SLOPE = 1e-6
@@ -133,9 +136,9 @@ def _check_amounts(amounts: Iterable[float], name: str = "amounts") -> list[floa
 
 
 def _check_bits(bits: Iterable[int], scheme: str) -> list[int]:
-    if scheme not in SCHEME_BITS:
-        raise RecipeError(f"scheme must be one of {', '.join(map(repr, SCHEME_BITS))}; got {scheme!r}.")
-    low, high = SCHEME_BITS[scheme]
+    if scheme not in ALL_SCHEME_BITS:
+        raise RecipeError(f"scheme must be one of {', '.join(map(repr, ALL_SCHEME_BITS))}; got {scheme!r}.")
+    low, high = ALL_SCHEME_BITS[scheme]
     values = list(bits)
     for value in values:
         in_range = isinstance(value, int) and (low <= value <= high or value == NO_QUANTIZATION_BITS)
