@@ -1,4 +1,5 @@
-"""What the commands read from their arguments: number lists, recipes, models, output paths.
+"""What the commands read from their arguments: number lists, recipes, models, output paths,
+executors and journals.
 
 Every check here fails with ``CommandError``, which the command line reports like bad input:
 one line on stderr, exit status 2, no file written.
@@ -12,6 +13,10 @@ import compression
 from compression.errors import CompressionError
 from compression.io.input_specs import parse_input_shape
 from compression.model_inputs import guessed_sizes
+from compression.workflows.executor import Executor
+from compression.workflows.executors import executor_named
+from compression.workflows.journal import Journal
+from compression.workflows.model_source import ModelSource, model_source
 
 
 class CommandError(Exception):
@@ -30,6 +35,16 @@ def parse_ints(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def parse_workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return workers
 
 
 def parse_input_shape_argument(text: str) -> tuple[str | None, tuple[int, ...]]:
@@ -64,6 +79,17 @@ def load(args: argparse.Namespace) -> compression.LoadedModel:
     return model
 
 
+def source_of(args: argparse.Namespace, model: compression.LoadedModel) -> ModelSource:
+    """Where ``load(args)`` read ``model`` from, for workers that load it themselves."""
+    return model_source(model, args.model, getattr(args, "data", None), input_shapes=_input_shapes(args),
+                        family=args.family)
+
+
+def executor_of(args: argparse.Namespace) -> Executor:
+    """The executor ``--executor``, ``--workers`` and ``--address`` name."""
+    return executor_named(args.executor, workers=args.workers, address=args.address)
+
+
 def _input_shapes(args: argparse.Namespace) -> dict[str | None, tuple[int, ...]] | None:
     shapes: dict[str | None, tuple[int, ...]] = {}
     for name, shape in getattr(args, "input_shape", None) or ():
@@ -94,3 +120,22 @@ def check_output(path: str | None, args: argparse.Namespace) -> Path | None:
     if not target.parent.resolve().is_dir():
         raise CommandError(f"output folder {str(target.parent)!r} does not exist.")
     return target
+
+
+def check_journal(args: argparse.Namespace) -> Journal | None:
+    """The ``--journal`` to append to: a new file, or with ``--resume`` one to continue."""
+    if args.journal is None:
+        if args.resume:
+            raise CommandError("--resume continues a journal: give it with --journal PATH.")
+        return None
+    target = Path(args.journal)
+    if target.resolve() in _inputs_of(args) or (args.csv is not None and target.resolve() == Path(args.csv).resolve()):
+        raise CommandError(f"journal {args.journal!r} is also an input or an output; choose another name.")
+    if target.is_dir():
+        raise CommandError(f"journal {args.journal!r} is a directory; give a file name.")
+    if not target.parent.resolve().is_dir():
+        raise CommandError(f"journal folder {str(target.parent)!r} does not exist.")
+    if target.exists() and target.stat().st_size and not args.resume:
+        raise CommandError(f"journal {args.journal!r} already holds points; pass --resume to continue it, "
+                           "or give another path.")
+    return Journal(target)

@@ -6,7 +6,15 @@ import os
 from typing import Any
 
 import compression
-from compression.cli.arguments import CommandError, check_output, load, read_recipe
+from compression.cli.arguments import (
+    CommandError,
+    check_journal,
+    check_output,
+    executor_of,
+    load,
+    read_recipe,
+    source_of,
+)
 from compression.cli.output import print_counter, print_json, print_report
 from compression.files import write_atomically
 from compression.io import zoo
@@ -112,10 +120,13 @@ def command_eval(args: argparse.Namespace) -> None:
 
 def command_sweep(args: argparse.Namespace) -> None:
     csv_out = check_output(args.csv, args)
+    journal = check_journal(args)
     base = read_recipe(args.recipe) if args.recipe else None
     model = load(args)
     progress = None if args.json else lambda done, total, _: print_counter(done, total, "configurations")
-    frame = compression.sweep(model, args.amounts, args.bits, args.scheme, base, progress=progress)
+    with executor_of(args) as executor:
+        frame = compression.sweep(source_of(args, model), args.amounts, args.bits, args.scheme, base,
+                                  progress=progress, executor=executor, journal=journal)
     if csv_out is not None:
         write_atomically(csv_out, frame.to_csv(index=False).encode("utf-8"))
     if args.json:
