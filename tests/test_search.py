@@ -177,7 +177,7 @@ def test_whatever_the_metrics_shape_the_amount_returned_was_measured_within_the_
         ({"resolution": 0}, r"resolution must be a number in \(0, 0.5\]; got 0"),
         ({"resolution": 0.6}, r"resolution must be a number in \(0, 0.5\]; got 0.6"),
         ({"scope": "model"}, r"scope must be one of 'layer', 'global'; got 'model'"),
-        ({"method": "n:m"}, r"method must be one of 'magnitude', 'random', 'structured'; got 'n:m'"),
+        ({"method": "n:m"}, r"method must be one of 'magnitude', 'random', 'structured', 'wanda', 'sparsegpt'; got 'n:m'"),
         ({"quantize": {"bits": 99}}, r"quantize.bits must be an integer between 1 and 16; got 99"),
     ],
     ids=["negative", "nan", "bool", "resolution-0", "resolution-coarse", "scope", "n:m", "quantize-bits"],
