@@ -70,7 +70,8 @@ def main() -> None:
     names = list(model.compressible)
     picks = np.linspace(0, len(names) - 1, min(args.layers, len(names))).round().astype(int)
     subset = [names[index] for index in dict.fromkeys(picks.tolist())]
-    print(f"{args.model}: {len(names)} layers, {torch.get_num_threads()} threads; subset {', '.join(subset)}", flush=True)
+    print(f"{args.model}: {len(names)} layers, {torch.get_num_threads()} threads; subset {', '.join(subset)}",
+          flush=True)
     plain, plain_wall, plain_cpu = timed_scan(model, layers=subset, fast=False)
     fast, fast_wall, fast_cpu = timed_scan(model, layers=subset)
     points = len(plain)

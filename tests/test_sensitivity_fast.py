@@ -64,7 +64,12 @@ def test_a_point_runs_only_its_layers_block_and_those_after(tinylm: LoadedModel,
     block = type(tinylm.module.model.layers[0])
     calls = []
     forward = block.forward
-    monkeypatch.setattr(block, "forward", lambda self, *args, **kwargs: calls.append(self) or forward(self, *args, **kwargs))
+
+    def counted(self, *args, **kwargs):
+        calls.append(self)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(block, "forward", counted)
     name = "model.layers.3.mlp.down_proj.weight"
     scorer.measure(name, Recipe.from_dict(single_layer_recipe(tinylm, name, prune={"amount": 0.5})))
     assert len(calls) == 1  # 16 windows in one batch, block 3 alone

@@ -106,7 +106,8 @@ class LayerScorer:
                             *self._working.named_buffers(remove_duplicate=False)])
         # A graph module may be an exported program with static shapes: its batches stay as they are.
         by_length = not isinstance(self._working, torch.fx.GraphModule)
-        self._buckets, self._base, self._replay = self._capture(bucketed(self._data) if by_length else in_batches(self._data))
+        buckets = bucketed(self._data) if by_length else in_batches(self._data)
+        self._buckets, self._base, self._replay = self._capture(buckets)
         padded = self._base
         if self._buckets.by_length:
             padded, _ = summarize(self._working, self._data, self._scorer)
@@ -142,7 +143,8 @@ class LayerScorer:
         and score the model with that weight in place of the base one."""
         result = compress(_tensor_alone(self.model, name, self._state[name]), recipe)
         # The file compress(model, recipe) would write: this tensor encoded, every other one raw.
-        raw = {key: tensor for key, tensor in self._state.items() if key not in result.packed.encoded and key not in self._tied}
+        raw = {key: tensor for key, tensor in self._state.items()
+               if key not in result.packed.encoded and key not in self._tied}
         packed = replace(result.packed, raw=raw, aliases=dict(self._tied))
         values = result.module.get_buffer(name)
         if torch.equal(values, self._state[name]):
