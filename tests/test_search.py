@@ -14,6 +14,7 @@ from compression.errors import CompressionError, RecipeError
 from compression.evaluation import evaluate
 from compression.io.loading import load_model
 from compression.model import LoadedModel
+from compression.recipe import Recipe
 from compression.workflows.search import SearchResult, search_layerwise, search_sparsity
 from compression.workflows.sensitivity import sensitivity
 
@@ -154,12 +155,12 @@ def test_whatever_the_metrics_shape_the_amount_returned_was_measured_within_the_
     drops = random.Random(seed)
     noisy: dict[float, float] = {}
 
-    def fake_measure(model: LoadedModel, recipe: dict, **_: object) -> dict:
-        amount = recipe.get("prune", {}).get("amount", 0.0)
+    def fake_measure(model: LoadedModel, recipe: Recipe, **_: object) -> dict:
+        amount = recipe.prune.amount if recipe.prune is not None else 0.0
         drop = noisy.setdefault(amount, 0.0 if amount == 0 else drops.choice([-0.01, 0.0, 0.004, 0.02]))
         return {
             "thresholds": {}, "value": 0.9 - drop, "baseline_value": 0.9, "drop": drop, "metric": "accuracy",
-            "sparsity": amount, "encoded_bytes": 0, "file_bytes": 0, "recipe": json.dumps(recipe),
+            "sparsity": amount, "encoded_bytes": 0, "file_bytes": 0, "recipe": recipe.to_json(),
         }
 
     monkeypatch.setattr(compression.workflows.search, "measure", fake_measure)

@@ -13,6 +13,9 @@ Every executor gives the same numbers, and nothing about it enters a result.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from compression.errors import RecipeError
 from compression.workflows.executor import Executor
 from compression.workflows.local_executor import LocalExecutor
@@ -36,3 +39,20 @@ def executor_named(name: str, *, workers: int | None = None, address: str | None
     from compression.workflows.ray_executor import RayExecutor
 
     return RayExecutor(address, workers)
+
+
+@contextlib.contextmanager
+def running_on(executor: Executor | str) -> Iterator[Executor]:
+    """The executor given (left open: the caller's), or one made by name and closed after.
+
+    What the workflows' ``executor=`` takes: an ``Executor``, or a name of ``EXECUTORS``.
+    """
+    if isinstance(executor, Executor):
+        yield executor
+        return
+    if not isinstance(executor, str):
+        raise RecipeError(
+            f"executor must be an Executor or one of {', '.join(map(repr, EXECUTORS))}; got {executor!r}."
+        )
+    with executor_named(executor) as made:
+        yield made

@@ -18,19 +18,22 @@ from __future__ import annotations
 
 import glob
 import math
+import os
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from compression.compress import CompressionReport, compress
 from compression.errors import RecipeError
-from compression.evaluation import Evaluation, evaluate, require_evaluation
+from compression.evaluation import require_evaluation
 from compression.model import LoadedModel
-from compression.packing import PackedModel
 from compression.recipe import CALIBRATED_PRUNE_METHODS, CALIBRATED_SCHEME_BITS, PRUNE_METHODS, SCHEME_BITS, Recipe
-from compression.workflows.layer_scoring import LayerScorer
+from compression.workflows.executor import Executor
+from compression.workflows.executors import running_on
+from compression.workflows.journal import Journal
+from compression.workflows.measurement import PointMeasurement, cache_key, measure_missing
+from compression.workflows.model_source import ModelSource, loaded_model
 from compression.workflows.sweep import NO_QUANTIZATION_BITS, Progress
 
 Curves = Mapping[str, tuple[Sequence[float], Sequence[float]]]
@@ -41,6 +44,7 @@ DEFAULT_BITS = (NO_QUANTIZATION_BITS, 8, 4, 3, 2)
 # the original model, as only that layer is compressed (measured by compress and evaluate).
 AMOUNT_METHODS = tuple(method for method in PRUNE_METHODS + CALIBRATED_PRUNE_METHODS if method != "n:m")
 ALL_SCHEME_BITS = {**SCHEME_BITS, **CALIBRATED_SCHEME_BITS}
+SENSITIVITY_TASK = "sensitivity"  # the task's name in journal keys
 # Plateau tie-break in allocate_sparsity, in metric units per unit of amount: far below one
 # sample of accuracy on any evaluation set, so it only orders layers the curves cannot tell apart.
 _TIE_SLOPE = 1e-6
@@ -74,57 +78,6 @@ def single_layer_recipe(
     if others:
         recipe["exclude"] = others
     return recipe
-
-
-def measure(
-    model: LoadedModel,
-    recipe: Recipe | Mapping[str, Any],
-    *,
-    samples: int | None = None,
-    cache: MutableMapping[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Compress with ``recipe``, evaluate, and return the figures a search or a table needs.
-
-    ``drop`` is baseline minus value (positive: worse), rounded to 12 decimals so that a drop
-    of 9 in 450 compares equal to a tolerance of 0.02 (the float sum gives 0.020000000000000018).
-    ``thresholds`` maps each compressed layer to its cut θ (NaN where the method has none or
-    the cut is ±inf). Results are kept in ``cache`` under the canonical recipe JSON and
-    ``samples``.
-    """
-    recipe = recipe if isinstance(recipe, Recipe) else Recipe.from_dict(recipe)
-    require_evaluation(model)  # no data: say so before compressing, not after
-    key = _cache_key(recipe, samples)
-    if cache is not None and key in cache:
-        return cache[key]
-    result = compress(model, recipe)
-    row = _row(recipe, result.report, result.packed, evaluate(model, result.module, samples=samples))
-    if cache is not None:
-        cache[key] = row
-    return row
-
-
-def _cache_key(recipe: Recipe, samples: int | None) -> str:
-    return f"{recipe.to_json()} samples={samples}"
-
-
-def _row(recipe: Recipe, report: CompressionReport, packed: PackedModel, evaluation: Evaluation) -> dict[str, Any]:
-    """``measure``'s figures: the compressed layers' from ``report``, the file's from ``packed``."""
-    return {
-        "sparsity": report.sparsity,
-        "zeros": sum(layer.zeros for layer in report.layers),
-        "thresholds": {layer.name: _finite_or_nan(layer.threshold) for layer in report.layers},
-        "encoded_bytes": packed.encoded_bytes,
-        "file_bytes": packed.file_bytes,
-        "metric": evaluation.metric,
-        "value": evaluation.value,
-        "baseline_value": evaluation.baseline_value,
-        "drop": round(evaluation.drop, 12),
-        "recipe": recipe.to_json(),
-    }
-
-
-def _finite_or_nan(value: float | None) -> float:
-    return value if value is not None and math.isfinite(value) else math.nan
 
 
 def _check_amounts(amounts: Iterable[float], name: str = "amounts") -> list[float]:
@@ -164,7 +117,7 @@ def _check_layers(model: LoadedModel, layers: Sequence[str] | None) -> list[str]
 
 
 def sensitivity(
-    model: LoadedModel,
+    model: LoadedModel | ModelSource,
     *,
     amounts: Sequence[float] = DEFAULT_AMOUNTS,
     bits: Sequence[int] = DEFAULT_BITS,
@@ -175,6 +128,8 @@ def sensitivity(
     samples: int | None = None,
     cache: MutableMapping[str, dict[str, Any]] | None = None,
     fast: bool = True,
+    executor: Executor | str = "inline",
+    journal: Journal | str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Compress one layer at a time, at each amount and each bit width, and score the model.
 
@@ -188,50 +143,64 @@ def sensitivity(
     whole packed file) and ``recipe``.
 
     ``layers`` defaults to the model's compressible weights. ``progress(done, total, label)``
-    is called before each compression and once at the end, as in ``sweep``; ``cache`` keeps
-    measurements across calls (amount 0 and bits 32 share one entry).
+    is called at the start and as points finish, ``label`` naming the first point not finished
+    yet (inline: the one about to run; "" at the end); ``cache`` keeps measurements across
+    calls (amount 0 and bits 32 share one entry).
 
     ``fast`` measures each point with a ``LayerScorer`` (the same figures, up to float
     rounding, for a fraction of the work: only the layer is compressed, and only what it can
     change is run); ``fast=False`` compresses and evaluates the whole model at every point, the
     reference the fast way is tested against.
+
+    ``executor`` and ``journal`` work as in ``sweep``: each point is a task of its own, and a
+    pool's worker builds its own scorer once and keeps it for every point it is sent; the
+    journal's points are keyed by the rows scored (the first ``samples``).
     """
+    loaded = loaded_model(model) if isinstance(model, ModelSource) else model
     amount_levels = _check_amounts(amounts)
     bit_levels = _check_bits(bits, scheme)
     if prune_method not in AMOUNT_METHODS:
         raise RecipeError(f"prune_method must be one of {', '.join(map(repr, AMOUNT_METHODS))}; got {prune_method!r}.")
     if not amount_levels and not bit_levels:
         raise RecipeError("sensitivity needs at least one amount or one bit width; got none of either.")
-    names = _check_layers(model, layers)
+    names = _check_layers(loaded, layers)
+    require_evaluation(loaded)  # no data: say so before compressing, not after
     cache = {} if cache is None else cache
-    state = model.module.state_dict()
-    total_weights = sum(state[name].numel() for name in dict.fromkeys([*model.compressible, *names]))
+    journal = journal if journal is None or isinstance(journal, Journal) else Journal(journal)
+    state = loaded.module.state_dict()
+    total_weights = sum(state[name].numel() for name in dict.fromkeys([*loaded.compressible, *names]))
 
-    points: list[tuple[str, str, float, dict[str, Any]]] = []
+    points: list[tuple[str, str, float, Recipe]] = []
     for name in names:
         for amount in amount_levels:
             prune = {"method": prune_method, "amount": amount} if amount > 0 else None
-            points.append((name, "prune", amount, single_layer_recipe(model, name, prune=prune)))
+            points.append((name, "prune", amount, Recipe.from_dict(single_layer_recipe(loaded, name, prune=prune))))
         for bit_width in bit_levels:
             quantize = {"scheme": scheme, "bits": bit_width} if bit_width != NO_QUANTIZATION_BITS else None
-            points.append((name, "quantize", float(bit_width), single_layer_recipe(model, name, quantize=quantize)))
+            recipe = Recipe.from_dict(single_layer_recipe(loaded, name, quantize=quantize))
+            points.append((name, "quantize", float(bit_width), recipe))
 
-    scorer: LayerScorer | None = None
+    keys = [cache_key(recipe, samples) for *_, recipe in points]
+
+    def report() -> None:
+        unfinished = [index for index, key in enumerate(keys) if key not in cache]
+        name, kind, level, _ = points[unfinished[0]] if unfinished else ("", "", 0.0, None)
+        progress(len(keys) - len(unfinished), len(keys), f"{name}: {kind} {level:g}" if unfinished else "")
+
+    if progress is not None:
+        report()
+    with running_on(executor) as running:
+        task = PointMeasurement(samples, fast)
+        for _ in measure_missing(running, task, model, [recipe for *_, recipe in points], samples=samples,
+                                 cache=cache, journal=journal, task_name=SENSITIVITY_TASK):
+            if progress is not None:
+                report()
     rows = []
-    for done, (name, kind, level, recipe) in enumerate(points):
-        if progress is not None:
-            progress(done, len(points), f"{name}: {kind} {level:g}")
-        recipe = Recipe.from_dict(recipe)
-        key = _cache_key(recipe, samples)
-        if fast and key not in cache:
-            scorer = LayerScorer(model, samples) if scorer is None else scorer
-            if scorer.handles(name, recipe):
-                point = scorer.measure(name, recipe)
-                cache[key] = _row(recipe, point.report, point.packed, point.evaluation)
-        measured = measure(model, recipe, samples=samples, cache=cache)
+    for (name, kind, level, _), key in zip(points, keys):
+        measured = cache[key]
         rows.append({
             "layer": name,
-            "layer_type": model.layer_types.get(name, "included"),
+            "layer_type": loaded.layer_types.get(name, "included"),
             "parameters": state[name].numel(),
             "kind": kind,
             "level": level,
@@ -246,8 +215,6 @@ def sensitivity(
             "file_bytes": measured["file_bytes"],
             "recipe": measured["recipe"],
         })
-    if progress is not None:
-        progress(len(points), len(points), "")
     return pd.DataFrame(rows)
 
 

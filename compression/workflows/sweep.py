@@ -13,9 +13,8 @@ True
 """
 from __future__ import annotations
 
-import contextlib
 import os
-from typing import Any, Callable, Iterable, Iterator, Mapping, MutableMapping
+from typing import Any, Callable, Iterable, Mapping, MutableMapping
 
 import numpy as np
 import pandas as pd
@@ -27,7 +26,7 @@ from compression.metrics import METRICS
 from compression.model import LoadedModel
 from compression.recipe import CALIBRATED_SCHEMES, FLOAT_FORMATS, Recipe
 from compression.workflows.executor import Executor
-from compression.workflows.executors import executor_named
+from compression.workflows.executors import running_on
 from compression.workflows.journal import Journal, PointKey
 from compression.workflows.model_source import ModelSource, fingerprints
 
@@ -133,7 +132,7 @@ def sweep(
     done, total = len(recipes) - len(pending), len(recipes)
     if progress is not None:
         progress(done, total, "")
-    with _running_on(executor) as running:
+    with running_on(executor) as running:
         for index, measured in running.run(measure_recipe, model, pending):
             text = pending[index].to_json()
             cache[text] = measured
@@ -166,13 +165,3 @@ def measure_recipe(model: LoadedModel, recipe: Recipe) -> dict[str, Any]:
         "value": evaluation.value,
         "baseline_value": evaluation.baseline_value,
     }
-
-
-@contextlib.contextmanager
-def _running_on(executor: Executor | str) -> Iterator[Executor]:
-    """The executor given (left open: the caller's), or one made by name and closed after."""
-    if isinstance(executor, Executor):
-        yield executor
-        return
-    with executor_named(executor) as made:
-        yield made
