@@ -18,6 +18,7 @@ from compression.workflows.latency import (
 from ui import cache, controls, state, stores
 from ui.model_ids import ModelChoice
 from ui.text import t
+from ui.text.engine_text import localized
 
 
 def render(choice: ModelChoice, model: compression.LoadedModel, result: compression.CompressionResult) -> None:
@@ -38,7 +39,7 @@ def render(choice: ModelChoice, model: compression.LoadedModel, result: compress
         with torch_threads(threads):
             table = latency_table(model, built.modules, cpu_time=threads == 1,
                                   progress=lambda done, total, what: bar.progress(
-                                      done / total, text=t("export.timing_variant", variant=what)))
+                                      done / total, text=t("export.timing_variant", variant=localized(what))))
         bar.empty()
         with st.spinner(t("export.scoring_variants")):
             scores = variant_scores(model, built.modules, samples=cache.live_samples(model))
@@ -46,20 +47,22 @@ def render(choice: ModelChoice, model: compression.LoadedModel, result: compress
                                                            built.skipped, threads))
     if latency_key in timings:
         table, scores, found, skipped, measured_threads = timings[latency_key]
-        headers = {"ms_per_batch": t("export.columns.ms_per_batch"),
+        headers = {"variant": t("export.columns.variant"), "batch": t("export.columns.batch"),
+                   "ms_per_batch": t("export.columns.ms_per_batch"),
                    "speed_up": t("export.columns.speed_up", baseline=TORCH_FP32)}
         shown = table.rename(columns=headers)
         columns = {headers["ms_per_batch"]: st.column_config.NumberColumn(format="%.3f"),
                    headers["speed_up"]: st.column_config.NumberColumn(format="%.2fx")}
         if scores:
             metric = controls.metric_label(model.evaluation.metric)
-            shown[metric] = shown["variant"].map(scores)
+            shown[metric] = shown[headers["variant"]].map(scores)
             columns[metric] = st.column_config.NumberColumn(format="%.4f")
+        shown[headers["variant"]] = shown[headers["variant"]].map(localized)
         st.dataframe(shown, hide_index=True, width="stretch", column_config=columns, height=35 * (len(shown) + 1) + 3)
         cpu = cpu_info()
         st.caption(t("export.measured_one_thread" if measured_threads == 1 else "export.measured_threads",
-                     cpu=cpu.name, vnni=cpu.vnni_note, threads=measured_threads))
+                     cpu=cpu.name, vnni=localized(cpu.vnni_note), threads=measured_threads))
         for verdict in found:
-            (st.success if verdict.faster else st.info)(verdict.text)
+            (st.success if verdict.faster else st.info)(localized(verdict.text))
         for label, reason in skipped.items():
-            st.caption(t("export.no_row", variant=label, reason=reason))
+            st.caption(t("export.no_row", variant=localized(label), reason=localized(reason)))

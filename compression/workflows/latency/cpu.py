@@ -5,6 +5,8 @@ import functools
 import platform
 from dataclasses import dataclass
 
+from compression.display_text import DisplayText
+
 # Instruction-set flags for int8 dot products, as /proc/cpuinfo lists them, and their names.
 _INT8_DOT_FLAGS = (("avx512_vnni", "AVX512-VNNI"), ("avx_vnni", "AVX-VNNI"), ("asimddp", "Arm dot product"))
 
@@ -21,8 +23,8 @@ class CpuInfo:
     def vnni_note(self) -> str:
         """``"AVX512-VNNI"``, ``"no VNNI"`` or ``"VNNI unknown"``: for a caption."""
         if self.int8_dot is None:
-            return "VNNI unknown"
-        return ", ".join(self.int8_dot) if self.int8_dot else "no VNNI"
+            return DisplayText("vnni_unknown", "VNNI unknown")
+        return ", ".join(self.int8_dot) if self.int8_dot else DisplayText("no_vnni", "no VNNI")
 
 
 def parse_cpuinfo(text: str) -> CpuInfo:
@@ -58,10 +60,11 @@ def cpu_info() -> CpuInfo:
 def int8_slowness(cpu: CpuInfo) -> str:
     """Why int8 may run no faster than float32 on ``cpu``: whether it has VNNI, and what that means."""
     if cpu.int8_dot is None:
-        return ("whether this CPU has int8 dot-product instructions (VNNI) is unknown here; without them int8 "
-                "dot products cost about what float32 ones do")
+        return DisplayText("reason_vnni_unknown", "whether this CPU has int8 dot-product instructions (VNNI) is unknown "
+                           "here; without them int8 dot products cost about what float32 ones do")
     if cpu.int8_dot:
-        return (f"this CPU has {' and '.join(cpu.int8_dot)}, so the int8 arithmetic is cheap; on layers this small, "
-                "quantizing activations and the quantize/dequantize steps cost what int8 saves")
-    return ("this CPU has no VNNI: int8 dot products go through 16-bit multiply-adds (VPMADDUBSW), about the "
-            "speed of float32 FMA")
+        return DisplayText("reason_int8_overheads", f"this CPU has {' and '.join(cpu.int8_dot)}, so the int8 arithmetic "
+                           "is cheap; on layers this small, quantizing activations and the quantize/dequantize steps "
+                           "cost what int8 saves", extensions=cpu.int8_dot)
+    return DisplayText("reason_no_vnni", "this CPU has no VNNI: int8 dot products go through 16-bit multiply-adds "
+                       "(VPMADDUBSW), about the speed of float32 FMA")

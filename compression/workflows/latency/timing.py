@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from compression.display_text import DisplayText
 from compression.errors import DataError
 from compression.model import LoadedModel
 
@@ -129,11 +130,16 @@ def latency_table(
 
             def report(done: int, batch_index: int = batch_index, batch: int = batch) -> None:
                 if progress is not None:
-                    progress(batch_index * repeats + done, total, f"batch {batch}, round {done} of {repeats}")
+                    progress(batch_index * repeats + done, total, DisplayText(
+                        "timing_round", f"batch {batch}, round {done} of {repeats}", batch=batch, round=done,
+                        rounds=repeats))
 
             medians = median_milliseconds_in_turns(calls, repeats=repeats, after_round=report,
                                                    clock=time.thread_time if cpu_time else time.perf_counter)
             for label, milliseconds in zip(variants, medians):
                 rows.append({"variant": label, "batch": batch, "ms_per_batch": milliseconds,
                              "speed_up": medians[0] / milliseconds})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # Objects, not pandas' string dtype, which would make a DisplayText label a plain str without its code.
+    table["variant"] = pd.Series([row["variant"] for row in rows], dtype=object)
+    return table

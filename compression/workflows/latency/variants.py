@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from compression.compress import as_recipe, compress
+from compression.display_text import DisplayText
 from compression.errors import CompressionError
 from compression.evaluation import evaluate
 from compression.graph.channels import remove_channels
@@ -17,11 +18,12 @@ from compression.workflows.latency.verdicts import Technique
 
 DEFAULT_CHANNEL_AMOUNT = 0.5  # channels removed where the recipe is not structured pruning with an amount
 TORCH_FP32 = "torch fp32"
-RECIPE_LABEL = "torch, this recipe"
+RECIPE_LABEL = DisplayText("variant_recipe", "torch, this recipe")
 ORT_FP32 = "ORT fp32"
-ORT_INT8_DYNAMIC = "ORT int8 dynamic"
-ORT_INT8_STATIC = "ORT int8 static QDQ"
-_DENSE_KERNELS = "the zeros go through the same dense kernels (a zero is multiplied like any other value)"
+ORT_INT8_DYNAMIC = DisplayText("variant_ort_int8_dynamic", "ORT int8 dynamic")
+ORT_INT8_STATIC = DisplayText("variant_ort_int8_static", "ORT int8 static QDQ")
+_DENSE_KERNELS = DisplayText("reason_dense_kernels",
+                             "the zeros go through the same dense kernels (a zero is multiplied like any other value)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,7 +39,7 @@ class StandardVariants:
 
 
 def channels_label(amount: float) -> str:
-    return f"torch {amount:.0%} channels removed"
+    return DisplayText("variant_channels_removed", f"torch {amount:.0%} channels removed", amount=amount)
 
 
 def standard_variants(
@@ -78,7 +80,8 @@ def standard_variants(
     skipped: dict[str, str] = {}
 
     if recipe.is_empty:
-        skipped[recipe_label] = "the recipe is empty: it would time torch fp32 again"
+        skipped[recipe_label] = DisplayText("skipped_empty_recipe", f"the recipe is empty: it would time {TORCH_FP32} again",
+                                            reference=TORCH_FP32)
     else:
         modules[recipe_label] = compress(model, recipe).module if recipe_module is None else recipe_module
         techniques[recipe_label] = recipe_technique(recipe)
@@ -90,42 +93,52 @@ def standard_variants(
     try:
         smaller = remove_channels(model, amount, norm=norm, scope=scope)
     except CompressionError as error:
-        skipped[label] = f"channels cannot be removed from this model: {error}"
+        skipped[label] = DisplayText("skipped_no_channel_removal", f"channels cannot be removed from this model: {error}",
+                                     error=str(error))
     else:
         if any(smaller.removed.values()):
             modules[label] = smaller.module
             techniques[label] = Technique(
-                f"Channel removal ({amount:.0%})", TORCH_FP32,
-                "the model is smaller and still dense, but the arithmetic it saves is too small a part of the "
-                "time per call here",
+                DisplayText("technique_channel_removal", f"Channel removal ({amount:.0%})", amount=amount), TORCH_FP32,
+                DisplayText("reason_smaller_still_dense", "the model is smaller and still dense, but the arithmetic "
+                            "it saves is too small a part of the time per call here"),
             )
         else:
             kept = "; ".join(f"{layer or 'the model'}: {why}" for layer, why in smaller.skipped.items())
-            skipped[label] = f"no layer can lose channels at amount {amount:g}" + (f" ({kept})" if kept else "")
+            skipped[label] = (DisplayText("skipped_no_layer_loses_channels",
+                                          f"no layer can lose channels at amount {amount:g} ({kept})",
+                                          amount=amount, layers=kept) if kept else
+                              DisplayText("skipped_no_channels_at_amount",
+                                          f"no layer can lose channels at amount {amount:g}", amount=amount))
 
     int8_reason = int8_slowness(cpu)
     try:
         fp32 = export_onnx(model)
         runners = {ORT_FP32: OnnxRuntimeModule(fp32, threads=threads)}
     except CompressionError as error:
-        skipped[ORT_FP32] = f"ONNX export failed: {error}"
-        skipped.update(dict.fromkeys((ORT_INT8_DYNAMIC, ORT_INT8_STATIC), f"no ONNX file to quantize (see {ORT_FP32})"))
+        skipped[ORT_FP32] = DisplayText("skipped_onnx_export", f"ONNX export failed: {error}", error=str(error))
+        skipped.update(dict.fromkeys((ORT_INT8_DYNAMIC, ORT_INT8_STATIC), DisplayText(
+            "skipped_no_onnx_file", f"no ONNX file to quantize (see {ORT_FP32})", variant=ORT_FP32)))
         return StandardVariants(modules, techniques, onnx_files, skipped)
     onnx_files[ORT_FP32] = fp32
     techniques[ORT_FP32] = Technique(
-        "onnxruntime fp32 (uncompressed)", TORCH_FP32,
-        "onnxruntime runs the same float32 arithmetic as torch; only its per-call overhead and kernel choice differ",
+        DisplayText("technique_ort_fp32", "onnxruntime fp32 (uncompressed)"), TORCH_FP32,
+        DisplayText("reason_same_float_arithmetic", "onnxruntime runs the same float32 arithmetic as torch; only its "
+                    "per-call overhead and kernel choice differ"),
     )
     calibration = calibration_inputs_for(model)
     if calibration_rows is not None:
         calibration = tuple(tensor[:calibration_rows] for tensor in calibration)
-    dynamic_reason = (f"{int8_reason}; dynamic int8 also quantizes the activations at every call (convolutions "
-                      "run as ConvInteger plus float rescaling, unfused)")
+    dynamic_reason = DisplayText(
+        "reason_dynamic_int8", f"{int8_reason}; dynamic int8 also quantizes the activations at every call (convolutions "
+        "run as ConvInteger plus float rescaling, unfused)", int8=int8_reason)
     quantizers = {
         ORT_INT8_DYNAMIC: (lambda: quantize_onnx_dynamic(fp32),
-                           Technique("Dynamic int8 (onnxruntime)", ORT_FP32, dynamic_reason)),
+                           Technique(DisplayText("technique_dynamic_int8", "Dynamic int8 (onnxruntime)"), ORT_FP32,
+                                     dynamic_reason)),
         ORT_INT8_STATIC: (lambda: quantize_onnx_static(fp32, calibration, format="qdq"),
-                          Technique("Static int8, QDQ (onnxruntime)", ORT_FP32, int8_reason)),
+                          Technique(DisplayText("technique_static_int8", "Static int8, QDQ (onnxruntime)"), ORT_FP32,
+                                    int8_reason)),
     }
     for label, (quantize, technique) in quantizers.items():
         try:
@@ -133,7 +146,8 @@ def standard_variants(
             runners[label] = OnnxRuntimeModule(onnx_files[label], threads=threads)
         except CompressionError as error:
             onnx_files.pop(label, None)
-            skipped[label] = f"onnxruntime's int8 quantization failed: {error}"
+            skipped[label] = DisplayText("skipped_int8_failed", f"onnxruntime's int8 quantization failed: {error}",
+                                         error=str(error))
         else:
             techniques[label] = technique
     modules.update(runners)
@@ -148,27 +162,31 @@ def recipe_technique(recipe: Recipe | Mapping[str, Any] | str | None) -> Techniq
     'Unstructured sparsity'
     """
     recipe = as_recipe(recipe)
-    names, reasons = [], []
     prune, quantize = recipe.prune, recipe.quantize
+    pruning = reason = None
     if prune is not None:
         if prune.method == "structured":
-            names.append("masked channels")
-            reasons.append("masked channels are zeros in tensors of the same shape, run by the same dense kernels "
-                           "(removing them is the channels-removed row)")
+            pruning = DisplayText("technique_masked_channels", "Masked channels")
+            reason = DisplayText("reason_masked_channels", "masked channels are zeros in tensors of the same shape, run "
+                                 "by the same dense kernels (removing them is the channels-removed row)")
         elif prune.method == "n:m":
-            names.append(f"{prune.n}:{prune.m} sparsity")
-            reasons.append(f"torch's CPU kernels do not use the {prune.n}:{prune.m} pattern: {_DENSE_KERNELS}")
+            pruning = DisplayText("technique_n_m", f"{prune.n}:{prune.m} sparsity", n=prune.n, m=prune.m)
+            reason = DisplayText("reason_n_m", f"torch's CPU kernels do not use the {prune.n}:{prune.m} pattern: "
+                                 f"{_DENSE_KERNELS}", n=prune.n, m=prune.m, dense=_DENSE_KERNELS)
         else:
-            names.append("unstructured sparsity")
-            reasons.append(_DENSE_KERNELS)
-    if quantize is not None:
-        names.append("fake-quantized weights")
-        reasons.append("quantized weights are stored back as float32 values, run by the same float kernels")
-    if not names:  # only per-layer overrides
-        names.append("this recipe")
-        reasons.append("it keeps every tensor's shape and float32 type, so the same dense kernels run")
-    name = " + ".join(names)
-    return Technique(name[0].upper() + name[1:], TORCH_FP32, "; ".join(reasons))
+            pruning, reason = DisplayText("technique_unstructured", "Unstructured sparsity"), _DENSE_KERNELS
+    if quantize is None:
+        if pruning is None:  # only per-layer overrides
+            return Technique(DisplayText("technique_this_recipe", "This recipe"), TORCH_FP32, DisplayText(
+                "reason_same_shapes", "it keeps every tensor's shape and float32 type, so the same dense kernels run"))
+        return Technique(pruning, TORCH_FP32, reason)
+    fake = DisplayText("reason_fake_quantized", "quantized weights are stored back as float32 values, run by the same "
+                       "float kernels")
+    if pruning is None:
+        return Technique(DisplayText("technique_fake_quantized", "Fake-quantized weights"), TORCH_FP32, fake)
+    return Technique(DisplayText("technique_and_fake_quantized", f"{pruning} + fake-quantized weights", pruning=pruning),
+                     TORCH_FP32, DisplayText("reasons_pruning_and_quantization", f"{reason}; {fake}",
+                                             pruning=reason, quantization=fake))
 
 
 def variant_scores(

@@ -6,6 +6,8 @@ from typing import Mapping
 
 import pandas as pd
 
+from compression.display_text import DisplayText
+
 NO_SPEEDUP = 1.1  # a speed-up below this, at every batch, is reported as none
 
 
@@ -16,7 +18,7 @@ class Technique:
 
     name: str
     reference: str
-    why_not_faster: str
+    why_not_faster: str  # a DisplayText where the engine wrote it, so that a dashboard can translate it
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Verdict:
     technique: Technique
     speed_ups: dict[int, float]  # batch → reference ms / this variant's ms
     faster: bool  # at least NO_SPEEDUP at some batch
-    text: str
+    text: str  # a DisplayText: its code tells which of the three conclusions, its values the figures
 
 
 def verdicts(
@@ -51,18 +53,24 @@ def verdicts(
         speed_ups = {int(b): milliseconds[(technique.reference, b)] / milliseconds[(label, b)] for b in timed}
         fast = [b for b, ratio in speed_ups.items() if ratio >= threshold]
         slow = [b for b, ratio in speed_ups.items() if ratio < threshold]
-        figures = ", ".join(f"{ratio:.2f}x at batch {b}" for b, ratio in speed_ups.items())
-        text = f"{technique.name}: {figures} against {technique.reference}"
+        figures = tuple(DisplayText("speed_up_at_batch", f"{ratio:.2f}x at batch {b}", ratio=ratio, batch=b)
+                        for b, ratio in speed_ups.items())
+        name, reference, why = technique.name, technique.reference, technique.why_not_faster
+        measured = f"{name}: {', '.join(figures)} against {reference}"
         if not fast:
-            text += f" — no faster here: {technique.why_not_faster}."
+            text = DisplayText("verdict_no_faster", f"{measured} — no faster here: {why}.",
+                               technique=name, figures=figures, reference=reference, why=why)
         elif slow:
-            text += (f" — faster here at batch {_batches(fast)} only; at batch {_batches(slow)} no faster: "
-                     f"{technique.why_not_faster}.")
+            text = DisplayText("verdict_faster_at_some_batches",
+                               f"{measured} — faster here at batch {_batches(fast)} only; at batch {_batches(slow)} no "
+                               f"faster: {why}.", technique=name, figures=figures, reference=reference,
+                               fast=tuple(fast), slow=tuple(slow), why=why)
         else:
-            text += " — faster here."
+            text = DisplayText("verdict_faster", f"{measured} — faster here.",
+                               technique=name, figures=figures, reference=reference)
         found.append(Verdict(label, technique, speed_ups, bool(fast), text))
     return found
 
 
 def _batches(batches: list[int]) -> str:
-    return " and ".join(map(str, batches))
+    return " and ".join(map(str, batches))  # as the catalogs' "{fast:and}" says a series (ui/text/engine_text.py)
