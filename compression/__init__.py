@@ -16,6 +16,7 @@ The public API, in the order a session uses it::
     tuned = compression.gradual_prune(model, compression.AgpSchedule(final=0.9))  # prune + fine-tune
     arms = compression.compare_gradual(model, compression.AgpSchedule(final=0.9))  # vs one-shot
     fused = compression.fuse_conv_bn(compression.load_model("bn_cnn"))         # BatchNorm folded
+    macs = compression.count_macs(model)                       # multiply-accumulates per input
     smaller = compression.remove_channels(model, amount=0.5)   # channels physically removed
     keep = compression.wanda(weight, inputs, 0.5)   # one layer and its inputs; also sparsegpt, gptq, awq
     student, plain = compression.compare_distillation(model, compression.DistillConfig(width=16))
@@ -66,6 +67,7 @@ _PUBLIC = {
     "compare_distillation": "compression.workflows.distillation",
     "compare_gradual": "compression.workflows.gradual_comparison",
     "compress": "compression.compress",
+    "count_macs": "compression.macs",
     "distill": "compression.workflows.distillation",
     "evaluate": "compression.evaluation",
     "evaluate_onnx": "compression.io.onnx.export",
@@ -121,6 +123,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from compression.evaluation import Evaluation, evaluate
     from compression.workflows.latency import latency_table
     from compression.graph.fusion import FusionCheck, FusionResult, check_fusion, fuse_conv_bn
+    from compression.macs import count_macs
     from compression.io.onnx.export import evaluate_onnx, export_onnx
     from compression.io.onnx.int8 import quantize_onnx_dynamic, quantize_onnx_static
     from compression.io.program import program_bytes

@@ -36,6 +36,15 @@ def test_info_gives_the_layers_and_the_baseline(capsys) -> None:
     assert "fc1.weight" in out
 
 
+def test_info_gives_the_macs_per_input_of_each_layer_and_in_total(capsys) -> None:
+    status, out, _ = run(capsys, "info", "mlp", "--json")
+    info = json.loads(out)
+    assert status == 0 and info["macs"]["total"] == 64 * 256 + 256 * 128 + 128 * 10
+    assert {row["name"]: row["macs"] for row in info["layers"]} == info["macs"]["layers"]
+    status, out, _ = run(capsys, "info", "mlp")
+    assert "MACs per input (64): 50,432" in out
+
+
 def test_apply_writes_a_packed_file_of_the_reported_size(capsys, tmp_path) -> None:
     out_file, dense = tmp_path / "mlp.packed", tmp_path / "mlp.safetensors"
     status, out, _ = run(capsys, "apply", "mlp", "--recipe", RECIPE, "--out", str(out_file),

@@ -19,6 +19,7 @@ from compression.cli.output import print_counter, print_json, print_report
 from compression.files import write_atomically
 from compression.io import zoo
 from compression.layer_table import layer_table
+from compression.macs import MacCount
 from compression.packing import dense_safetensors
 from compression.units import format_bytes
 
@@ -46,6 +47,7 @@ def command_info(args: argparse.Namespace) -> None:
         "compressible_parameters": table.compressible_parameters,
         "layers": [row.to_dict() for row in table.layers],
         "inputs": [spec.to_dict() for spec in model.input_specs],
+        "macs": table.macs.to_dict(),
     }
     if model.evaluation is not None:
         baseline = compression.evaluate(model)
@@ -56,14 +58,23 @@ def command_info(args: argparse.Namespace) -> None:
     print(f"{info['model']} ({info['format']}, {info['family']}): {info['parameters']:,} values, {format_bytes(info['bytes'])}")
     if model.stored_weights is not None:
         print(f"checkpoint: {model.stored_weights} (loaded as float32: {format_bytes(info['bytes'])})")
-    print(f"{'layer':<48} {'type':<8} {'shape':<20} {'parameters':>12}")
+    print(f"{'layer':<48} {'type':<8} {'shape':<20} {'parameters':>12} {'MACs':>14}")
     for row in table.layers:
-        print(f"{row.name:<48} {row.type:<8} {str(row.shape):<20} {row.parameters:>12,}")
+        macs = "-" if row.macs is None else f"{row.macs:,}"
+        print(f"{row.name:<48} {row.type:<8} {str(row.shape):<20} {row.parameters:>12,} {macs:>14}")
     print(f"compressible: {info['compressible_parameters']:,} of {info['parameters']:,}")
+    print(_macs_line(table.macs))
     for spec in model.input_specs:
         print(f"input {spec}" + (f": {spec.problem}" if spec.problem else ""))
     if "metric" in info:
         print(f"baseline {info['metric']}: {info['baseline_value']:.4f} on {info['evaluation']}")
+
+
+def _macs_line(macs: MacCount) -> str:
+    if macs.total is None:
+        return f"MACs: not counted, {macs.reason}"
+    shapes = ", ".join("×".join(map(str, shape)) or "scalar" for shape in macs.row_shapes)
+    return f"MACs per input ({shapes}): {macs.total:,}, of which {macs.unattributed:,} in no compressible layer"
 
 
 def _apply_report(model: compression.LoadedModel, result: compression.CompressionResult) -> dict[str, Any]:
