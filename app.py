@@ -6,6 +6,7 @@ and the session's state; each page in ``pages/`` draws one view over the engine.
 import streamlit as st
 
 from ui import language, model_ids, state
+from ui.lessons import card as lesson_card
 from ui.text import t
 
 language.choose()  # before any text is looked up
@@ -28,6 +29,7 @@ PAGES = [
 
 navigation = st.navigation(PAGES)
 state.init_session()
+lesson_card.follow(navigation)  # a lesson step the link opens sets the model and recipe: before they go into the URL
 state.sync_url()  # a page switch clears the query parameters: put the model and recipe back
 warning = state.url_warning()
 if warning:
@@ -50,5 +52,6 @@ with st.sidebar:
         state.reset_recipe()
         st.rerun()
 
+lesson_card.render(navigation)  # on top of the page
 navigation.run()
 

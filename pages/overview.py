@@ -6,8 +6,10 @@ import streamlit as st
 import sample_models
 
 from ui import calibrated_run, controls, navigation, state
+from ui.lessons import card as lesson_card
+from ui.lessons import lessons
 from ui.model_ids import SERVER_PREFIX, UPLOAD_PREFIX, ModelChoice, load_options
-from ui.text import t
+from ui.text import language, t
 from ui.text.engine_text import localized, sample_model
 
 navigation.require_navigation()
@@ -29,6 +31,14 @@ for page, label, what in steps:
     link, text = st.columns([1, 4], vertical_alignment="center")
     link.page_link(page, label=label, query_params=state.link_parameters())
     text.markdown(what)
+
+st.subheader(t("overview.lessons"))
+st.markdown(t("overview.lessons_intro"))
+for lesson in lessons():
+    link, text = st.columns([2, 3], vertical_alignment="center")
+    link.page_link(lesson.steps[0].script, label=lesson.title[language()], icon=":material/school:",
+                   query_params=lesson_card.link_parameters(lesson, 1))
+    text.markdown(f"{lesson.summary[language()]} · {t('overview.lesson_steps', steps=len(lesson.steps))}")
 
 choice, model = controls.load_current_model()
 st.subheader(t("overview.now", model=choice.label))

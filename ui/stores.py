@@ -151,6 +151,8 @@ LISTED_MODELS: SessionStore[str, str] = SessionStore("uploaded_models", owner="u
 """Uploads and folded models offered in the sidebar: model id → label."""
 URL_WARNING: SessionValue[str] = SessionValue("url_warning", owner="ui/state.py")
 """Why a link was not followed, shown once."""
+LESSON_STEP: SessionValue[tuple[str, int]] = SessionValue("lesson_step", owner="ui/lessons/card.py")
+"""The lesson step the session follows: (lesson name, step number from 1), mirrored in the URL."""
 
 # --- results, by the page that makes them ---------------------------------------------------------
 
@@ -194,7 +196,7 @@ CALIBRATION_REFUSALS: SessionStore[RecipeKey, str] = SessionStore(
 JSON): said at once when the recipe comes back, without another press of Run."""
 
 ALL: tuple[SessionStore | SessionValue, ...] = (
-    MODEL_ID, DATA_ID, RECIPE, LISTED_MODELS, URL_WARNING, GRADUAL_RUNS, SENSITIVITY_FRAMES,
+    MODEL_ID, DATA_ID, RECIPE, LISTED_MODELS, URL_WARNING, LESSON_STEP, GRADUAL_RUNS, SENSITIVITY_FRAMES,
     SENSITIVITY_MEASUREMENTS, SEARCHES, DISTILLATION_RUNS, SWEEPS, SWEEP_MEASUREMENTS, SWEEP_RANGES,
     ONNX_EXPORTS, TFLITE_EXPORTS, LATENCY_MEASUREMENTS, XRAYS, CALIBRATION_REFUSALS,
 )
