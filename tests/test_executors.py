@@ -1,4 +1,5 @@
-"""Executors and journals: one sweep table wherever the points run, and no finished point lost.
+"""Executors and journals: one sweep or sensitivity table, and one searched amount, wherever the
+points run, and no finished point lost.
 
 The Ray tests start their own cluster (``ray start --head`` bound to 127.0.0.1, no dashboard,
 two CPUs, its logs in a temporary folder) and stop exactly its processes after; they are
@@ -12,6 +13,7 @@ import importlib.util
 import io
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -34,7 +36,11 @@ from compression.workflows.executors import executor_named
 from compression.workflows.journal import Journal, PointKey
 from compression.workflows.latency.timing import torch_threads
 from compression.workflows.local_executor import LocalExecutor
+from compression.workflows.layer_scoring import LayerScorer
+from compression.workflows.measurement import PointMeasurement, measure
 from compression.workflows.model_source import ModelSource, model_source
+from compression.workflows.search import search_sparsity
+from compression.workflows.sensitivity import sensitivity, single_layer_recipe
 from compression.workflows.sweep import measure_recipe, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,9 +233,11 @@ def test_a_pool_asks_for_the_models_source(models) -> None:
         sweep(models("mlp")[0], [0], [8], executor="local")
 
 
-def test_the_command_line_says_how_to_add_ray_when_it_is_missing(capsys, monkeypatch) -> None:
+@pytest.mark.parametrize("command", [["sweep", "--amounts", "0", "--bits", "8"], ["sensitivity"],
+                                     ["search", "--tolerance", "0.01"]], ids=lambda command: command[0])
+def test_the_command_line_says_how_to_add_ray_when_it_is_missing(command, capsys, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as where it is not installed
-    status = main(["sweep", "mlp", "--amounts", "0", "--bits", "8", "--executor", "ray"])
+    status = main([command[0], "mlp", *command[1:], "--executor", "ray"])
     err = capsys.readouterr().err
     assert status == EXIT_BAD_INPUT and err.count("\n") == 1
     assert "pip install -r requirements-ray.txt" in err
@@ -240,6 +248,109 @@ def test_the_command_line_refuses_to_extend_a_journal_without_resume(capsys, tmp
     journal.write_text('{"key": {}, "measurement": {}}\n')
     status = main(["sweep", "mlp", "--amounts", "0", "--bits", "8", "--journal", str(journal)])
     assert status == EXIT_BAD_INPUT and "--resume" in capsys.readouterr().err
+
+
+# --- sensitivity and the tolerance search on executors ----------------------------------------
+
+SCANS = {"mlp": {"amounts": [0, 0.5, 0.9], "bits": [32, 4]},
+         "minilm": {"amounts": [0.5], "bits": [8], "layers": ["transformer.encoder.layer.0.attention.self.query.weight",
+                                                              "transformer.encoder.layer.5.output.dense.weight"]}}
+SCAN_SIZES = ["encoded_bytes", "file_bytes"]
+
+
+class RecordingExecutor(Executor):
+    """The inline executor, noting every recipe it is asked to run."""
+
+    def __init__(self) -> None:
+        self.asked: list[Recipe] = []
+
+    def run(self, task, model, recipes):
+        self.asked.extend(recipes)
+        return super().run(task, model, recipes)
+
+
+def assert_same_scan(table: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert list(table.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(table[SCAN_SIZES], expected[SCAN_SIZES], check_exact=True)
+    pd.testing.assert_frame_equal(table, expected, rtol=1e-6, atol=0)
+
+
+@pytest.fixture(scope="module")
+def inline_scan(models: Callable[[str], tuple]) -> Callable[[str], pd.DataFrame]:
+    """The in-process sensitivity table (the fast scorer), by model name, computed on first use."""
+    return functools.cache(lambda name: sensitivity(models(name)[0], **SCANS[name]))
+
+
+@pytest.mark.parametrize("name", ["mlp", "minilm"])
+def test_a_sensitivity_scan_on_a_local_pool_gives_the_inline_table(name, models, inline_scan, local_pool) -> None:
+    assert_same_scan(sensitivity(models(name)[1], **SCANS[name], executor=local_pool), inline_scan(name))
+
+
+def test_a_sensitivity_scan_on_ray_gives_the_inline_table(models, inline_scan, ray_executor) -> None:
+    assert_same_scan(sensitivity(models("mlp")[1], **SCANS["mlp"], executor=ray_executor), inline_scan("mlp"))
+
+
+def test_a_worker_builds_one_layer_scorer_and_keeps_it_for_every_point_it_is_sent() -> None:
+    model = load_model("mlp")  # this test's own, standing for a worker's: the scorer goes in its cache
+
+    def scorers() -> list:
+        return [value for value in model.cache.values() if isinstance(value, LayerScorer)]
+
+    task = PointMeasurement(fast=True)
+    task(model, Recipe.from_dict(single_layer_recipe(model, "fc2.weight", prune={"amount": 0.5})))
+    assert scorers() == []  # in the driver, the scorer is the task's own, gone with it
+    for amount in (0.5, 0.9):
+        shipped = pickle.loads(pickle.dumps(task))  # what a worker receives: the task without its scorer
+        recipe = Recipe.from_dict(single_layer_recipe(model, "fc2.weight", prune={"amount": amount}))
+        row, plain = shipped(model, recipe), measure(model, recipe)
+        assert row["file_bytes"] == plain["file_bytes"] and row["value"] == pytest.approx(plain["value"], rel=1e-6)
+    assert len(scorers()) == 1
+
+
+def test_a_sensitivity_scan_takes_the_points_its_journal_holds(models, inline_scan, local_pool, tmp_path) -> None:
+    journal = Journal(tmp_path / "scan.jsonl")
+    sensitivity(models("mlp")[1], **SCANS["mlp"], executor=local_pool, journal=journal)
+    again = RecordingExecutor()
+    table = sensitivity(models("mlp")[0], **SCANS["mlp"], executor=again, journal=journal)
+    assert again.asked == [] and len(journal.read()) == 3 * 4  # amount 0 and bits 32: one point per layer
+    assert_same_scan(table, inline_scan("mlp"))
+
+
+def test_a_journal_keys_a_scan_on_its_first_rows_apart_from_one_on_all(models, tmp_path) -> None:
+    journal = Journal(tmp_path / "scan.jsonl")
+    grid = {"amounts": [0.5], "bits": [], "layers": ["fc3.weight"]}
+    sensitivity(models("mlp")[0], **grid, journal=journal)
+    again = RecordingExecutor()
+    sensitivity(models("mlp")[0], **grid, samples=100, executor=again, journal=journal)
+    assert len(again.asked) == 1 and len(journal.read()) == 2
+
+
+def test_a_k_ary_search_on_two_workers_finds_bisections_amount_in_fewer_rounds(models, local_pool) -> None:
+    bisection = search_sparsity(models("mlp")[0], tolerance=0.01)
+    k_ary = search_sparsity(models("mlp")[1], tolerance=0.01, executor=local_pool)
+    assert (k_ary.amount, k_ary.rejected_above) == (bisection.amount, bisection.rejected_above)
+    assert k_ary.rounds < bisection.rounds == bisection.evaluations
+    assert k_ary.drop == pytest.approx(bisection.drop, rel=1e-6, abs=0)
+
+
+@pytest.mark.parametrize("workflow", ["sensitivity", "search_sparsity"])
+def test_an_unknown_executor_is_refused_with_the_names_it_could_be(workflow, models) -> None:
+    run = {"sensitivity": sensitivity, "search_sparsity": functools.partial(search_sparsity, tolerance=0.01)}[workflow]
+    with pytest.raises(RecipeError, match=r"executor must be one of 'inline', 'local', 'ray'; got 'dask'"):
+        run(models("mlp")[0], executor="dask")
+    with pytest.raises(RecipeError, match=r"executor must be an Executor or one of .*; got 2"):
+        run(models("mlp")[0], executor=2)
+
+
+def test_the_sensitivity_command_resumes_its_journal(tmp_path, capsys) -> None:
+    journal, first, second = tmp_path / "scan.jsonl", tmp_path / "first.csv", tmp_path / "second.csv"
+    command = ["sensitivity", "mlp", "--amounts", "0,0.9", "--bits", "4", "--executor", "inline",
+               "--journal", str(journal)]
+    assert main([*command, "--csv", str(first)]) == 0
+    lines = journal.read_bytes()
+    assert main([*command, "--csv", str(second), "--resume"]) == 0
+    assert journal.read_bytes() == lines  # every point came from the journal
+    assert first.read_text() == second.read_text()
 
 
 def _session_of(temp: Path) -> int:

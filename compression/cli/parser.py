@@ -60,6 +60,24 @@ class CommandParser(RefusingParser):
         return action
 
 
+def add_executor_options(sub: CommandParser, same: str) -> None:
+    """--executor, --workers, --address: where the command's evaluations run (``same``: what
+    comes out the same from each)."""
+    sub.add_argument("--executor", choices=EXECUTORS, default="local",
+                     help="where the points run: inline (this process), local (a process per core), "
+                          f"ray (a running Ray cluster); the same {same} from each")
+    sub.add_argument("--workers", type=parse_workers,
+                     help="processes (local) or tasks at once (ray); default: one per core, or the cluster's CPUs")
+    sub.add_argument("--address", help="the Ray cluster's address, e.g. 10.0.0.1:6379 "
+                                       "(default: the one `ray start --head` started on this machine)")
+
+
+def add_journal_options(sub: CommandParser) -> None:
+    sub.add_argument("--journal", help="append every finished point to this file (one JSON line each)")
+    sub.add_argument("--resume", action="store_true",
+                     help="continue --journal: take the points it holds, compute only the rest")
+
+
 def command_parsers() -> dict[str, CommandParser]:
     """Each command's parser by name, as ``build_parser`` declares them."""
     return _build()[1]
@@ -122,16 +140,8 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, CommandParser]]:
     sub.add_argument("--csv", help="write the table as CSV")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--force", action="store_true", help="replace an existing CSV file")
-    sub.add_argument("--executor", choices=EXECUTORS, default="local",
-                     help="where the points run: inline (this process), local (a process per core), "
-                          "ray (a running Ray cluster); the same table from each")
-    sub.add_argument("--workers", type=parse_workers,
-                     help="processes (local) or tasks at once (ray); default: one per core, or the cluster's CPUs")
-    sub.add_argument("--address", help="the Ray cluster's address, e.g. 10.0.0.1:6379 "
-                                       "(default: the one `ray start --head` started on this machine)")
-    sub.add_argument("--journal", help="append every finished point to this file (one JSON line each)")
-    sub.add_argument("--resume", action="store_true",
-                     help="continue --journal: take the points it holds, compute only the rest")
+    add_executor_options(sub, "table")
+    add_journal_options(sub)
 
     sub = command("agp", command_agp, "gradual magnitude pruning with fine-tuning (Zhu & Gupta's schedule), "
                   "against one-shot pruning with and without as much fine-tuning")
@@ -161,6 +171,8 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, CommandParser]]:
     sub.add_argument("--csv", help="write the table as CSV")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--force", action="store_true", help="replace an existing CSV file")
+    add_executor_options(sub, "table")
+    add_journal_options(sub)
 
     sub = command("search", command_search, "the largest sparsity whose metric drop stays within a tolerance")
     sub.add_argument("--tolerance", type=float, required=True, help="largest allowed drop, e.g. 0.01")
@@ -169,6 +181,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, CommandParser]]:
     sub.add_argument("--resolution", type=float, default=0.01, help="amount grid step (default 0.01)")
     sub.add_argument("--data", help=DATA_HELP)
     sub.add_argument("--json", action="store_true")
+    add_executor_options(sub, "amount (with k workers, k amounts per round)")
 
     sub = command("distill", command_distill, "train a small student on the model's soft targets, and one on labels only")
     defaults = DistillConfig()

@@ -10,7 +10,7 @@ import argparse
 import json
 
 import compression
-from compression.cli.arguments import check_output, load, read_recipe
+from compression.cli.arguments import check_journal, check_output, executor_of, load, read_recipe, source_of
 from compression.cli.output import print_evaluations, print_json
 from compression.files import write_atomically
 from compression.workflows.distillation import DistillConfig, EpochRecord, compare_distillation
@@ -58,10 +58,13 @@ def command_sensitivity(args: argparse.Namespace) -> None:
     from compression.workflows.sensitivity import sensitivity
 
     csv_out = check_output(args.csv, args)
+    journal = check_journal(args)
     model = load(args)
     levels = {name: value for name in ("amounts", "bits") if (value := getattr(args, name)) is not None}
     progress = None if args.json else print_evaluations
-    frame = sensitivity(model, scheme=args.scheme, prune_method=args.method, progress=progress, **levels)
+    with executor_of(args) as executor:
+        frame = sensitivity(source_of(args, model), scheme=args.scheme, prune_method=args.method, progress=progress,
+                            executor=executor, journal=journal, **levels)
     if csv_out is not None:
         write_atomically(csv_out, frame.drop(columns=["recipe"]).to_csv(index=False).encode("utf-8"))
     shown = frame.drop(columns=["recipe"])
@@ -78,18 +81,21 @@ def command_search(args: argparse.Namespace) -> None:
     from compression.workflows.sensitivity import sensitivity
 
     model = load(args)
+    source = source_of(args, model)
     progress = None if args.json else print_evaluations
-    if args.per_layer:
-        curves = sensitivity(model, bits=(32,), progress=progress)
-        result = search_layerwise(model, curves, tolerance=args.tolerance, resolution=args.resolution,
-                                  progress=progress)
-    else:
-        result = search_sparsity(model, tolerance=args.tolerance, resolution=args.resolution, progress=progress)
+    with executor_of(args) as executor:
+        if args.per_layer:
+            curves = sensitivity(source, bits=(32,), progress=progress, executor=executor)
+            result = search_layerwise(source, curves, tolerance=args.tolerance, resolution=args.resolution,
+                                      progress=progress, executor=executor)
+        else:
+            result = search_sparsity(source, tolerance=args.tolerance, resolution=args.resolution, progress=progress,
+                                     executor=executor)
     steps = result.steps.drop(columns=["recipe", "thresholds"], errors="ignore")
     if args.json:
         print_json({"amount": result.amount, "threshold": result.threshold, "metric": result.metric,
                     "value": result.value, "baseline_value": result.baseline_value, "drop": result.drop,
-                    "tolerance": result.tolerance, "recipe": result.recipe,
+                    "tolerance": result.tolerance, "recipe": result.recipe, "rounds": result.rounds,
                     "steps": json.loads(steps.to_json(orient="records"))})
         return
     print(steps.to_string(index=False))
