@@ -9,7 +9,7 @@ import sample_models
 from compression.layer_table import layer_table
 from compression.units import format_bytes
 from compression.model_inputs import scoring_refusal
-from ui import cache, controls, input_shapes, model_family, navigation, server_models, state, uploads
+from ui import cache, controls, input_shapes, model_family, navigation, server_models, state, teaching, uploads
 from ui.model_ids import FOLDED_PREFIX, SERVER_PREFIX
 from ui.text import t
 from ui.text.engine_text import localized, sample_model
@@ -127,6 +127,7 @@ if not is_folded and any(isinstance(layer, torch.nn.modules.batchnorm._BatchNorm
     st.subheader(t("model.fusion"))
     st.markdown(t("model.fusion_intro"))
     st.latex(t("model.fusion_formula"))
+    teaching.mistakes_box(["fusion"], "fusion_mistakes")
     try:
         with st.spinner(t("model.folding")):
             fusion, check = cache.folded(choice.model_id, choice.data_id)

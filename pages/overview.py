@@ -19,6 +19,7 @@ st.markdown(t("overview.intro"))
 st.subheader(t("overview.way_through"))
 steps = [
     ("pages/model.py", t("overview.steps.model"), t("overview.step_notes.model")),
+    ("pages/model.py", t("overview.steps.fusion"), t("overview.step_notes.fusion")),  # its BatchNorm folding section
     ("pages/pruning.py", t("overview.steps.pruning"), t("overview.step_notes.pruning")),
     ("pages/quantization.py", t("overview.steps.quantization"), t("overview.step_notes.quantization")),
     ("pages/gradual.py", t("overview.steps.gradual"), t("overview.step_notes.gradual")),

@@ -9,7 +9,7 @@ import torch
 from compression.output_axes import CHANNELS_ON_AXIS_0
 from compression.recipe import CALIBRATED_PRUNE_METHODS, METHOD_SCOPES
 from compression.stats import sparsity_map
-from ui import calibrated_run, charts, controls, navigation, state
+from ui import calibrated_run, charts, controls, navigation, state, teaching
 from ui.text import t
 
 METHODS = ["off", "magnitude", "random", "structured", "n:m", *CALIBRATED_PRUNE_METHODS]
@@ -59,12 +59,15 @@ def prune_settings() -> tuple[dict | None, str | None]:
     with cut_column:
         cut = st.radio(t("pruning.cut"), cut_options, horizontal=True, format_func=lambda name: t(f"pruning.cuts.{name}"),
                        key=controls.seed("prune_cut", "threshold" if "threshold" in section and len(cut_options) > 1 else "amount"))
-    with scope_column:
-        settings = {"method": method, "scope": st.radio(
-            t("pruning.scope"), ["global", "layer"], horizontal=True,
-            format_func=lambda scope: t(f"pruning.scopes.{scope}"),
-            key=controls.seed("prune_scope", section.get("scope", "global")),
-        )}
+    # The recipe as it is now (a fragment rerun does not re-read ``section``): the scope kept while
+    # θ hides its control, to come back when the cut is an amount again.
+    scope = (state.recipe().get("prune") or {}).get("scope", section.get("scope", "global"))
+    scope = scope if scope in ("global", "layer") else "global"  # Wanda's "row" is not one of these
+    if cut == "amount":  # by θ, every layer has the same cut: the scope would change nothing
+        with scope_column:
+            scope = st.radio(t("pruning.scope"), ["global", "layer"], horizontal=True,
+                             format_func=lambda name: t(f"pruning.scopes.{name}"), key=controls.seed("prune_scope", scope))
+    settings = {"method": method, "scope": scope}
     with extra_column:
         if method == "structured":
             settings["norm"] = st.radio(t("pruning.norm"), ["l1", "l2"], horizontal=True,
@@ -160,6 +163,7 @@ def live_view() -> None:
     settings, cut = prune_settings()
     if settings is not None and settings["method"] in CALIBRATED_PRUNE_METHODS:
         calibrated_run.explain(settings["method"])
+    teaching.formulas_box(teaching.pruning_topics(settings, cut), "prune_formulas")
     layer_column, log_column = st.columns([3, 1], vertical_alignment="bottom")
     layer_names = list(model.compressible)
     selected = layer_column.selectbox(t("pruning.layer"), [ALL_LAYERS] + layer_names, key="prune_layer",
@@ -198,6 +202,7 @@ def live_charts(settings: dict | None, cut: str | None, layer_names: list[str], 
         result = calibrated_run.compressed(choice, model, "prune")
         if result is None:  # not run yet (its button is shown) or refused
             controls.recipe_box("prune")
+            teaching.plain_pytorch_box("prune", model, choice.model_id)
             return
         sizes, scores = result.report, controls.live_scores(choice, controls.report_recipe_json(result))
         view = controls.report_view(result.report)
@@ -213,11 +218,13 @@ def live_charts(settings: dict | None, cut: str | None, layer_names: list[str], 
     with numbers:
         controls.size_and_metric_row(sizes, scores)
     controls.recipe_box("prune")
+    teaching.plain_pytorch_box("prune", model, choice.model_id)
 
 
 live_view()
 controls.numbers_explained(model)
 st.caption(t("pruning.zero_bin_note"))
+teaching.mistakes_box(["absolute_value", "prune_module"], "prune_mistakes")
 
 
 def overrides_table() -> None:

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from compression.recipe import CALIBRATED_SCHEME_BITS, CALIBRATED_SCHEMES, FLOAT_FORMATS, SCHEME_BITS
-from ui import calibrated_run, charts, controls, navigation, state
+from ui import calibrated_run, charts, controls, navigation, state, teaching
 from ui.text import t
 
 SCHEMES = ["off", "linear", "pow2", "kmeans", *CALIBRATED_SCHEMES, *FLOAT_FORMATS]
@@ -61,37 +61,46 @@ def quantize_controls() -> dict | None:
     return new
 
 
+def draw_result(selected: str, log_y: bool) -> None:
+    """The size row, the chosen layer's histogram on its grid, and SQNR per layer."""
+    scheme = (state.recipe().get("quantize") or {}).get("scheme")
+    if scheme in CALIBRATED_SCHEMES:
+        calibrated_run.explain(scheme)
+    result = calibrated_run.compressed(choice, model, "quantize")
+    if result is None or not result.report.layers:
+        return
+    controls.size_and_metric_row(result.report, controls.live_scores(choice, controls.report_recipe_json(result)))
+    layer = result.report.layer(selected)
+    levels = layer.levels.numpy() if layer.levels is not None else None
+    widest = layer.scheme.startswith("linear") or layer.scheme == "pow2"  # a grid per channel: the widest is drawn
+    grid_note = "" if levels is None else t("quantization.levels_widest" if widest else "quantization.levels", count=len(levels))
+    st.plotly_chart(
+        charts.weight_histogram(layer.histogram_before, layer.histogram_after, levels, log_y=log_y,
+                                title=t("quantization.histogram_title", layer=selected, scheme=layer.scheme,
+                                        bits=layer.bits, levels=grid_note)),
+        width="stretch", key="quantize_histogram",
+    )
+    if levels is None and layer.scheme not in ("fp32",):
+        st.caption(t("quantization.too_fine"))
+    st.plotly_chart(charts.sqnr_bars(result.report.layers), width="stretch", key="quantize_sqnr")
+
+
 @st.fragment
 def live_view() -> None:
     left, right = st.columns([1, 3], gap="large")
     with left:
-        state.set_section("quantize", quantize_controls())
+        chosen = quantize_controls()
+        state.set_section("quantize", chosen)
         calibrated_run.calibration_row("quantize", model)
         selected = st.selectbox(t("quantization.layer"), list(model.compressible), key="quantize_layer")
         log_y = st.toggle(t("quantization.log_scale"), value=False, key="quantize_log_y")
         controls.recipe_box("quantize")
     with right:
-        scheme = (state.recipe().get("quantize") or {}).get("scheme")
-        if scheme in CALIBRATED_SCHEMES:
-            calibrated_run.explain(scheme)
-        result = calibrated_run.compressed(choice, model, "quantize")
-        if result is None or not result.report.layers:
-            return
-        controls.size_and_metric_row(result.report, controls.live_scores(choice, controls.report_recipe_json(result)))
-        layer = result.report.layer(selected)
-        levels = layer.levels.numpy() if layer.levels is not None else None
-        widest = layer.scheme.startswith("linear") or layer.scheme == "pow2"  # a grid per channel: the widest is drawn
-        grid_note = "" if levels is None else t("quantization.levels_widest" if widest else "quantization.levels", count=len(levels))
-        st.plotly_chart(
-            charts.weight_histogram(layer.histogram_before, layer.histogram_after, levels, log_y=log_y,
-                                    title=t("quantization.histogram_title", layer=selected, scheme=layer.scheme,
-                                            bits=layer.bits, levels=grid_note)),
-            width="stretch", key="quantize_histogram",
-        )
-        if levels is None and layer.scheme not in ("fp32",):
-            st.caption(t("quantization.too_fine"))
-        st.plotly_chart(charts.sqnr_bars(result.report.layers), width="stretch", key="quantize_sqnr")
+        teaching.formulas_box(teaching.quantization_topics(chosen), "quantize_formulas")
+        draw_result(selected, log_y)
+    teaching.plain_pytorch_box("quantize", model, choice.model_id)
 
 
 live_view()
 controls.numbers_explained(model)
+teaching.mistakes_box(["uniform_pow2", "fp16_divide"], "quantize_mistakes")

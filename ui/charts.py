@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 BEFORE_COLOUR = "rgba(120, 120, 120, 0.45)"
 AFTER_COLOUR = "rgba(31, 119, 180, 0.85)"
 LEVEL_COLOUR = "rgba(214, 39, 40, 0.55)"
+LOSSLESS_COLOUR = "rgba(44, 160, 44, 1.0)"  # +∞ dB: green, as on the error X-ray
+OVERFLOW_COLOUR = "rgba(0, 0, 0, 1.0)"  # −∞ dB: black
 MAX_DRAWN_LEVELS = 64  # beyond this the grid is a solid band: the title gives the count instead
 CHART_HEIGHT = 330
 MAX_NAMED_BARS = 40  # per-layer bar charts name each layer up to this many
@@ -124,12 +126,36 @@ def sparsity_bars(names: Sequence[str], zeros: Sequence[int], parameters: Sequen
 
 
 def sqnr_bars(layers: Sequence[LayerReport]) -> go.Figure:
-    """Signal-to-quantization-noise ratio per layer (higher is better; ∞ means unchanged)."""
-    return _per_layer_bars(
-        [layer.name for layer in layers], [layer.sqnr_db if np.isfinite(layer.sqnr_db) else None for layer in layers],
-        [[layer.scheme, layer.bits, layer.mse, layer.name] for layer in layers], t("charts.sqnr_hover"),
-        t("charts.sqnr_title"), t("charts.sqnr_axis"),
-    )
+    """Signal-to-quantization-noise ratio per layer (higher is better).
+
+    The two ends of the scale are no bars, and not alike: a lossless layer (+∞ dB, its weights
+    unchanged) is a green triangle labelled at the high end, an overflowed one (−∞ dB, ±inf in
+    its values) a black ✕ labelled at the low end, as the error X-ray draws them.
+    """
+    names, sqnr = [layer.name for layer in layers], [layer.sqnr_db for layer in layers]
+    customdata = [[layer.scheme, layer.bits, layer.mse, layer.name] for layer in layers]
+    figure = _per_layer_bars(names, [value if np.isfinite(value) else None for value in sqnr], customdata,
+                             t("charts.sqnr_hover"), t("charts.sqnr_title"), t("charts.sqnr_axis"))
+    named = len(names) <= MAX_NAMED_BARS
+    depth = short_names(names) if named else list(range(1, len(names) + 1))
+    finite = [value for value in sqnr if np.isfinite(value)]
+    low, high = min([*finite, 0.0]), max([*finite, 0.0])
+    pad = max((high - low) * 0.08, 1.0)
+    ends = ((np.inf, high + pad, "triangle-right" if named else "triangle-up", LOSSLESS_COLOUR, t("charts.sqnr_lossless"),
+             t("charts.sqnr_lossless_hover"), "middle left" if named else "bottom center"),
+            (-np.inf, low - pad, "x", OVERFLOW_COLOUR, t("charts.sqnr_overflow"),
+             t("charts.sqnr_overflow_hover"), "middle right" if named else "top center"))
+    for end, place, symbol, colour, label, hover, text_position in ends:
+        at = [i for i, value in enumerate(sqnr) if value == end]
+        if at:
+            where = ([place] * len(at), [depth[i] for i in at])
+            figure.add_trace(dict(
+                type="scatter", mode="markers+text", x=where[0] if named else where[1], y=where[1] if named else where[0],
+                marker=dict(symbol=symbol, size=12, color=colour), text=[label] * len(at), textposition=text_position,
+                textfont=dict(color=colour), cliponaxis=False, name=label, customdata=[customdata[i] for i in at],
+                hovertemplate=hover + NO_TRACE_BOX,
+            ))
+    return figure
 
 
 def _per_layer_bars(

@@ -39,6 +39,9 @@ DYNAMIC_PREFIXES = (
     "export.int8_formats.",
     "languages.",
     "zoo.models.",
+    "formulas.",  # ui/teaching.py: the formula (and its line) of each setting in use
+    "teaching.missing.",
+    "teaching.mistakes.",
 )
 # Texts of the engine's display codes, looked up by code (ui/text/engine_text.py); test_languages.py
 # checks them against the codes and values the engine gives.

@@ -1,10 +1,14 @@
 """The chart builders: what a figure holds for given view data."""
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import numpy as np
 
 from compression.stats import Histogram
 from ui import charts
+from ui.text import t
 
 
 def test_short_names_drop_the_shared_prefix_and_weight_ending_but_keep_block_numbers() -> None:
@@ -59,3 +63,21 @@ def test_many_layers_are_columns_along_the_depth_in_a_chart_of_normal_height() -
     assert many.layout.height == charts.CHART_HEIGHT
     assert list(many.data[0].x) == list(range(1, 212)) and many.data[0].y[5] == 0.5
     assert many.data[0].customdata[5][2] == names[5] and "%{y" in many.data[0].hovertemplate
+
+
+def _layer(name: str, sqnr_db: float) -> SimpleNamespace:
+    return SimpleNamespace(name=name, sqnr_db=sqnr_db, scheme="linear_symmetric", bits=8, mse=0.0)
+
+
+def test_a_lossless_and_an_overflowed_layer_are_drawn_apart_at_the_two_ends() -> None:
+    figure = charts.sqnr_bars([_layer("fc1.weight", math.inf), _layer("fc2.weight", 20.0), _layer("fc3.weight", -math.inf)])
+    bars, *ends = figure.data
+    assert list(bars.x) == [None, 20.0, None]
+    lossless, overflow = ({trace.name: trace for trace in ends}[t(key)] for key in ("charts.sqnr_lossless", "charts.sqnr_overflow"))
+    assert list(lossless.y) == ["fc1"] and lossless.x[0] > 20.0 and list(lossless.text) == [t("charts.sqnr_lossless")]
+    assert list(overflow.y) == ["fc3"] and overflow.x[0] < 0.0 and list(overflow.text) == [t("charts.sqnr_overflow")]
+    assert lossless.marker.symbol != overflow.marker.symbol and lossless.marker.color != overflow.marker.color
+
+
+def test_measured_layers_alone_add_no_end_markers() -> None:
+    assert len(charts.sqnr_bars([_layer("fc1.weight", 12.0), _layer("fc2.weight", 30.0)]).data) == 1
