@@ -39,12 +39,13 @@ from compression.compression_report import (
 )
 from compression.errors import RecipeError
 from compression.model import LoadedModel, module_layer_types
+from compression.original_weights import OriginalWeights, original_weights
 from compression.output_axes import CHANNELS_ON_AXIS_0, OutputAxis
 from compression.packing import EncodedTensor, PackedModel, encode_tensor
 from compression.pruning import compute_masks
 from compression.quantization import QuantizedTensor
 from compression.recipe import Recipe
-from compression.stats import ValueRange, mean_magnitude, sparsity_map, value_range
+from compression.stats import ValueRange, sparsity_map, value_range
 from compression.tensor_codes import compress_tensor
 
 __all__ = ["CompressionReport", "CompressionResult", "LayerReport", "as_recipe", "compress", "tied_names"]
@@ -151,8 +152,8 @@ class _Compressed:
     encoded: dict[str, EncodedTensor] = field(default_factory=dict)
     replacements: dict[str, torch.Tensor] = field(default_factory=dict)
     layers: dict[str, LayerReport] = field(default_factory=dict)
-    ranges: dict[str, tuple[ValueRange, ValueRange]] = field(default_factory=dict)
-    spreads: dict[str, float] = field(default_factory=dict)  # mean |w| of each original tensor
+    after: dict[str, ValueRange] = field(default_factory=dict)  # each final tensor's range
+    originals: OriginalWeights = field(default_factory=OriginalWeights)  # the model's memo, in compress
 
     def add(self, name: str, axis: OutputAxis, rows: torch.Tensor, quantized: QuantizedTensor | None,
             sections: Sections, threshold: float | None) -> None:
@@ -160,11 +161,10 @@ class _Compressed:
         original = self.state[name]
         encoded = self.encoded[name] = encode_tensor(rows, quantized, sections[1], axis)
         values = self.replacements[name] = axis.restored(rows)
-        self.ranges[name] = (value_range(original), value_range(values))
-        self.spreads[name] = mean_magnitude(original)
+        self.after[name] = value_range(values)
         self.layers[name] = layer_report(
             name, self.loaded.layer_types.get(name, "included"), method_label(*sections), original, values,
-            threshold, quantized, encoded, *self.ranges[name], self.spreads[name], sparsity_map(rows),
+            threshold, quantized, encoded, self.after[name], sparsity_map(rows), self.originals,
         )
 
 
@@ -195,7 +195,7 @@ def compress(
     prune_specs = {name: spec for name in targets if (spec := sections[name][0]) is not None and not spec.calibrated}
     masks = compute_masks({name: weights[name] for name in prune_specs}, prune_specs)
 
-    done = _Compressed(loaded, state)
+    done = _Compressed(loaded, state, originals=original_weights(loaded))
     for name in targets:
         if name in calibrated:
             continue
@@ -217,6 +217,6 @@ def compress(
     raw = {name: tensor for name, tensor in state.items() if name not in done.encoded and name not in tied}
     packed = PackedModel(encoded=done.encoded, raw=raw, recipe_json=recipe.to_json(), model_name=loaded.name,
                          aliases=dict(tied), calibration=record.to_dict() if record is not None else None)
-    report = compression_report(loaded, recipe, state, layers_in_order, packed, done.replacements, done.ranges,
-                                done.spreads)
+    report = compression_report(loaded, recipe, state, layers_in_order, packed, done.replacements, done.after,
+                                done.originals)
     return CompressionResult(module=module, report=report, packed=packed)

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import torch
 
 from compression.model import LoadedModel
+from compression.original_weights import OriginalWeights
 from compression.packing import EncodedTensor, PackedModel
 from compression.quantization import QuantizedTensor
 from compression.recipe import PruneSpec, QuantizeSpec, Recipe
@@ -140,15 +141,15 @@ def layer_report(
     threshold: float | None,
     quantized: QuantizedTensor | None,
     encoded: EncodedTensor,
-    before: ValueRange,
     after: ValueRange,
-    mean: float,
     zeros_map: SparsityMap,
+    originals: OriginalWeights,
 ) -> LayerReport:
     """One tensor's report: ``original`` and its final ``values``, as ``encoded`` stores them."""
+    before, mean = originals.extremes(name, original), originals.spread(name, original)
     # Quantization may round the largest |w| up; outliers far beyond the bulk go to the end bins.
     limit = display_limit(max(before.magnitude, after.magnitude), mean)
-    errors = error_measures(original, values)
+    errors = error_measures(original, values, originals.power(name, original))
     zeros = values.numel() - encoded.entry["nonzero"]  # counted by encode_tensor (values != 0)
     return LayerReport(
         name=name,
@@ -165,7 +166,7 @@ def layer_report(
         sqnr_db=errors.sqnr_db,
         non_finite=0 if after.all_finite else int((~torch.isfinite(values)).sum()),
         method=method,
-        histogram_before=histogram(original, limit, extremes=before),
+        histogram_before=originals.histogram(name, original, limit),
         histogram_after=histogram(values, limit, extremes=after),
         levels=quantized.levels if quantized is not None else None,
         sparsity_map=zeros_map,
@@ -179,16 +180,19 @@ def compression_report(
     layers: list[LayerReport],
     packed: PackedModel,
     replacements: Mapping[str, torch.Tensor],
-    ranges: Mapping[str, tuple[ValueRange, ValueRange]],
-    spreads: Mapping[str, float],
+    after: Mapping[str, ValueRange],
+    originals: OriginalWeights,
 ) -> CompressionReport:
     """The whole model's report from its tensors' (``replacements``: their final values)."""
     parameters = sum(layer.parameters for layer in layers)
     zeros = sum(layer.zeros for layer in layers)
-    magnitude = max((max(before.magnitude, after.magnitude) for before, after in ranges.values()), default=0.0)
-    limit = display_limit(magnitude, pooled_mean_magnitude([(spreads[name], state[name].numel()) for name in replacements]))
-    before = _summed_histogram([(state[name], ranges[name][0]) for name in replacements], limit)
-    after = _summed_histogram([(values, ranges[name][1]) for name, values in replacements.items()], limit)
+    magnitude = max((max(originals.extremes(name, state[name]).magnitude, after[name].magnitude)
+                     for name in replacements), default=0.0)
+    limit = display_limit(magnitude, pooled_mean_magnitude(
+        [(originals.spread(name, state[name]), state[name].numel()) for name in replacements]))
+    pooled_before = _summed([originals.histogram(name, state[name], limit) for name in replacements], limit)
+    pooled_after = _summed([histogram(values, limit, extremes=after[name]) for name, values in replacements.items()],
+                           limit)
     return CompressionReport(
         model=loaded.name,
         recipe=json.loads(recipe.to_json()),
@@ -197,14 +201,13 @@ def compression_report(
         encoded_bytes=packed.encoded_bytes,
         file_bytes=packed.file_bytes,  # exact, without serialising the file
         layers=tuple(layers),
-        histogram_before=before,
-        histogram_after=after,
+        histogram_before=pooled_before,
+        histogram_after=pooled_after,
         calibration=packed.calibration,
     )
 
 
-def _summed_histogram(tensors: list[tuple[torch.Tensor, ValueRange]], limit: float) -> Histogram:
-    parts = [histogram(tensor, limit, extremes=extremes) for tensor, extremes in tensors]
+def _summed(parts: list[Histogram], limit: float) -> Histogram:
     if not parts:
         return histogram(torch.zeros(0), limit)
     return Histogram(sum(part.counts for part in parts), parts[0].edges, sum(part.outside for part in parts))

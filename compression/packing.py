@@ -47,6 +47,7 @@ import torch
 from compression.bitpack import pack_bits, packed_size, unpack_bits
 from compression.errors import PackedFileError
 from compression.files import write_atomically
+from compression.masks_numpy import nonzero_flags
 from compression.output_axes import CHANNELS_ON_AXIS_0, OutputAxis
 from compression.recipe import sorted_keys
 from compression.quantization import dequantize_tensor
@@ -107,7 +108,7 @@ def encode_tensor(
     the output channels first (``output_axis.channels_first`` of the tensor)."""
     quantized = quantized if quantized is not None else _raw_codes(values)
     flat_values = values.reshape(-1)
-    nonzero_mask = (flat_values != 0).numpy()
+    nonzero_mask = nonzero_flags(flat_values)
     flat_nonzero = np.flatnonzero(nonzero_mask)
     gap_width = _gap_width(flat_nonzero)
     encoding, _ = choose_encoding(

@@ -19,6 +19,7 @@ from typing import Callable, Mapping
 
 import torch
 
+from compression.masks_numpy import at_least, count_below, within
 from compression.output_axes import CHANNELS_ON_AXIS_0, OutputAxis
 from compression.recipe import PruneSpec
 
@@ -88,12 +89,8 @@ def _kth_smallest(flats: list[torch.Tensor], k: int) -> float:
     total = sum(f.numel() for f in flats)
     if total > _DIRECT_SELECTION:
         low, high = _sample_bracket(flats, total, k)
-        below, inside = 0, []
-        for flat in flats:
-            under = flat < low
-            below += int(torch.count_nonzero(under))
-            inside.append(flat[(flat <= high) ^ under])  # low <= flat <= high; NaN in neither
-        pool = torch.cat(inside)
+        below = sum(count_below(flat, low) for flat in flats)
+        pool = torch.cat([within(flat, low, high) for flat in flats])  # NaN in neither
         # Sorted, the pool is [< low] [low..high] [> high] [NaN]: the answer is in the middle part.
         if below < k <= below + pool.numel():
             return float(torch.kthvalue(pool, k - below).values)
@@ -119,7 +116,7 @@ def _sample_bracket(flats: list[torch.Tensor], total: int, k: int) -> tuple[floa
 
 def _cut_masks(scores: list[torch.Tensor], spec: PruneSpec) -> tuple[list[torch.Tensor], float]:
     cut = spec.threshold if spec.threshold is not None else _cut_for_amount(scores, spec.amount)
-    return [s >= cut for s in scores], cut
+    return [at_least(s, cut) for s in scores], cut
 
 
 def _n_m_keep(weight: torch.Tensor, spec: PruneSpec) -> torch.Tensor:
