@@ -3,9 +3,17 @@ import pandas as pd
 import streamlit as st
 
 import compression
-from compression.workflows.distillation import DistillConfig, EpochRecord, compare_distillation, student_for
+from compression.workflows.distillation import (
+    DistillConfig,
+    EpochRecord,
+    compare_distillation,
+    soft_targets,
+    student_for,
+)
 from ui import cache, charts, controls, navigation, stores
 from ui.text import t
+
+PICTURE_PIXELS = 140  # the example's picture, drawn this wide
 
 navigation.require_navigation()
 st.title(t("distillation.title"))
@@ -28,6 +36,25 @@ teacher_parameters = sum(p.numel() for p in teacher.module.parameters())
 student_parameters = sum(p.numel() for p in student_for(teacher, width).parameters())
 st.caption(t("distillation.student_size", student=student_parameters, share=student_parameters / teacher_parameters,
              teacher=teacher_parameters, model=choice.label))
+
+st.subheader(t("distillation.soft_title"))
+st.latex(t("distillation.softmax_formula"))
+index = st.number_input(t("distillation.digit"), 0, teacher.evaluation.size - 1, 0, key="distill_digit",
+                        help=t("distillation.digit_help", size=teacher.evaluation.size))
+targets = soft_targets(teacher, int(index), temperature)
+picture_column, bars_column = st.columns([1, 4], vertical_alignment="center")
+picture = targets.image()
+if picture is not None:
+    scale = max(1, PICTURE_PIXELS // picture.shape[0])  # whole pixels, not the browser's blur
+    picture_column.image(picture.numpy().repeat(scale, 0).repeat(scale, 1),
+                         caption=t("distillation.digit_label", label=targets.label))
+bars_column.plotly_chart(charts.soft_targets_chart(targets.at_one, targets.at_temperature, temperature,
+                                                   t("distillation.soft_chart_title", index=targets.index,
+                                                     label=targets.label)),
+                         width="stretch", key="distill_soft_targets")
+top = max(range(len(targets.at_one)), key=targets.at_one.__getitem__)
+st.caption(t("distillation.soft_look_for", temperature=temperature, top=top, at_one=targets.at_one[top],
+             at_t=targets.at_temperature[top], rest_one=1 - targets.at_one[top], rest_t=1 - targets.at_temperature[top]))
 
 runs = stores.DISTILLATION_RUNS  # (model, config) → both results, kept across pages
 run_key = (choice, config)

@@ -51,6 +51,7 @@ def draw(rows: list[GradualStep], key: str) -> None:
 
 
 draw(runs[run_key]["steps"] if run_key in runs else [], "agp_chart")
+st.caption(t("gradual.saw_tooth"))
 st.caption(t("gradual.planned", steps=steps + 1, epochs=epochs * (steps + 1), data=localized(training_data(model).description)))
 st.caption(t("gradual.pruned_by", method=t(f"pruning.methods.{cut.method}"), scope=t(f"pruning.scopes.{cut.scope}")))
 

@@ -90,8 +90,8 @@ model_family.render(choice)
 
 layers = layer_table(model)
 table = pd.DataFrame([{"layer": row.name, "type": row.type, "shape": " × ".join(map(str, row.shape)),
-                       "parameters": row.parameters, "bytes": row.bytes} for row in layers.layers])
-columns = st.columns(4 if model.stored_weights is None else 5)
+                       "parameters": row.parameters, "bytes": row.bytes, "macs": row.macs} for row in layers.layers])
+columns = st.columns(5 if model.stored_weights is None else 6)
 columns[0].metric(t("model.compressible_layers"), len(table))
 columns[1].metric(t("model.compressible_weights"), f"{layers.compressible_parameters:,}")
 columns[2].metric(t("model.all_values"), f"{layers.parameters:,}", help=t("model.all_values_help"))
@@ -100,6 +100,14 @@ if model.stored_weights is not None:
     stored = model.stored_weights
     columns[4].metric(t("model.checkpoint", dtypes=", ".join(stored.dtypes)), format_bytes(stored.total_bytes),
                       help=t("model.checkpoint_help", stored=str(stored)))
+macs = layers.macs
+if macs.total is None:
+    st.caption(t("model.macs_unknown", reason=macs.reason))
+else:
+    row_shapes = " + ".join(" × ".join(map(str, shape)) for shape in macs.row_shapes)
+    columns[-1].metric(t("model.macs"), f"{macs.total:,}", help=t("model.macs_help", shape=row_shapes))
+    if macs.unattributed:
+        st.caption(t("model.macs_unattributed", macs=f"{macs.unattributed:,}"))
 st.caption(t("model.fingerprint", fingerprint=cache.weights_fingerprint(choice.model_id, model)))
 if model.evaluation is None:
     refusal = scoring_refusal(choice.label, model.input_specs)
@@ -117,7 +125,8 @@ if len(table):
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"layer": t("model.columns.layer"), "type": t("model.columns.type"),
                                 "shape": t("model.columns.shape"), "parameters": t("model.columns.parameters"),
-                                "bytes": st.column_config.NumberColumn(t("model.columns.bytes"), format="%d B")})
+                                "bytes": st.column_config.NumberColumn(t("model.columns.bytes"), format="%d B"),
+                                "macs": st.column_config.NumberColumn(t("model.columns.macs"), help=t("model.columns.macs_help"))})
 else:
     st.warning(t("model.nothing_compressible"))
 input_shapes.render(choice, model)

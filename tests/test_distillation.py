@@ -13,6 +13,7 @@ from compression.workflows.distillation import (
     compare_distillation,
     distill,
     distillation_loss,
+    soft_targets,
     student_for,
 )
 from compression.errors import DataError, RecipeError
@@ -192,3 +193,39 @@ def test_a_model_without_training_data_is_refused(mlp) -> None:
 def test_a_model_without_labelled_evaluation_data_is_refused(mlp) -> None:
     with pytest.raises(DataError, match="labelled"):
         distill(dataclasses.replace(mlp, evaluation=None), QUICK)
+
+
+# --- one example's soft targets ----------------------------------------------------------------
+
+
+def test_soft_targets_are_the_softmax_of_the_teachers_logits_divided_by_t(mlp) -> None:
+    targets = soft_targets(mlp, 3, 4.0)
+    logits = mlp.module(mlp.evaluation.inputs[0][3:4])[0].detach()
+    assert targets.at_one == pytest.approx(F.softmax(logits, dim=0).tolist(), abs=1e-6)
+    assert targets.at_temperature == pytest.approx(F.softmax(logits / 4.0, dim=0).tolist(), abs=1e-6)
+    assert len(targets.at_one) == 10 and targets.label == int(mlp.evaluation.labels[3])
+
+
+def test_a_higher_temperature_lifts_the_wrong_classes_and_keeps_the_order(mlp) -> None:
+    targets = soft_targets(mlp, 0, 4.0)
+    top = max(range(10), key=targets.at_one.__getitem__)
+    assert targets.at_temperature[top] < targets.at_one[top]
+    assert sum(targets.at_temperature) - targets.at_temperature[top] > sum(targets.at_one) - targets.at_one[top]
+    assert sorted(range(10), key=targets.at_one.__getitem__) == sorted(range(10), key=targets.at_temperature.__getitem__)
+
+
+def test_at_temperature_one_both_distributions_are_one(mlp) -> None:
+    targets = soft_targets(mlp, 0, 1.0)
+    assert targets.at_temperature == targets.at_one
+
+
+def test_the_example_is_drawn_as_a_square_picture(mlp) -> None:
+    picture = soft_targets(mlp, 0, 2.0).image()
+    assert picture.shape == (8, 8) and float(picture.min()) == 0.0 and float(picture.max()) == 1.0
+    assert soft_targets(load_model("simplenet"), 0, 2.0).image().shape == (28, 28)
+
+
+@pytest.mark.parametrize("index", [-1, 450, 1.5, True])
+def test_an_index_outside_the_held_out_examples_is_refused_naming_the_range(mlp, index) -> None:
+    with pytest.raises(RecipeError, match="index must be an integer from 0 to 449"):
+        soft_targets(mlp, index, 4.0)

@@ -92,6 +92,49 @@ def test_each_step_is_scored_on_the_held_out_split(mlp) -> None:
     assert result.steps[-1].value == pytest.approx(evaluate(mlp, result.module).value)
 
 
+# --- the saw-tooth: each step scored right after its cut and after its fine-tuning ---------------
+
+SAW = AgpSchedule(initial=0.3, final=0.8, steps=1, epochs_per_step=1)
+
+
+@pytest.fixture(scope="module")
+def saw_tooth(mlp):
+    return gradual_prune(mlp, SAW)
+
+
+def test_the_first_step_is_scored_right_after_its_cut_before_any_training(mlp, saw_tooth) -> None:
+    cut = compress(mlp, {"prune": {"method": "magnitude", "amount": 0.3, "scope": "global"}})
+    assert saw_tooth.steps[0].value_before_fine_tuning == evaluate(mlp, cut.module).value
+
+
+def test_a_later_step_is_scored_on_the_fine_tuned_model_cut_again(mlp, saw_tooth) -> None:
+    tuned = one_shot_prune(mlp, 0.3, epochs=1)  # the gradual run's step 0, trained alike
+    cut = compress(tuned.model, {"prune": {"method": "magnitude", "amount": 0.8, "scope": "global"}})
+    assert saw_tooth.steps[1].value_before_fine_tuning == evaluate(mlp, cut.module).value
+
+
+def test_fine_tuning_moves_the_metric_away_from_the_score_right_after_the_cut(saw_tooth) -> None:
+    assert all(step.value != step.value_before_fine_tuning for step in saw_tooth.steps)
+    assert saw_tooth.steps[-1].value > saw_tooth.steps[-1].value_before_fine_tuning  # 80 %: training recovers
+
+
+def test_without_fine_tuning_both_scores_of_a_step_are_one(mlp) -> None:
+    result = gradual_prune(mlp, dataclasses.replace(SAW, epochs_per_step=0))
+    assert all(step.value == step.value_before_fine_tuning for step in result.steps)
+
+
+def test_the_chart_draws_the_saw_tooth_cut_then_fine_tuned_at_each_step(saw_tooth) -> None:
+    from ui import charts
+
+    figure = charts.gradual_chart(SAW.planned(), saw_tooth.steps, "accuracy")
+    line = figure.data[-1]
+    first, last = saw_tooth.steps
+    assert list(line.x) == [0, 0.5, 1, 1.5]
+    assert list(line.y) == [first.value_before_fine_tuning, first.value, last.value_before_fine_tuning, last.value]
+    assert list(line.marker.symbol) == ["triangle-down", "circle"] * 2
+    assert list(figure.data[0].y) == pytest.approx(SAW.planned())
+
+
 def test_gradual_pruning_keeps_far_more_accuracy_than_one_shot_at_90_percent() -> None:
     simplenet = load_model("simplenet")
     result = gradual_prune(simplenet, AgpSchedule(initial=0.0, final=0.9, steps=6, epochs_per_step=1))

@@ -225,16 +225,21 @@ def kernel_grid(grid: np.ndarray, title: str) -> go.Figure:
 
 
 def gradual_chart(planned: Sequence[float], steps: Sequence, metric: str) -> go.Figure:
-    """The planned sparsity per step (dashed), the reached sparsity and the metric after each step."""
+    """The planned sparsity per step (dashed), the reached sparsity, and the metric's saw-tooth:
+    scored right after step k's cut (at x = k) and after its fine-tuning (at x = k + ½)."""
+    phases = [t("charts.after_cut"), t("charts.after_fine_tuning")]
     traces = [
         dict(type="scatter", x=list(range(len(planned))), y=list(planned), mode="lines+markers",
              name=t("charts.planned"),
              line=dict(color=BEFORE_COLOUR.replace("0.45", "0.9"), dash="dash")),
         dict(type="scatter", x=[s.step for s in steps], y=[s.sparsity for s in steps], mode="lines+markers",
              name=t("charts.reached"), line=dict(color=AFTER_COLOUR)),
-        dict(type="scatter", x=[s.step for s in steps], y=[s.value for s in steps], mode="lines+markers",
-             name=t("charts.metric_after_fine_tuning", metric=metric), line=dict(color="rgba(44, 160, 44, 0.9)"),
-             yaxis="y2"),
+        dict(type="scatter", x=[x for s in steps for x in (s.step, s.step + 0.5)],
+             y=[y for s in steps for y in (s.value_before_fine_tuning, s.value)], mode="lines+markers",
+             name=t("charts.metric_saw_tooth", metric=metric), line=dict(color="rgba(44, 160, 44, 0.9)"),
+             marker=dict(symbol=["triangle-down", "circle"] * len(steps), size=9),
+             customdata=[[s.step, phase] for s in steps for phase in phases],
+             hovertemplate=t("charts.saw_tooth_hover", metric=metric) + NO_TRACE_BOX, yaxis="y2"),
     ]
     layout = _layout(t("charts.gradual_title"), t("charts.gradual_steps"), t("charts.gradual_sparsity"), height=420,
                      showlegend=True, legend=LEGEND_BELOW,
@@ -334,6 +339,23 @@ def distillation_chart(with_teacher: Sequence, without: Sequence, metric: str) -
                      legend=LEGEND_BELOW,
                      yaxis2=dict(title=dict(text=t("charts.loss_dotted")), overlaying="y", side="right"))
     layout["xaxis"]["dtick"] = 1  # whole epochs
+    return go.Figure(data=traces, layout=layout)
+
+
+def soft_targets_chart(at_one: Sequence[float], at_temperature: Sequence[float], temperature: float,
+                       title: str) -> go.Figure:
+    """One example's class probabilities from the teacher's logits: softmax(z) beside softmax(z / T)."""
+    classes = list(range(len(at_one)))
+    traces = [
+        dict(type="bar", x=classes, y=list(probabilities), name=name, marker=dict(color=colour),
+             hovertemplate=t("charts.soft_hover", name=name) + NO_TRACE_BOX)
+        for probabilities, name, colour in ((at_one, t("charts.soft_at_one"), BEFORE_COLOUR.replace("0.45", "0.9")),
+                                            (at_temperature, t("charts.soft_at_t", temperature=temperature), AFTER_COLOUR))
+    ]
+    layout = _layout(title, t("charts.soft_class"), t("charts.soft_probability"), height=360, showlegend=True,
+                     legend=LEGEND_BELOW, barmode="group")
+    layout["xaxis"]["dtick"] = 1  # every class
+    layout["yaxis"]["range"] = [0, 1.02]
     return go.Figure(data=traces, layout=layout)
 
 

@@ -222,9 +222,7 @@ def distill(
     if teacher.evaluation is None or teacher.evaluation.metric != ACCURACY:
         raise DataError(f"distillation scores the student by held-out accuracy; {teacher.name!r} has no labelled evaluation data.")
     data = data if data is not None else training_data(teacher)
-    # A module left in training mode would update its BatchNorm statistics as it predicts.
-    frozen = copy.deepcopy(teacher.module).eval() if teacher.module.training else teacher.module
-    teacher_logits = model_outputs(frozen, (data.inputs,), teacher.evaluation.batch_size)
+    teacher_logits = model_outputs(_frozen(teacher), (data.inputs,), teacher.evaluation.batch_size)
     # The student's initial weights come from torch's global generator: seeded, restored, and
     # held by one run at a time, so concurrent sessions cannot interleave their draws.
     with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
@@ -294,6 +292,71 @@ def compare_distillation(
     with_teacher = distill(teacher, config, data=data, progress=shifted(0))
     without = distill(teacher, replace(config, alpha=0.0), data=data, progress=shifted(config.epochs))
     return with_teacher, without
+
+
+@dataclass(frozen=True)
+class SoftTargets:
+    """One held-out example as the teacher sees it: its logits z and softmax(z / T) at T = 1
+    and at ``temperature``, the distribution the student is taught to match."""
+
+    index: int
+    label: int | None
+    inputs: torch.Tensor  # the example's row of the evaluation inputs (no batch dimension)
+    logits: tuple[float, ...]
+    at_one: tuple[float, ...]
+    at_temperature: tuple[float, ...]
+    temperature: float
+
+    def image(self) -> torch.Tensor | None:
+        """The input as a picture scaled to [0, 1]: its first channel, or a flat row of a
+        square's length (the digits' 64 pixels) as that square; None for other shapes."""
+        pixels = self.inputs[0] if self.inputs.dim() == 3 else self.inputs
+        side = math.isqrt(pixels.numel())
+        if pixels.dim() == 1 and side * side == pixels.numel():
+            pixels = pixels.reshape(side, side)
+        if pixels.dim() != 2:
+            return None
+        low, high = pixels.min(), pixels.max()
+        return (pixels - low) / (high - low) if high > low else torch.zeros_like(pixels)
+
+
+def soft_targets(teacher: LoadedModel, index: int, temperature: float) -> SoftTargets:
+    """The teacher's softened output for held-out example ``index``: softmax(z_i / T) =
+    exp(z_i / T) / Σ_j exp(z_j / T) at T = 1 and at ``temperature``. Raising T lifts the
+    wrong classes' probabilities, Hinton et al.'s "dark knowledge" (which other digits this
+    one resembles), that the hard label does not carry.
+
+    >>> from compression.io.loading import load_model
+    >>> targets = soft_targets(load_model("mlp"), 0, 4.0)
+    >>> max(targets.at_temperature) < max(targets.at_one), round(sum(targets.at_temperature), 6)
+    (True, 1.0)
+    """
+    _check_positive("temperature", temperature)
+    if teacher.evaluation is None:
+        raise DataError(f"{teacher.name!r} has no held-out examples to show the soft targets of; load it with data.")
+    size = teacher.evaluation.size
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
+        raise RecipeError(f"index must be an integer from 0 to {size - 1} (a held-out example); got {index!r}.")
+    row = tuple(tensor[index : index + 1] for tensor in teacher.evaluation.inputs)
+    logits = model_outputs(_frozen(teacher), row, teacher.evaluation.batch_size)[0]
+    if logits.dim() != 1:
+        raise DataError(f"soft targets are class scores; {teacher.name!r} gives outputs of shape {tuple(logits.shape)} per example.")
+    labels = teacher.evaluation.labels
+    return SoftTargets(
+        index=index,
+        label=None if labels is None else int(labels[index]),
+        inputs=row[0][0],
+        logits=tuple(logits.tolist()),
+        at_one=tuple(F.softmax(logits, dim=0).tolist()),
+        at_temperature=tuple(F.softmax(logits / temperature, dim=0).tolist()),
+        temperature=float(temperature),
+    )
+
+
+def _frozen(teacher: LoadedModel) -> nn.Module:
+    """The teacher's module to predict with: a module left in training mode would update its
+    BatchNorm statistics as it predicts, so such a one is copied into eval mode."""
+    return copy.deepcopy(teacher.module).eval() if teacher.module.training else teacher.module
 
 
 def _count(module: nn.Module) -> int:

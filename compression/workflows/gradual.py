@@ -8,7 +8,8 @@ weights to remove, then flat as the network approaches the final sparsity:
     s_k = s_f + (s_i - s_f) (1 - k / n)^3,   k = 0 .. n
 
 After each pruning step the model is fine-tuned on its training split with the pruned
-weights held at zero, and scored on the held-out split.
+weights held at zero. It is scored on the held-out split twice per step, right after the cut
+and after the fine-tuning: the saw-tooth of a drop at each cut and a recovery in training.
 
 >>> schedule = AgpSchedule(initial=0.0, final=0.8, steps=4)
 >>> [round(s, 4) for s in schedule.planned()]
@@ -78,7 +79,8 @@ def training_data(model: LoadedModel) -> TrainingData:
 
 @dataclass(frozen=True)
 class GradualStep:
-    """One pruning step, after its fine-tuning: target and reached sparsity, θ, loss, metric."""
+    """One pruning step: target and reached sparsity, θ, loss, and the metric after its
+    fine-tuning (``value``) and right after the cut, before it (``value_before_fine_tuning``)."""
 
     step: int
     target: float
@@ -86,6 +88,7 @@ class GradualStep:
     threshold: float | None
     train_loss: float | None  # mean loss of the fine-tuning after this step (None: no epochs)
     value: float
+    value_before_fine_tuning: float  # equal to ``value`` when the step has no epochs
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,7 @@ def _prune_and_fine_tune(
             for name, weight in pruned.items():
                 weight.mul_(masks[name].keep)
         keeps = {name: mask.keep for name, mask in masks.items()}
+        cut_value = evaluate(model, module.eval()).value
         loss = _fine_tune(module, pruned, keeps, data, epochs, learning_rate, batch_size, generator)
         zeros = sum(int((w == 0).sum()) for w in pruned.values())
         thresholds = {mask.threshold for mask in masks.values() if mask.threshold is not None and math.isfinite(mask.threshold)}
@@ -206,7 +210,8 @@ def _prune_and_fine_tune(
             sparsity=zeros / sum(w.numel() for w in pruned.values()),
             threshold=thresholds.pop() if len(thresholds) == 1 else None,
             train_loss=loss,
-            value=evaluate(model, module.eval()).value,
+            value=evaluate(model, module.eval()).value if epochs else cut_value,
+            value_before_fine_tuning=cut_value,
         )
         record.append(entry)
         if progress is not None:

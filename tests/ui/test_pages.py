@@ -587,6 +587,8 @@ def test_gradual_run_fills_the_curves_and_compares_with_one_shot(app):
     assert_clean(app)
     reached = trace(figure(app, "agp_chart"), "sparsity reached")
     assert values(reached["y"]) == pytest.approx([0.0, 0.7, 0.8], abs=1e-3)
+    saw_tooth = trace(figure(app, "agp_chart"), "Accuracy: after each cut")
+    assert list(values(saw_tooth["x"])) == [0, 0.5, 1, 1.5, 2, 2.5]  # each step: right after the cut, fine-tuned
     comparison = app.dataframe[-1].value
     assert list(comparison["method"]) == ["gradual (AGP + fine-tuning)", "one-shot magnitude",
                                           "one-shot magnitude + fine-tuning"]
@@ -713,6 +715,21 @@ def test_distillation_trains_both_students_and_tabulates_them_beside_the_teacher
     assert table["parameters"].iloc[1] < table["parameters"].iloc[0]
 
 
+def test_distillation_shows_the_chosen_digits_soft_targets_at_t_1_and_at_t(app):
+    open_page(app, "pages/model.py")
+    app.radio(key="model_zoo").set_value("mlp").run()
+    open_page(app, "pages/distillation.py")
+    app.slider(key="distill_temperature").set_value(5.0)
+    app.number_input(key="distill_digit").set_value(7).run()
+    assert_clean(app)
+    bars = {trace["name"]: values(trace["y"]) for trace in figure(app, "distill_soft_targets")["data"]}
+    assert set(bars) == {"T = 1", "T = 5"}
+    assert all(len(p) == 10 and p.sum() == pytest.approx(1, abs=1e-6) for p in bars.values())
+    assert bars["T = 5"].max() < bars["T = 1"].max()  # softened: the dark knowledge shows
+    assert any("softmax" in latex.value for latex in app.latex)
+    assert app.get("image")  # the digit beside its bars
+
+
 def test_export_to_int8_onnx_is_scored_by_onnxruntime_and_offered_for_download(app):
     open_link(app, "mlp", json.dumps({"prune": {"method": "magnitude", "amount": 0.5}}))
     open_page(app, "pages/export.py")
@@ -738,6 +755,24 @@ def test_without_litert_torch_the_export_page_says_how_to_add_it(app, monkeypatc
     assert_clean(app)
     assert any("requirements-tflite.txt" in info.value for info in app.info)
     assert not [b for b in app.button if b.key == "export_tflite"]
+
+
+def test_the_model_page_shows_the_macs_per_input_in_total_and_per_layer(app):
+    open_page(app, "pages/model.py")
+    assert_clean(app)
+    assert metric_value(app, "MACs per input") == "467,200"  # simplenet on one 1 × 28 × 28 digit
+    assert list(app.dataframe[0].value["macs"]) == [144_000, 320_000, 3_200]
+
+
+def test_the_export_page_measures_the_macs_channel_removal_cuts_against_one_minus_p_squared(app):
+    recipe = {"prune": {"method": "structured", "amount": 0.5, "scope": "layer"}}
+    open_link(app, "simplenet", json.dumps(recipe))
+    open_page(app, "pages/export.py")
+    assert_clean(app)
+    assert metric_value(app, "MACs per input") == "153,600"  # conv1 ½, conv2 ¼, fc1 ½ of 467,200
+    table = next(frame.value for frame in app.dataframe if "kept" in frame.value)
+    assert dict(zip(table["layer"], table["kept"]))["conv2.weight"] == pytest.approx(0.25)
+    assert any("(1 − p)² = 25%" in caption.value for caption in app.caption)
 
 
 def test_structured_pruning_offers_a_smaller_dense_model_with_the_masked_accuracy(app):

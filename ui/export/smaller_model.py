@@ -1,9 +1,11 @@
 """The Export page's smaller dense model: structured pruning's channels removed, as a .pt2."""
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 import compression
+from compression.macs import MacCount
 from compression.io.program import program_bytes
 from ui import cache, controls
 from ui.model_ids import ModelChoice
@@ -32,6 +34,7 @@ def render(choice: ModelChoice, model: compression.LoadedModel, result: compress
         if smaller.skipped:
             kept = "; ".join(f"{name}: {why}" for name, why in smaller.skipped.items())
             st.caption(t("export.kept_whole", layers=kept))
+        _compute(choice, prune_section, columns[2])
         if st.button(t("export.prepare_smaller"), key="export_smaller"):
             try:
                 program = program_bytes(smaller.module, model)
@@ -40,3 +43,31 @@ def render(choice: ModelChoice, model: compression.LoadedModel, result: compress
             else:
                 st.download_button(t("export.download_smaller"), program, file_name=f"{stem}-smaller.pt2",
                                    mime="application/octet-stream", key="export_smaller_download")
+
+
+def _compute(choice: ModelChoice, prune_section: dict, column) -> None:
+    """MACs per input before and after the removal, measured on both models, beside what
+    (1 − p)² predicts for a layer that loses a fraction p of its inputs and of its outputs."""
+    amount = prune_section["amount"]
+    before, after = cache.smaller_macs(choice.model_id, choice.data_id, amount,
+                                       prune_section.get("norm", "l1"), prune_section.get("scope", "layer"))
+    if before.total is None or after.total is None:
+        st.caption(t("export.macs_unknown", reason=before.reason or after.reason))
+        return
+    column.metric(t("export.macs"), f"{after.total:,}", delta=f"{after.total - before.total:+,}", delta_color="off",
+                  help=t("export.macs_help", before=f"{before.total:,}"))
+    st.caption(t("export.macs_expected", amount=amount, expected=(1 - amount) ** 2, measured=after.total / before.total))
+    st.dataframe(_macs_table(before, after), hide_index=True, width="stretch", column_config={
+        "layer": t("export.columns.layer"), "before": t("export.columns.macs_before"),
+        "after": t("export.columns.macs_after"),
+        "kept": st.column_config.NumberColumn(t("export.columns.macs_kept"), format="percent"),
+    })
+
+
+def _macs_table(before: MacCount, after: MacCount) -> pd.DataFrame:
+    rows = [{"layer": name, "before": macs, "after": after.layers.get(name, 0),
+             "kept": after.layers.get(name, 0) / macs if macs else None} for name, macs in before.layers.items()]
+    if before.unattributed or after.unattributed:
+        rows.append({"layer": t("export.unattributed"), "before": before.unattributed, "after": after.unattributed,
+                     "kept": after.unattributed / before.unattributed if before.unattributed else None})
+    return pd.DataFrame(rows)
