@@ -46,7 +46,10 @@ from compression.workflows.sweep import measure_recipe, sweep
 ROOT = Path(__file__).resolve().parents[1]
 HAS_RAY = importlib.util.find_spec("ray") is not None
 # Ray puts a node on its outward address unless told it is a one-machine cluster: then 127.0.0.1.
-RAY_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# Token authentication off: `ray start` turns it on wherever ~/.ray/auth_token exists (any local
+# ray.init() writes one), and a driver given an explicit address then connects without a token.
+RAY_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+                   "RAY_AUTH_MODE": "disabled"}
 GRIDS = {"mlp": {"amounts": [0, 0.5, 0.9], "bits": [32, 4]}, "minilm": {"amounts": [0.5], "bits": [32, 8]}}
 SIZE_COLUMNS = ["dense_fp32_bytes", "encoded_bytes", "file_bytes"]
 

@@ -15,6 +15,7 @@ on where a point ran.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -35,15 +36,21 @@ class Executor:
     This base runs in this process, one point after another (the ``inline`` executor, the
     API's default). Use an executor as a context manager: a pool or a cluster connection
     lives until ``close``, so successive runs reuse the workers and the models they loaded.
+
+    ``task_seconds`` sums the seconds the tasks ran, each timed where it ran (a worker's model
+    loading left out): wall time beyond task_seconds / workers is what the executor costs.
     """
 
     name = "inline"
     workers = 1
+    task_seconds = 0.0
 
     def run(self, task: Task, model: LoadedModel | ModelSource, recipes: Sequence[Recipe]) -> Finished:
         loaded = loaded_model(model) if isinstance(model, ModelSource) else model
         for index, recipe in enumerate(recipes):
-            yield index, task(loaded, recipe)
+            result, seconds = timed(task, loaded, recipe)
+            self.task_seconds += seconds
+            yield index, result
 
     def close(self) -> None:
         """Release the workers (none in-process)."""
@@ -55,11 +62,18 @@ class Executor:
         self.close()
 
 
-def measure_point(task: Task, source: ModelSource, recipe_json: str) -> dict[str, Any]:
-    """One point in a worker: ``task`` on the model of ``source`` (loaded once per process)."""
+def measure_point(task: Task, source: ModelSource, recipe_json: str) -> tuple[dict[str, Any], float]:
+    """One point in a worker: ``task`` on the model of ``source`` (loaded once per process), and
+    the seconds the task took."""
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)  # one core's share, whatever the worker's launcher set
-    return task(loaded_model(source), Recipe.from_json(recipe_json))
+    return timed(task, loaded_model(source), Recipe.from_json(recipe_json))
+
+
+def timed(task: Task, model: LoadedModel, recipe: Recipe) -> tuple[dict[str, Any], float]:
+    start = time.perf_counter()
+    result = task(model, recipe)
+    return result, time.perf_counter() - start
 
 
 def check_workers(workers: Any) -> int:

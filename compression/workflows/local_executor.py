@@ -43,7 +43,9 @@ class LocalExecutor(Executor):
             while running:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield running.pop(future), future.result()
+                    result, seconds = future.result()
+                    self.task_seconds += seconds
+                    yield running.pop(future), result
         finally:
             for future in running:
                 future.cancel()

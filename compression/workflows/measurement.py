@@ -60,7 +60,9 @@ def cache_key(recipe: Recipe, samples: int | None) -> str:
     return f"{recipe.to_json()} samples={samples}"
 
 
-def measured_row(recipe: Recipe, report: CompressionReport, packed: PackedModel, evaluation: Evaluation) -> dict[str, Any]:
+def measured_row(
+    recipe: Recipe, report: CompressionReport, packed: PackedModel, evaluation: Evaluation
+) -> dict[str, Any]:
     """``measure``'s figures: the compressed layers' from ``report``, the file's from ``packed``."""
     return {
         "sparsity": report.sparsity,

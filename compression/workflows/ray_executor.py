@@ -78,11 +78,13 @@ class RayExecutor(Executor):
 
     def _result(self, reference: Any) -> dict[str, Any]:
         try:
-            return self._ray.get(reference)
+            result, seconds = self._ray.get(reference)
         except self._ray.exceptions.RayTaskError as error:
             if isinstance(error.cause, CompressionError):
                 raise error.cause from None  # bad input, said as the engine says it
             raise
+        self.task_seconds += seconds
+        return result
 
 
 def _check_reachable(address: str) -> None:

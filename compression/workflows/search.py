@@ -146,8 +146,8 @@ def _k_ary_search(
     cache = {} if cache is None else cache
     k = running.workers
     top = len(grid) - 1
-    first = [0] if k == 1 or top == 0 else sorted({0, top, *_splits(k - 2, 0, top)})
-    total = len(first) + (k == 1 and top > 0) + k * _rounds_at_most(k, top)
+    opening = [0] if k == 1 or top == 0 else sorted({0, top, *_splits(k - 2, 0, top)})
+    total = len(opening) + (k == 1 and top > 0) + k * _rounds_at_most(k, top)
     steps: list[dict[str, Any]] = []
     accepted: dict[int, bool] = {}
     task = functools.partial(measure, samples=samples)
@@ -175,12 +175,12 @@ def _k_ary_search(
         rounds.append(indices)
 
     rounds: list[list[int]] = []
-    measure_round(first)
+    measure_round(opening)
     if not accepted[0]:
-        first_step = steps[0]
+        first = steps[0]
         raise CompressionError(
-            f"without any pruning, the recipe {first_step['recipe']} already drops the {first_step['metric']} by "
-            f"{first_step['drop']:.4g}, more than tolerance {tolerance:g}: raise the tolerance or quantize with more bits."
+            f"without any pruning, the recipe {first['recipe']} already drops the {first['metric']} by "
+            f"{first['drop']:.4g}, more than tolerance {tolerance:g}: raise the tolerance or quantize with more bits."
         )
     if top > 0 and top not in accepted:
         measure_round([top])
