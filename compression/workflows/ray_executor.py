@@ -10,6 +10,7 @@ names load anywhere). A worker that dies mid-task is replaced and its task run a
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,7 +48,7 @@ class RayExecutor(Executor):
             except ConnectionError as error:
                 raise CompressionError(
                     f"no Ray cluster answers at {self.address!r} ({' '.join(str(error).split())}): start one with "
-                    "`ray start --head`, or give the head's address."
+                    f"`ray start --head`, or give the head's address{_token_hint()}."
                 ) from None
             self._connected_here = True
         cpus = int(self._ray.cluster_resources().get("CPU", 1))
@@ -94,6 +95,14 @@ def _check_reachable(address: str) -> None:
         return  # Ray finds "auto" itself, and a Ray Client address speaks another protocol
     with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
         pass
+
+
+def _token_hint() -> str:
+    """Where a token may be what failed: ``ray start`` turns token authentication on wherever
+    ~/.ray/auth_token exists, and a driver given an address sends the token only when told to."""
+    if os.environ.get("RAY_AUTH_MODE") or not (Path.home() / ".ray" / "auth_token").exists():
+        return ""
+    return "; a cluster started where ~/.ray/auth_token exists asks for that token: set RAY_AUTH_MODE=token"
 
 
 def _import_ray() -> Any:
