@@ -2,7 +2,8 @@
 
 Run ``python bench/scale.py`` from the repository root (a few minutes on 2 cores; ``--small``
 builds a scaled-down config for a quick check in seconds; ``--save DIR`` keeps the model folder
-in DIR, e.g. for ``bench/ui_latency.py --model DIR/llama``).
+in DIR, e.g. for ``bench/ui_latency.py --model DIR/llama``; ``--threads 1`` pins torch to one
+thread, which with the CPU-seconds columns gives a fair reading on a machine shared with other jobs).
 
 The model is random-init ``LlamaForCausalLM`` from SmolLM-135M's configuration (hidden 576,
 30 layers, intermediate 1536, 9 heads, 3 KV heads, vocab 49152, tied embeddings; no
@@ -11,7 +12,7 @@ tokenizer), saved as a Hugging Face folder in a temporary directory. Measured in
 - load: ``compression.load_model(folder)``;
 - info: ``compression.layer_table.layer_table(model)``;
 - compress: ``compress(model, RECIPE)`` against the torch reference, alternated ``--repeats``
-  times after one warm-up each (medians). The reference, for every layer in the report: a
+  times after one warm-up each (medians, wall and CPU seconds). The reference, for every layer in the report: a
   clone of its weight in a holder module, ``prune.global_unstructured(L1Unstructured,
   amount=0.5)`` over them, ``prune.remove``, then ``torch.fake_quantize_per_channel_affine``
   on each (per-row scale max|w|/7, zero point 0, range [-7, 7]);
@@ -94,28 +95,34 @@ def reference(weights: list) -> list:
     return quantized
 
 
-def compress_speedup(model, repeats: int) -> tuple[float, float, list[float], list[float]]:
+def compress_speedup(model, repeats: int) -> tuple[float, float, float, float, list[float], list[float]]:
     """Median seconds of ``compress(model, RECIPE)`` and of the reference on the same weights,
-    alternated ``repeats`` times after one warm-up each: (ours, reference, all ours, all reference)."""
+    alternated ``repeats`` times after one warm-up each: (ours, reference) in wall seconds, the
+    same in CPU seconds of this process, then every wall time of ours and of the reference. On
+    a machine other jobs share, CPU seconds are the fair measure of the work (wall time counts
+    the waits for a core)."""
     import compression
 
     names = [layer.name for layer in compression.compress(model, RECIPE).report.layers]
     state = model.module.state_dict()
     weights = [state[name] for name in names]
     reference(weights)  # warm-up
-    ours, peer = [], []
+    ours, peer, ours_cpu, peer_cpu = [], [], [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = compression.compress(model, RECIPE)
         ours.append(time.perf_counter() - start)
+        ours_cpu.append(time.process_time() - start_cpu)
         del result
         gc.collect()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         quantized = reference(weights)
         peer.append(time.perf_counter() - start)
+        peer_cpu.append(time.process_time() - start_cpu)
         del quantized
         gc.collect()
-    return statistics.median(ours), statistics.median(peer), ours, peer
+    median = statistics.median
+    return median(ours), median(peer), median(ours_cpu), median(peer_cpu), ours, peer
 
 
 def cli_apply(folder: Path, out: Path) -> float:
@@ -133,6 +140,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="scaled-down config (4 layers, hidden 192, vocab 8192)")
     parser.add_argument("--repeats", type=int, default=3, help="timed compress/reference calls after the warm-up (median)")
     parser.add_argument("--save", type=Path, help="write the model folder under this folder and keep it")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     args = parser.parse_args()
 
     import torch
@@ -144,7 +152,9 @@ def main() -> None:
     from compression.recipe import PruneSpec, Recipe
     from compression.stats import sparsity_map
 
-    print(f"torch threads: {torch.get_num_threads()} (os.cpu_count() = {os.cpu_count()}); "
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"load average at start: {os.getloadavg()[0]:.1f}; torch threads: {torch.get_num_threads()} (os.cpu_count() = {os.cpu_count()}); "
           f"config: {'small' if args.small else 'SmolLM-135M'}", flush=True)
     with tempfile.TemporaryDirectory() as directory:
         folder = (args.save or Path(directory)) / "llama"
@@ -178,7 +188,7 @@ def main() -> None:
         del result
         gc.collect()
 
-        ours_s, peer_s, ours, peer = compress_speedup(model, args.repeats)
+        ours_s, peer_s, ours_cpu_s, peer_cpu_s, ours, peer = compress_speedup(model, args.repeats)
 
         start = time.perf_counter()
         index = MagnitudeIndex.of(model)
@@ -198,7 +208,8 @@ def main() -> None:
         del model, index
         gc.collect()
 
-    minilm_ours, minilm_peer, _, _ = compress_speedup(compression.load_model("minilm"), args.repeats)
+    minilm_ours, minilm_peer, minilm_ours_cpu, minilm_peer_cpu, _, _ = compress_speedup(
+        compression.load_model("minilm"), args.repeats)
     speedup = peer_s / ours_s
     print(f"compress wall [{', '.join(f'{t:.3f}' for t in ours)}] s; reference [{', '.join(f'{t:.3f}' for t in peer)}] s; "
           f"preview queries [{', '.join(f'{t * 1e3:.1f}' for t in queries)}] ms; "
@@ -212,6 +223,7 @@ def main() -> None:
         ("compress, first call", f"{first_s:.2f} s"),
         (f"compress, median of {args.repeats}", f"{ours_s:.2f} s (sparsity {sparsity:.4f})"),
         (f"reference, median of {args.repeats}", f"{peer_s:.2f} s ({speedup:.1f}x slower)"),
+        ("the same in CPU seconds", f"{ours_cpu_s:.2f} s vs {peer_cpu_s:.2f} s ({peer_cpu_s / ours_cpu_s:.1f}x)"),
         ("peak extra memory, first compress", f"{peak_copies:.2f} copies of the weights"
          + ("" if reset else " (VmHWM not resettable: over the whole run)")),
         ("preview index build (once per model)", f"{index_s:.2f} s"),
@@ -220,6 +232,9 @@ def main() -> None:
         ("CLI apply (new process, load included)", f"{cli_s:.1f} s, packed file {cli_bytes / 1e6:.1f} MB"),
         (f"MiniLM compress / reference, medians", f"{minilm_ours:.3f} s / {minilm_peer:.3f} s "
                                                    f"({minilm_peer / minilm_ours:.1f}x)"),
+        ("MiniLM, the same in CPU seconds", f"{minilm_ours_cpu:.3f} s / {minilm_peer_cpu:.3f} s "
+                                            f"({minilm_peer_cpu / minilm_ours_cpu:.1f}x)"),
+        ("load average at the end", f"{os.getloadavg()[0]:.1f}"),
     ]
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
@@ -227,7 +242,8 @@ def main() -> None:
     print()
     print(f"(targets: compress >= {TARGET_SPEEDUP:g}x faster than the reference on both models, peak extra <= "
           f"{TARGET_COPIES:g} copies counting the returned module; one copy = 4 bytes x the model's parameters)")
-    print(f"speedup vs torch prune+fake_quant: {speedup:.1f}x (MiniLM {minilm_peer / minilm_ours:.1f}x); "
+    print(f"speedup vs torch prune+fake_quant: {speedup:.1f}x (MiniLM {minilm_peer / minilm_ours:.1f}x; "
+          f"CPU seconds {peer_cpu_s / ours_cpu_s:.1f}x and {minilm_peer_cpu / minilm_ours_cpu:.1f}x); "
           f"peak extra copies: {peak_copies:.2f}; preview per slider position: {statistics.median(queries) * 1e3:.1f} ms; "
           f"sizes and map shown: {statistics.median(shown) * 1e3:.0f} ms")
 
