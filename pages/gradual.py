@@ -12,7 +12,7 @@ from compression.workflows.gradual_comparison import (
     pruning_of,
     without_pruning,
 )
-from ui import charts, controls, navigation, state, stores
+from ui import charts, controls, navigation, state, stores, table_headers
 from ui.text import t
 from ui.text.engine_text import localized
 
@@ -80,7 +80,9 @@ if run_key in runs:
     method = t(f"pruning.methods.{cut.method}")
     labels = {GRADUAL: t("gradual.method_gradual"), ONE_SHOT: t("gradual.method_one_shot", method=method),
               ONE_SHOT_FINE_TUNED: t("gradual.method_one_shot_fine_tuned", method=method)}
-    st.dataframe(pd.DataFrame([vars(step) for step in run["steps"]]), hide_index=True, width="stretch")
+    step_table = pd.DataFrame([vars(step) for step in run["steps"]])
+    st.dataframe(step_table, hide_index=True, width="stretch",
+                 column_config=table_headers.headers(step_table, model.evaluation.metric))
     st.dataframe(pd.DataFrame([
         {t("gradual.columns.method"): labels[arm.name], t("gradual.columns.sparsity"): arm.sparsity,
          controls.metric_label(model.evaluation.metric): arm.value, t("gradual.columns.epochs"): arm.epochs,

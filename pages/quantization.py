@@ -4,6 +4,7 @@ import streamlit as st
 from compression.recipe import CALIBRATED_SCHEME_BITS, CALIBRATED_SCHEMES, FLOAT_FORMATS, SCHEME_BITS
 from ui import calibrated_run, charts, controls, navigation, state, teaching
 from ui.text import t
+from ui.text.engine_text import stored_scheme
 
 SCHEMES = ["off", "linear", "pow2", "kmeans", *CALIBRATED_SCHEMES, *FLOAT_FORMATS]
 BITS = {**SCHEME_BITS, **CALIBRATED_SCHEME_BITS}
@@ -76,7 +77,7 @@ def draw_result(selected: str, log_y: bool) -> None:
     grid_note = "" if levels is None else t("quantization.levels_widest" if widest else "quantization.levels", count=len(levels))
     st.plotly_chart(
         charts.weight_histogram(layer.histogram_before, layer.histogram_after, levels, log_y=log_y,
-                                title=t("quantization.histogram_title", layer=selected, scheme=layer.scheme,
+                                title=t("quantization.histogram_title", layer=selected, scheme=stored_scheme(layer.scheme),
                                         bits=layer.bits, levels=grid_note)),
         width="stretch", key="quantize_histogram",
     )
@@ -87,6 +88,7 @@ def draw_result(selected: str, log_y: bool) -> None:
 
 @st.fragment
 def live_view() -> None:
+    formulas = st.container()  # full width above the columns: a formula on the grid needs the room
     left, right = st.columns([1, 3], gap="large")
     with left:
         chosen = quantize_controls()
@@ -95,8 +97,9 @@ def live_view() -> None:
         selected = st.selectbox(t("quantization.layer"), list(model.compressible), key="quantize_layer")
         log_y = st.toggle(t("quantization.log_scale"), value=False, key="quantize_log_y")
         controls.recipe_box("quantize")
-    with right:
+    with formulas:
         teaching.formulas_box(teaching.quantization_topics(chosen), "quantize_formulas")
+    with right:
         draw_result(selected, log_y)
     teaching.plain_pytorch_box("quantize", model, choice.model_id)
 

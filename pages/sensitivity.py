@@ -5,8 +5,8 @@ import streamlit as st
 import compression
 from compression.metrics import METRICS
 from compression.workflows.search import search_layerwise, search_sparsity
-from compression.workflows.sensitivity import DEFAULT_AMOUNTS, DEFAULT_BITS, allocate_sparsity, allocation_recipe, sensitivity
-from ui import cache, charts, controls, navigation, state, stores
+from compression.workflows.sensitivity import DEFAULT_AMOUNTS, DEFAULT_BITS, allocate_sparsity, allocation_recipe
+from ui import background_runs, cache, charts, controls, navigation, scan_runs, state, stores, sweep_pool, table_headers
 from ui.text import t
 
 navigation.require_navigation()
@@ -25,19 +25,78 @@ if samples is not None:
 results = stores.SENSITIVITY_FRAMES  # model → frame, kept across pages
 caches = stores.SENSITIVITY_MEASUREMENTS
 
+followed = stores.SENSITIVITY_SCANS
+pool = sweep_pool.shared()
+
+
+def draw_scan(run: background_runs.BackgroundRun, bar, chart, shown: int) -> int:
+    """The scan's progress bar and time left into ``bar``; the curves of the layers measured so
+    far into ``chart`` where points came since ``shown`` of them were drawn. Returns the points drawn."""
+    progress = run.progress()
+    if not run.started:
+        bar.progress(0.0, text=t("sweep_pool.waiting"))
+        return shown
+    bar.progress(progress.done / max(progress.total, 1), text=t("sensitivity.measurements", done=progress.done, total=progress.total,
+                                                                 left=sweep_pool.time_left(progress.seconds_left)))
+    if progress.done != shown and (measured := scan_runs.partial_frame(model, samples, progress.measured)) is not None:
+        chart.plotly_chart(charts.sensitivity_curves(measured, "prune", metric, axis=controls.metric_axis(model.evaluation.metric)),
+                           width="stretch", key=f"sensitivity_partial_{progress.done}")
+    return progress.done
+
+
+def adopt(run: background_runs.BackgroundRun) -> None:
+    """The finished scan's table into the session and its points into the model's cache (the
+    searches reuse them), or why it stopped (an engine refusal; a bug is raised)."""
+    if run.error is not None:
+        if not isinstance(run.error, compression.CompressionError):
+            raise run.error
+        st.error(t("sensitivity.stopped", error=run.error))
+        return
+    results.put(choice, run.result)
+    points = caches.setdefault(choice, {})
+    for key, measured in run.progress().measured.items():
+        points.setdefault(key, measured)
+
+
+@st.fragment(run_every=background_runs.POLL_SECONDS)
+def follow(run: background_runs.BackgroundRun) -> None:
+    """A scan this page run did not start (another session's, or this one's before a reload),
+    redrawn every second; the whole page once it ends."""
+    if not run.finished:
+        draw_scan(run, st.empty(), st.empty(), shown=-1)
+        return
+    adopt(run)
+    if run.error is None:
+        st.rerun()
+
+
 st.subheader(t("sensitivity.one_layer"))
+sweep_pool.describe(pool, sweep_pool.stays_here(choice, pool))
+run = scan_runs.live(model, samples) or followed.get(choice)
 if st.button(t("sensitivity.measure"), type="primary", key="sensitivity_run"):
-    progress = st.progress(0.0, text=t("sensitivity.starting"))
-    try:
-        results.put(choice, sensitivity(
-            model, samples=samples, cache=caches.setdefault(choice, {}),
-            progress=lambda done, total, _: progress.progress(done / max(total, 1), text=t("sensitivity.measurements", done=done, total=total)),
-        ))
-    except compression.CompressionError as error:
-        st.error(t("sensitivity.stopped", error=error))
-    progress.empty()
+    run = scan_runs.start(model, samples, pool, sweep_pool.travelling(choice, model, pool), dict(caches.get(choice, {})))
+    followed.put(choice, run)
+    bar, chart, shown = st.empty(), st.empty(), -1
+    while not run.finished:  # this session waits, drawing the curves as layers complete
+        shown = draw_scan(run, bar, chart, shown)
+        run.wait(background_runs.POLL_SECONDS)
+    bar.empty()
+    chart.empty()
+    adopt(run)
+elif run is not None and choice not in results:
+    followed.put(choice, run)
+    if not run.finished:
+        follow(run)
+        st.stop()
+    adopt(run)
 
 frame = results.get(choice)
+journaled = scan_runs.partial_frame(model, samples, scan_runs.journaled(model, samples)) if frame is None else None
+if journaled is not None and journaled["layer"].nunique() < len(model.compressible):  # a scan stopped mid-way
+    st.caption(t("sensitivity.journaled", layers=journaled["layer"].nunique(), total=len(model.compressible)))
+    st.plotly_chart(charts.sensitivity_curves(journaled, "prune", metric, axis=controls.metric_axis(model.evaluation.metric)),
+                    width="stretch", key="sensitivity_journaled")
+    st.stop()
 if frame is None:
     st.info(t("sensitivity.not_measured", layers=len(model.compressible), amounts=len(DEFAULT_AMOUNTS), bits=len(DEFAULT_BITS)))
     st.stop()
@@ -100,7 +159,8 @@ if found is not None:
     st.success(t("sensitivity.found", within=within, amount=found.amount, theta=theta, metric=metric.lower(),
                  value=found.value, drop=found.drop, evaluations=found.evaluations))
     shown = found.steps.drop(columns=["recipe", "thresholds"], errors="ignore")
-    st.dataframe(shown, hide_index=True, width="stretch")
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config=table_headers.headers(shown, model.evaluation.metric))
     if st.button(t("sensitivity.use_search"), key="sensitivity_use_search"):
         state.use_recipe(found.recipe)
         st.switch_page("pages/pruning.py")

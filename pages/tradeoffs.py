@@ -3,7 +3,7 @@ import streamlit as st
 
 import compression
 from compression.workflows.sweep import SWEEP_SCHEMES
-from ui import cache, calibrated_run, charts, controls, navigation, state, stores
+from ui import background_runs, cache, calibrated_run, charts, controls, navigation, state, stores, sweep_pool, sweep_runs, table_headers
 from ui.model_ids import ModelChoice
 from ui.text import t
 
@@ -18,9 +18,13 @@ st.latex(t("tradeoffs.formula"))
 choice, model = controls.load_current_model()
 controls.require_evaluation(model, t("tradeoffs.needs_evaluation"))
 
-# Widget values vanish when the page is left; the chosen ranges live in their own store.
+# Widget values vanish when the page is left; the chosen ranges live in their own store. A new
+# session (a reload mid-sweep) opens on the grid running on this model and recipe, if any.
 ranges = stores.SWEEP_RANGES
-for widget, default in {"sweep_amounts": [0.0, 0.5, 0.7, 0.9], "sweep_bits": [32, 8, 4, 2], "sweep_schemes": ["linear"]}.items():
+running = sweep_runs.latest(model, state.recipe_json()) if not ranges.keys() else None
+defaults = {"sweep_amounts": list(running.amounts), "sweep_bits": list(running.bits), "sweep_schemes": list(running.schemes)} \
+    if running is not None else {"sweep_amounts": [0.0, 0.5, 0.7, 0.9], "sweep_bits": [32, 8, 4, 2], "sweep_schemes": ["linear"]}
+for widget, default in defaults.items():
     ranges.setdefault(widget, default)
 
 
@@ -35,24 +39,77 @@ bits = columns[1].multiselect(t("tradeoffs.bits"), BIT_CHOICES, key=controls.see
                               on_change=keep_range, args=("sweep_bits",))
 schemes = columns[2].multiselect(t("tradeoffs.schemes"), list(SWEEP_SCHEMES), key=controls.seed("sweep_schemes", ranges["sweep_schemes"]),
                                  format_func=lambda name: t(f"tradeoffs.sweep_schemes.{name}"), on_change=keep_range, args=("sweep_schemes",))
-grid_key = (choice, tuple(sorted(amounts)), tuple(sorted(bits)), tuple(schemes), state.recipe_json())
+grid = sweep_runs.SweepGrid(tuple(sorted(amounts)), tuple(sorted(bits)), tuple(schemes), state.recipe_json())
+grid_key = (choice, grid.amounts, grid.bits, grid.schemes, grid.base)
 sweeps = stores.SWEEPS
 point_cache = stores.SWEEP_MEASUREMENTS
+followed = stores.SWEEP_RUNS
+pool = sweep_pool.shared()
 
-if st.button(t("tradeoffs.run"), type="primary", disabled=not (amounts and bits and schemes)):
-    progress = st.progress(0.0, text=t("tradeoffs.starting"))
 
-    def report_progress(done: int, total: int, _: str) -> None:
-        progress.progress(done / max(total, 1), text=t("tradeoffs.configurations", done=done, total=total))
+def draw_progress(run: background_runs.BackgroundRun, bar, chart, shown: int) -> int:
+    """The run's progress bar and time left into ``bar``; its chart into ``chart`` where points
+    came since ``shown`` of them were drawn. Returns the points drawn."""
+    progress = run.progress()
+    if not run.started:
+        bar.progress(0.0, text=t("sweep_pool.waiting"))
+        return shown
+    bar.progress(progress.done / max(progress.total, 1), text=t("tradeoffs.points", done=progress.done, total=progress.total,
+                                                                 left=sweep_pool.time_left(progress.seconds_left)))
+    if progress.done != shown and (frame := sweep_runs.partial_frame(grid, progress.measured)) is not None:
+        chart.plotly_chart(charts.tradeoff_chart(frame, controls.metric_label(model.evaluation.metric), None,
+                                                 axis=controls.metric_axis(model.evaluation.metric)),
+                           width="stretch", key=f"sweep_partial_{progress.done}")
+    return progress.done
 
-    try:
-        sweeps.put(grid_key, compression.sweep(
-            model, sorted(amounts), sorted(bits), schemes, state.recipe(),
-            cache=point_cache.setdefault(choice, {}), progress=report_progress,
-        ))
-    except compression.CompressionError as error:
-        st.error(t("tradeoffs.stopped", error=error))
-    progress.empty()
+
+def adopt(run: background_runs.BackgroundRun) -> None:
+    """The finished run's table into the session, or why it stopped (an engine refusal; a bug is raised)."""
+    if run.error is not None:
+        if not isinstance(run.error, compression.CompressionError):
+            raise run.error
+        st.error(t("tradeoffs.stopped", error=run.error))
+        return
+    sweeps.put(grid_key, run.result)
+    points = point_cache.setdefault(choice, {})
+    for recipe_json, measured in run.progress().measured.items():
+        points.setdefault(recipe_json, measured)
+
+
+@st.fragment(run_every=background_runs.POLL_SECONDS)
+def follow(run: background_runs.BackgroundRun) -> None:
+    """A run this page run did not start (another session's, or this one's before a reload),
+    redrawn every second; the whole page once it ends."""
+    if not run.finished:
+        draw_progress(run, st.empty(), st.empty(), shown=-1)
+        return
+    adopt(run)
+    if run.error is None:
+        st.rerun()
+
+
+run = sweep_runs.live(model, grid) or followed.get(grid_key)
+journaled = sweep_runs.journaled(model, grid) if run is None or run.finished else {}
+resumable = grid_key not in sweeps and 0 < len(journaled) < len(grid.recipes)
+sweep_pool.describe(pool, sweep_pool.stays_here(choice, pool))
+if st.button(t("tradeoffs.resume") if resumable else t("tradeoffs.run"), type="primary",
+             disabled=not (amounts and bits and schemes)):
+    run = sweep_runs.start(model, grid, pool, sweep_pool.travelling(choice, model, pool),
+                           dict(point_cache.get(choice, {})))
+    followed.put(grid_key, run)
+    bar, chart, shown = st.empty(), st.empty(), -1
+    while not run.finished:  # this session waits, drawing the points as they come
+        shown = draw_progress(run, bar, chart, shown)
+        run.wait(background_runs.POLL_SECONDS)
+    bar.empty()
+    chart.empty()
+    adopt(run)
+elif run is not None and grid_key not in sweeps:
+    followed.put(grid_key, run)
+    if not run.finished:
+        follow(run)
+        st.stop()
+    adopt(run)
 
 def other_methods(choice: ModelChoice) -> list[dict]:
     """This session's gradual-pruning runs and tolerance searches on the model, as chart points
@@ -81,6 +138,12 @@ def other_methods(choice: ModelChoice) -> list[dict]:
 
 
 frame = sweeps.get(grid_key)
+if frame is None and resumable:  # a run stopped (an error, a server restart): its points, and Resume above
+    st.caption(t("tradeoffs.journaled", done=len(journaled), total=len(grid.recipes)))
+    st.plotly_chart(charts.tradeoff_chart(sweep_runs.partial_frame(grid, journaled), controls.metric_label(model.evaluation.metric),
+                                          None, axis=controls.metric_axis(model.evaluation.metric)),
+                    width="stretch", key="sweep_journaled")
+    st.stop()
 if frame is None:
     st.info(t("tradeoffs.not_run"))
     st.stop()
@@ -93,6 +156,7 @@ if result is not None:
 metric = controls.metric_label(frame["metric"].iloc[0])
 st.plotly_chart(charts.tradeoff_chart(frame, metric, current, other_methods(choice), axis=controls.metric_axis(frame["metric"].iloc[0])),
                 width="stretch", key="sweep_chart")
-shown = frame.drop(columns=["recipe", "metric"]).rename(columns={"value": metric})
-st.dataframe(shown, hide_index=True, width="stretch")
+shown = frame.drop(columns=["recipe", "metric"])
+shown["scheme"] = shown["scheme"].map(lambda name: t(f"tradeoffs.sweep_schemes.{name}"))
+st.dataframe(shown, hide_index=True, width="stretch", column_config=table_headers.headers(shown, frame["metric"].iloc[0]))
 st.download_button(t("tradeoffs.download"), frame.to_csv(index=False), file_name=f"{choice.label}-sweep.csv", mime="text/csv")

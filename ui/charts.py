@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from compression.compress import LayerReport
 from compression.stats import Histogram, SparsityMap
 from ui.text import t
+from ui.text.engine_text import stored_scheme
 
 if TYPE_CHECKING:
     import torch
@@ -133,7 +134,7 @@ def sqnr_bars(layers: Sequence[LayerReport]) -> go.Figure:
     its values) a black ✕ labelled at the low end, as the error X-ray draws them.
     """
     names, sqnr = [layer.name for layer in layers], [layer.sqnr_db for layer in layers]
-    customdata = [[layer.scheme, layer.bits, layer.mse, layer.name] for layer in layers]
+    customdata = [[stored_scheme(layer.scheme), layer.bits, layer.mse, layer.name] for layer in layers]
     figure = _per_layer_bars(names, [value if np.isfinite(value) else None for value in sqnr], customdata,
                              t("charts.sqnr_hover"), t("charts.sqnr_title"), t("charts.sqnr_axis"))
     named = len(names) <= MAX_NAMED_BARS
@@ -376,7 +377,8 @@ def tradeoff_chart(
     traces = []
     for (scheme, bits), group in frame.groupby(["scheme", "bits"], sort=True):
         group = group.sort_values("encoded_bytes")
-        label = t("charts.bits_line", scheme=scheme, bits=bits) if bits != 32 else t("charts.no_quantization")
+        label = (t("charts.bits_line", scheme=t(f"tradeoffs.sweep_schemes.{scheme}"), bits=bits) if bits != 32
+                 else t("charts.no_quantization"))
         traces.append(dict(
             type="scatter", x=group["encoded_bytes"] / 1024, y=group["value"], mode="lines+markers", name=label,
             customdata=group[["amount", "sparsity"]].to_numpy(),

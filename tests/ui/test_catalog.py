@@ -39,6 +39,8 @@ DYNAMIC_PREFIXES = (
     "export.int8_formats.",
     "languages.",
     "zoo.models.",
+    "tables.columns.",  # ui/table_headers.py: the label of each column the engine names
+    "quantization.stored_schemes.",  # ui/text/engine_text.py: the scheme a packed file records
     "formulas.",  # ui/teaching.py: the formula (and its line) of each setting in use
     "teaching.missing.",
     "teaching.mistakes.",

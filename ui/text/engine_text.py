@@ -24,6 +24,7 @@ from compression.display_text import DisplayText
 from ui.text import catalog, language, t
 
 CODES = "engine."  # the catalog table of the engine's codes
+SCHEMES = "quantization.stored_schemes."  # the catalog's name of each scheme a packed file records
 
 
 def localized(text: str) -> str:
@@ -49,6 +50,16 @@ class _Series:
 
     def __format__(self, spec: str) -> str:
         return self.texts[f"{CODES}series.{spec or 'list'}"].join(self.items)
+
+
+def stored_scheme(label: str) -> str:
+    """How a layer's stored scheme reads (``LayerReport.scheme``: ``linear_symmetric``,
+    ``gptq_asymmetric``, ``fp16``, …); one the catalog does not name shows as the file stores it.
+
+    >>> stored_scheme("linear_asymmetric"), stored_scheme("a_future_scheme")
+    ('asymmetric linear', 'a_future_scheme')
+    """
+    return t(f"quantization.stored_schemes.{label}") if SCHEMES + label in catalog(language()) else label
 
 
 def sample_model(name: str) -> str:
