@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from compression.evaluation import evaluate
 from compression.io.loading import load_model
 from compression.model import LoadedModel
 from compression.recipe import Recipe
+from compression.workflows.executor import Executor
 from compression.workflows.search import SearchResult, search_layerwise, search_sparsity
 from compression.workflows.sensitivity import sensitivity
 
@@ -148,25 +150,52 @@ def test_progress_counts_up_to_its_total(mlp: LoadedModel) -> None:
     assert calls[-1] == (total, total, "") and result.evaluations <= total
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_whatever_the_metrics_shape_the_amount_returned_was_measured_within_the_tolerance(
-    mlp: LoadedModel, monkeypatch: pytest.MonkeyPatch, seed: int
-) -> None:
-    drops = random.Random(seed)
-    noisy: dict[float, float] = {}
+class InProcess(Executor):
+    """The inline executor, claiming ``workers``: the search measures that many amounts a round."""
 
-    def fake_measure(model: LoadedModel, recipe: Recipe, **_: object) -> dict:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+
+def fake_measure(drop_at: Callable[[float], float]) -> Callable[..., dict]:
+    """``measure`` for a metric whose drop at each amount is ``drop_at(amount)``."""
+
+    def measured(model: LoadedModel, recipe: Recipe, **_: object) -> dict:
         amount = recipe.prune.amount if recipe.prune is not None else 0.0
-        drop = noisy.setdefault(amount, 0.0 if amount == 0 else drops.choice([-0.01, 0.0, 0.004, 0.02]))
+        drop = drop_at(amount)
         return {
             "thresholds": {}, "value": 0.9 - drop, "baseline_value": 0.9, "drop": drop, "metric": "accuracy",
             "sparsity": amount, "encoded_bytes": 0, "file_bytes": 0, "recipe": recipe.to_json(),
         }
 
-    monkeypatch.setattr(compression.workflows.search, "measure", fake_measure)
-    result = search_sparsity(mlp, tolerance=0.005)
+    return measured
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("seed", range(20))
+def test_whatever_the_metrics_shape_the_amount_returned_was_measured_within_the_tolerance(
+    mlp: LoadedModel, monkeypatch: pytest.MonkeyPatch, seed: int, workers: int
+) -> None:
+    drops = random.Random(seed)
+    noisy: dict[float, float] = {}
+
+    def drop_at(amount: float) -> float:
+        return noisy.setdefault(amount, 0.0 if amount == 0 else drops.choice([-0.01, 0.0, 0.004, 0.02]))
+
+    monkeypatch.setattr(compression.workflows.search, "measure", fake_measure(drop_at))
+    result = search_sparsity(mlp, tolerance=0.005, executor=InProcess(workers))
     assert noisy[result.amount] <= 0.005
     assert result.rejected_above is None or noisy[result.rejected_above] > 0.005
+    assert result.rejected_above in (None, round(result.amount + 0.01, 2))  # the next amount on the grid
+
+
+def test_where_the_metric_falls_with_the_amount_more_workers_find_bisections_amount_in_fewer_rounds(
+    mlp: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compression.workflows.search, "measure", fake_measure(lambda amount: round(amount / 10, 12)))
+    results = [search_sparsity(mlp, tolerance=0.0425, executor=InProcess(workers)) for workers in (1, 2, 3, 5)]
+    assert [(result.amount, result.rejected_above) for result in results] == [(0.42, 0.43)] * 4
+    assert [result.rounds for result in results] == [9, 6, 4, 3]  # the first round: 0, the top and k − 2 between
 
 
 @pytest.mark.parametrize(
