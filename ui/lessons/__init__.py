@@ -2,10 +2,10 @@
 
 A lesson is ``ui/lessons/<name>.toml`` (the name is its URL slug, ``?lesson=<name>&step=<k>``):
 its ``order`` on the Overview page, a ``title`` and a one-line ``summary`` and, per step, the
-``page`` (a file of ``pages/``), the ``model`` (a sample zoo id), the ``recipe`` (the URL's JSON),
-optional ``settings`` (widget keys of that page and their values: sliders that are not part of
-the recipe, such as the distillation temperature) and the texts ``predict``, ``do``,
-``look_for`` and ``why``. Every text is a table with one entry per language::
+``page`` (a file of ``pages/``), the ``model`` (a sample zoo id; ``folded/bn_cnn`` is bn_cnn with its
+BatchNorm folded), the ``recipe`` (the URL's JSON), optional ``settings`` (widget keys of that page
+and their values: sliders that are not part of the recipe, such as the distillation temperature)
+and the texts ``predict``, ``do``, ``look_for`` and ``why``. Every text is a table with one entry per language::
 
     [[steps]]
     page = "pruning"
@@ -30,6 +30,7 @@ import compression
 import sample_models
 from compression.errors import RecipeError
 from ui.language import LANGUAGES
+from ui.model_ids import FOLDED_PREFIX
 
 FOLDER = Path(__file__).parent
 PAGES = FOLDER.parents[1] / "pages"
@@ -86,8 +87,9 @@ def _step(values: Any, where: str) -> Step:
         raise LessonError(f"{where}: unknown field(s) {sorted(unknown)}, missing field(s) {sorted(missing)}")
     if not (PAGES / f"{values['page']}.py").is_file():
         raise LessonError(f"{where}.page: no page pages/{values['page']}.py")
-    if values["model"] not in sample_models.ZOO_NAMES:
-        raise LessonError(f"{where}.model must be one of {', '.join(sample_models.ZOO_NAMES)}; got {values['model']!r}")
+    if str(values["model"]).removeprefix(FOLDED_PREFIX) not in sample_models.ZOO_NAMES:
+        raise LessonError(f"{where}.model must be one of {', '.join(sample_models.ZOO_NAMES)}, or one of them after "
+                          f"{FOLDED_PREFIX!r} (BatchNorm folded); got {values['model']!r}")
     try:
         recipe = compression.Recipe.from_json(values["recipe"]).to_dict()
     except (RecipeError, TypeError) as error:
