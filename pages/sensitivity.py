@@ -26,6 +26,7 @@ results = stores.SENSITIVITY_FRAMES  # model → frame, kept across pages
 caches = stores.SENSITIVITY_MEASUREMENTS
 
 followed = stores.SENSITIVITY_SCANS
+SO_FAR = "prune"  # the curves drawn while a scan runs: pruning's, what the budget below spreads
 pool = sweep_pool.shared()
 
 
@@ -39,7 +40,7 @@ def draw_scan(run: background_runs.BackgroundRun, bar, chart, shown: int) -> int
     bar.progress(progress.done / max(progress.total, 1), text=t("sensitivity.measurements", done=progress.done, total=progress.total,
                                                                  left=sweep_pool.time_left(progress.seconds_left)))
     if progress.done != shown and (measured := scan_runs.partial_frame(model, samples, progress.measured)) is not None:
-        chart.plotly_chart(charts.sensitivity_curves(measured, "prune", metric, axis=controls.metric_axis(model.evaluation.metric)),
+        chart.plotly_chart(charts.sensitivity_curves(measured, SO_FAR, metric, axis=controls.metric_axis(model.evaluation.metric)),
                            width="stretch", key=f"sensitivity_partial_{progress.done}")
     return progress.done
 
@@ -94,7 +95,7 @@ frame = results.get(choice)
 journaled = scan_runs.partial_frame(model, samples, scan_runs.journaled(model, samples)) if frame is None else None
 if journaled is not None and journaled["layer"].nunique() < len(model.compressible):  # a scan stopped mid-way
     st.caption(t("sensitivity.journaled", layers=journaled["layer"].nunique(), total=len(model.compressible)))
-    st.plotly_chart(charts.sensitivity_curves(journaled, "prune", metric, axis=controls.metric_axis(model.evaluation.metric)),
+    st.plotly_chart(charts.sensitivity_curves(journaled, SO_FAR, metric, axis=controls.metric_axis(model.evaluation.metric)),
                     width="stretch", key="sensitivity_journaled")
     st.stop()
 if frame is None:

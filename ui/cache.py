@@ -7,6 +7,7 @@ never mutates what it is given, so sharing is safe.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -30,16 +31,21 @@ def base_model(model_id: str, data_id: str | None) -> compression.LoadedModel:
     if model_id.startswith(FOLDED_PREFIX):
         source_id = model_id.removeprefix(FOLDED_PREFIX)
         return folded(source_id, data_id)[0].as_loaded(base_model(source_id, data_id))
+    source, data, keywords = load_arguments(model_id, data_id)
+    return compression.load_model(source, data, **keywords)
+
+
+def load_arguments(model_id: str, data_id: str | None) -> tuple[str | Path, str | None, dict[str, Any]]:
+    """What ``compression.load_model`` is given for a model id that is not a folded one: the
+    model's source, the data's and the keywords (a pool's workers load the model from them)."""
     options = load_options(model_id)
     if options.source_id.startswith(SERVER_PREFIX):
         source, limits = server_models.path(options.source_id), {}
     else:
         source = uploads.source(options.source_id)
         limits = {"max_parameters": uploads.MAX_UPLOAD_PARAMETERS, "max_file_bytes": uploads.MAX_UPLOAD_BYTES}
-    return compression.load_model(
-        source, uploads.source(data_id) if data_id else None,
-        family=options.family, input_shapes=options.input_shapes or None, **limits,
-    )
+    keywords = {"family": options.family, "input_shapes": options.input_shapes or None, **limits}
+    return source, uploads.source(data_id) if data_id else None, keywords
 
 
 def load_upload(files: list[tuple[str, bytes]], data: tuple[str, bytes] | None = None) -> tuple[str, str | None]:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from compression.workflows.latency import Verdict
     from compression.workflows.search import SearchResult
     from compression.workflows.xray import XRay
+    from ui.background_runs import BackgroundRun
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -166,6 +167,9 @@ SENSITIVITY_FRAMES: SessionStore[ModelChoice, pd.DataFrame] = SessionStore(
 SENSITIVITY_MEASUREMENTS: SessionStore[ModelChoice, Measurements] = SessionStore(
     "sensitivity_caches", owner="pages/sensitivity.py")
 """Scored single-layer recipes, shared by the sensitivity runs and the searches of a model."""
+SENSITIVITY_SCANS: SessionStore[ModelChoice, BackgroundRun] = SessionStore("sensitivity_scans", owner="pages/sensitivity.py")
+"""The background scans (:mod:`ui.scan_runs`) this session has drawn, by model: a scan that ends
+between two redraws is still taken in."""
 SEARCHES: SessionStore[tuple[ModelChoice, float, bool], SearchResult] = SessionStore(
     "searches", owner="pages/sensitivity.py")
 """Tolerance searches by (model, tolerance, per layer); the Trade-offs page draws them."""
@@ -179,6 +183,10 @@ SWEEP_MEASUREMENTS: SessionStore[ModelChoice, Measurements] = SessionStore("swee
 """Scored grid points per model: a sweep over an overlapping grid measures only what is new."""
 SWEEP_RANGES: SessionStore[str, list] = SessionStore("sweep_ranges", owner="pages/tradeoffs.py")
 """The sweep's chosen ranges by widget key (widget values vanish when the page is left)."""
+SWEEP_RUNS: SessionStore[tuple[ModelChoice, tuple, tuple, tuple, str], BackgroundRun] = SessionStore(
+    "sweep_runs", owner="pages/tradeoffs.py")
+"""The background runs (:mod:`ui.sweep_runs`) this session has drawn, by the key of ``SWEEPS``:
+a run that ends between two redraws is still taken in."""
 ONNX_EXPORTS: SessionStore[tuple[ModelChoice, str, str], OnnxExport] = SessionStore(
     "onnx_exports", owner="ui/export/onnx_file.py")
 """ONNX files by (model, recipe JSON, int8 mode)."""
@@ -197,6 +205,6 @@ JSON): said at once when the recipe comes back, without another press of Run."""
 
 ALL: tuple[SessionStore | SessionValue, ...] = (
     MODEL_ID, DATA_ID, RECIPE, LISTED_MODELS, URL_WARNING, LESSON_STEP, GRADUAL_RUNS, SENSITIVITY_FRAMES,
-    SENSITIVITY_MEASUREMENTS, SEARCHES, DISTILLATION_RUNS, SWEEPS, SWEEP_MEASUREMENTS, SWEEP_RANGES,
+    SENSITIVITY_MEASUREMENTS, SENSITIVITY_SCANS, SEARCHES, DISTILLATION_RUNS, SWEEPS, SWEEP_MEASUREMENTS, SWEEP_RANGES, SWEEP_RUNS,
     ONNX_EXPORTS, TFLITE_EXPORTS, LATENCY_MEASUREMENTS, XRAYS, CALIBRATION_REFUSALS,
 )
