@@ -658,7 +658,7 @@ def test_search_stays_within_the_tolerance_and_shows_its_steps(measured):
     measured.slider(key="sensitivity_tolerance").set_value(0.01).run()
     measured.button(key="sensitivity_search").click().run(timeout=120)
     assert_clean(measured)
-    assert any("Largest sparsity within a drop of 0.010" in s.value for s in measured.success)
+    assert any("Boundary found by bisection within a drop of 0.010" in s.value for s in measured.success)
     steps = figure(measured, "sensitivity_search_steps")["data"][0]
     accepted_drops = [d for d, c in zip(values(steps["y"]), steps["marker"]["color"]) if "44, 160, 44" in c]
     assert accepted_drops and max(accepted_drops) <= 0.01
