@@ -39,8 +39,8 @@ st.caption(t("distillation.student_size", student=student_parameters, share=stud
 
 st.subheader(t("distillation.soft_title"))
 st.latex(t("distillation.softmax_formula"))
-index = st.number_input(t("distillation.digit"), 0, teacher.evaluation.size - 1, 0, key="distill_digit",
-                        help=t("distillation.digit_help", size=teacher.evaluation.size))
+index = st.columns(4)[0].number_input(t("distillation.digit"), 0, teacher.evaluation.size - 1, 0, key="distill_digit",
+                                     help=t("distillation.digit_help", size=teacher.evaluation.size))
 targets = soft_targets(teacher, int(index), temperature)
 picture_column, bars_column = st.columns([1, 4], vertical_alignment="center")
 picture = targets.image()

@@ -105,7 +105,8 @@ if macs.total is None:
     st.caption(t("model.macs_unknown", reason=macs.reason))
 else:
     row_shapes = " + ".join(" × ".join(map(str, shape)) for shape in macs.row_shapes)
-    columns[-1].metric(t("model.macs"), f"{macs.total:,}", help=t("model.macs_help", shape=row_shapes))
+    shown = f"{macs.total:,}" if macs.total < 10**7 else f"{macs.total / 10**6:,.1f} M"  # fits its column
+    columns[-1].metric(t("model.macs"), shown, help=t("model.macs_help", shape=row_shapes, total=f"{macs.total:,}"))
     if macs.unattributed:
         st.caption(t("model.macs_unattributed", macs=f"{macs.unattributed:,}"))
 st.caption(t("model.fingerprint", fingerprint=cache.weights_fingerprint(choice.model_id, model)))
