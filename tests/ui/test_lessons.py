@@ -72,6 +72,16 @@ def test_chinese_lesson_texts_use_the_glossarys_terms():
     assert not missing, missing
 
 
+def test_every_text_renders_its_markdown_emphasis():
+    # CommonMark does not close "**" between a full-width bracket and a Han character ("）**在"):
+    # the stars would show. Streamlit renders markdown by the same rules.
+    markdown = pytest.importorskip("markdown_it").MarkdownIt("commonmark")
+    stray = [f"{found.name} step {number} {part} {language}" for found in lessons()
+             for number, step in enumerate(found.steps, 1) for part in PARTS for language in ("en", "zh")
+             if "*" in re.sub(r"<[^>]+>", "", markdown.render(step.text(part, language)))]
+    assert not stray, stray
+
+
 def test_a_lesson_file_with_a_mistake_is_refused_naming_the_step_and_field(tmp_path):
     path = tmp_path / "broken.toml"
     text = {"en": "x", "zh": "字"}
