@@ -35,11 +35,10 @@ for page, label, what in steps:
 
 st.subheader(t("overview.lessons"))
 st.markdown(t("overview.lessons_intro"))
-for lesson in lessons():
-    link, text = st.columns([2, 3], vertical_alignment="center")
-    link.page_link(lesson.steps[0].script, label=lesson.title[language()], icon=":material/school:",
-                   query_params=lesson_card.link_parameters(lesson, 1))
-    text.markdown(f"{lesson.summary[language()]} · {t('overview.lesson_steps', steps=len(lesson.steps))}")
+for lesson in lessons():  # a title on a line of its own: a page link is cut at one line
+    st.page_link(lesson.steps[0].script, label=lesson.title[language()], icon=":material/school:",
+                 query_params=lesson_card.link_parameters(lesson, 1))
+    st.markdown(f"{lesson.summary[language()]} · {t('overview.lesson_steps', steps=len(lesson.steps))}")
 
 choice, model = controls.load_current_model()
 st.subheader(t("overview.now", model=choice.label))
