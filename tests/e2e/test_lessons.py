@@ -50,8 +50,9 @@ def shots(screenshot_dir: Path) -> Path:
 
 def open_step(page: Page, app_url: str, name: str, number: int) -> None:
     page.goto(f"{app_url}/{lesson(name).steps[number - 1].page}?lesson={name}&step={number}&lang=zh")
-    page.wait_for_selector(CARD)
-    page.wait_for_selector(IDLE)
+    # A fresh server loads and sorts the model's weights first: allow for a busy machine.
+    page.wait_for_selector(CARD, timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=120_000)
 
 
 def expect_card(page: Page, name: str, number: int) -> None:
