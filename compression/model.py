@@ -10,6 +10,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from compression.display_text import DisplayText
 from compression.model_inputs import ModelInput
 from compression.output_axes import OutputAxis
 from compression.stored_weights import StoredWeights
@@ -129,7 +130,8 @@ class LoadedModel:
             self,
             module=module,
             layer_types=module_layer_types(module),
-            description=f"{self.description}; {note}" if self.description else note,
+            description=DisplayText("noted", f"{self.description}; {note}", description=self.description, note=note)
+            if self.description else note,
             cache={},
             output_axes={},
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from compression.display_text import DisplayText
 from compression.units import format_bytes
 
 COMPUTE_DTYPE = "float32"
@@ -51,14 +52,26 @@ class StoredWeights:
     def upcast_note(self) -> str | None:
         """What loading changed, for a description; None for a float32 checkpoint."""
         floats = [name for name in self.dtypes if name.startswith(("float", "bfloat")) and name != COMPUTE_DTYPE]
-        return f"stored as {' and '.join(floats)}, computed in {COMPUTE_DTYPE}" if floats else None
+        if not floats:
+            return None
+        return DisplayText("upcast_note", f"stored as {' and '.join(floats)}, computed in {COMPUTE_DTYPE}",
+                           dtypes=tuple(floats), compute=COMPUTE_DTYPE)
 
     def to_dict(self) -> dict[str, object]:
         return {"bytes": self.total_bytes, "dtypes": dict(self.bytes_by_dtype)}
 
     def __str__(self) -> str:
         """``"2.4 MiB as bfloat16"``; ``"2.4 MiB as bfloat16 (2.3 MiB) and float32 (96.0 KiB)"``."""
+        return str(self.summary)
+
+    @property
+    def summary(self) -> DisplayText:
+        """What ``str`` says, with the code a dashboard translates."""
+        size = format_bytes(self.total_bytes)
         if len(self.bytes_by_dtype) <= 1:
-            return " as ".join((format_bytes(self.total_bytes), *self.dtypes))
-        parts = " and ".join(f"{name} ({format_bytes(count)})" for name, count in self.bytes_by_dtype.items())
-        return f"{format_bytes(self.total_bytes)} as {parts}"
+            if not self.dtypes:
+                return DisplayText("stored_size", size, size=size)
+            return DisplayText("stored_as", f"{size} as {self.dtypes[0]}", size=size, dtype=self.dtypes[0])
+        parts = tuple(DisplayText("stored_part", f"{name} ({format_bytes(count)})", dtype=name, size=format_bytes(count))
+                      for name, count in self.bytes_by_dtype.items())
+        return DisplayText("stored_as_parts", f"{size} as {' and '.join(parts)}", size=size, parts=parts)

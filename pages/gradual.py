@@ -64,7 +64,7 @@ if st.button(t("gradual.run"), type="primary", key="agp_run"):
             return
         done_steps.append(step)
         text = t("gradual.progress", step=step.step, last=total - 2, sparsity=step.sparsity,
-                 metric=model.evaluation.metric, value=step.value)
+                 metric=controls.metric_label(model.evaluation.metric), value=step.value)
         if done == total - 1:  # the schedule is done: the fine-tuned one-shot control trains next
             text = t("gradual.control_progress", final=final, epochs=epochs * (steps + 1))
         progress.progress(done / total, text=text)

@@ -99,7 +99,7 @@ columns[3].metric(t("model.size"), format_bytes(layers.bytes), help=t("model.siz
 if model.stored_weights is not None:
     stored = model.stored_weights
     columns[4].metric(t("model.checkpoint", dtypes=", ".join(stored.dtypes)), format_bytes(stored.total_bytes),
-                      help=t("model.checkpoint_help", stored=str(stored)))
+                      help=t("model.checkpoint_help", stored=localized(stored.summary)))
 macs = layers.macs
 if macs.total is None:
     st.caption(t("model.macs_unknown", reason=macs.reason))

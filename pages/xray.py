@@ -19,7 +19,7 @@ choice, model = controls.load_current_model()
 controls.require_evaluation(model, t("xray.needs_evaluation"))
 refusal = hook_refusal(model)
 if refusal is not None:
-    st.warning(t("xray.not_supported", reason=refusal))
+    st.warning(t("xray.not_supported", reason=localized(refusal)))
     st.stop()
 
 recipe_json = state.recipe_json()

@@ -25,6 +25,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from compression.display_text import DisplayText
 from compression.evaluation import evaluate, max_output_difference
 from compression.graph.layers import BATCHNORM_TYPES, CONV_TYPES, module_references
 from compression.graph.tracing import traced as fx_traced
@@ -41,7 +42,8 @@ class FusionResult:
     def as_loaded(self, original: LoadedModel) -> LoadedModel:
         """``original`` with the folded module: same evaluation data and example inputs,
         compressible layers listed anew (folded convolutions gain a bias), and an empty cache."""
-        return original.with_module(self.module, f"{len(self.pairs)} BatchNorm layers folded into the layer before")
+        return original.with_module(self.module, DisplayText(
+            "batchnorm_folded", f"{len(self.pairs)} BatchNorm layers folded into the layer before", count=len(self.pairs)))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dataclasses import replace
 
 import torch
 
+from compression.display_text import DisplayText
 from compression.io import text_data
 from compression.model import CalibrationData, EvaluationData
 from compression.recipe import MAX_CALIBRATION_SAMPLES
@@ -32,7 +33,8 @@ def sentence_calibration(
 ) -> CalibrationData:
     """The calibration corpus as ``(input_ids, attention_mask)``, tokenized by ``tokenize``."""
     return CalibrationData(
-        lambda: tokenize(list(sentences)), f"{len(sentences)} sentences of the bundled calibration corpus"
+        lambda: tokenize(list(sentences)),
+        DisplayText("calibration_corpus", f"{len(sentences)} sentences of the bundled calibration corpus", count=len(sentences)),
     )
 
 
@@ -42,7 +44,8 @@ def causal_lm_calibration(text: str, source: str, *, tokenizer, context: int) ->
         stream = text_data.token_stream(tokenizer, [text], MAX_CALIBRATION_SAMPLES * context)
         return (text_data.windows(stream, context, MAX_CALIBRATION_SAMPLES, where=source),)
 
-    return CalibrationData(build, f"windows of {context} tokens of {source}")
+    return CalibrationData(build, DisplayText("calibration_windows", f"windows of {context} tokens of {source}",
+                                              context=context, source=source))
 
 
 def seq2seq_calibration(text: str, source: str, *, tokenizer, context: int, start_token: int) -> CalibrationData:
@@ -54,7 +57,8 @@ def seq2seq_calibration(text: str, source: str, *, tokenizer, context: int, star
         source_ids, decoder_inputs, _ = text_data.teacher_forcing(ids, start_token)
         return source_ids, torch.ones_like(source_ids), decoder_inputs
 
-    return CalibrationData(build, f"passages of {context} tokens of {source}")
+    return CalibrationData(build, DisplayText("calibration_passages", f"passages of {context} tokens of {source}",
+                                              context=context, source=source))
 
 
 def split_off_calibration(evaluation: EvaluationData, where: str) -> tuple[EvaluationData, CalibrationData | None]:
@@ -70,10 +74,13 @@ def split_off_calibration(evaluation: EvaluationData, where: str) -> tuple[Evalu
         evaluation,
         inputs=tuple(tensor[kept] for tensor in evaluation.inputs),
         labels=None if evaluation.labels is None else evaluation.labels[kept],
-        description=f"{evaluation.description}: {int(kept.sum())} evaluated, {count} set aside for calibration",
+        description=DisplayText("evaluated_rest", f"{evaluation.description}: {int(kept.sum())} evaluated, {count} set "
+                                "aside for calibration", data=evaluation.description, evaluated=int(kept.sum()),
+                                calibrating=count),
     )
     rows = tuple(tensor[calibrating] for tensor in evaluation.inputs)
-    return evaluated, CalibrationData(lambda: rows, f"{count} rows of {where} set aside for calibration")
+    return evaluated, CalibrationData(lambda: rows, DisplayText(
+        "calibration_set_aside", f"{count} rows of {where} set aside for calibration", count=count, file=where))
 
 
 def calibration_rows(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from compression.display_text import DisplayText
 from compression.io.safety import SAFETENSORS, FileReport, read_safetensors_header, safetensors_bytes_by_dtype
 from compression.io.state_dict import read_torch_state_dict
 from compression.model import LoadedModel
@@ -31,5 +32,7 @@ def stored_in_files(files: tuple[Path, ...], reports: tuple[FileReport, ...]) ->
 def with_stored_weights(model: LoadedModel, stored: StoredWeights) -> LoadedModel:
     """``model`` noting what its checkpoint stores, and in its description any upcast."""
     note = stored.upcast_note()
-    description = "; ".join(part for part in (model.description, note) if part)
+    description = model.description or note or ""
+    if model.description and note:
+        description = DisplayText("noted", f"{model.description}; {note}", description=model.description, note=note)
     return replace(model, stored_weights=stored, description=description)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from compression.display_text import DisplayText
 from compression.errors import DataError
 from compression.evaluation import model_outputs
 from compression.io import families
@@ -97,9 +98,12 @@ def _image_evaluation(path: Path, model: LoadedModel, spec: InputSpec, max_file_
     classes = _class_count(model, pixels[: spec.batch_size], spec.batch_size, path.name)
     indices = class_indices({image.label for image in images}, protocol.label_names, classes=classes, where=path.name)
     labels = torch.tensor([indices[image.label] for image in images], dtype=torch.int64)
-    taken = f"{len(images)} of {total}" if total > len(images) else f"{total}"
-    description = (f"{taken} labelled images from {path.name} ({len(indices)} classes, "
-                   f"{'×'.join(map(str, pixels.shape[1:]))} after preprocessing)")
+    shape = "×".join(map(str, pixels.shape[1:]))
+    what = f"labelled images from {path.name} ({len(indices)} classes, {shape} after preprocessing)"
+    description = (DisplayText("labelled_images_of", f"{len(images)} of {total} {what}", count=len(images), total=total,
+                               file=path.name, classes=len(indices), shape=shape) if total > len(images) else
+                   DisplayText("labelled_images", f"{total} {what}", count=total, file=path.name, classes=len(indices),
+                               shape=shape))
     return EvaluationData((pixels,), labels, ACCURACY, description, spec.batch_size)
 
 

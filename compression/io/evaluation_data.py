@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from compression.display_text import DisplayText
 from compression.errors import CompressionError, DataError
 from compression.evaluation import model_outputs
 from compression.metrics import ACCURACY, AGREEMENT, COSINE, METRICS
@@ -93,10 +94,12 @@ def evaluation_from_npz(
         raise DataError(f"{path.name}: the model could not run on {given}: {reason}") from None
     if "y" in arrays:
         labels = _labels(arrays["y"], count, first, path.name)
-        description = f"{count} samples with labels from {path.name}"
+        description = DisplayText("labelled_samples", f"{count} samples with labels from {path.name}",
+                                  count=count, file=path.name)
         return EvaluationData(tensors, labels, ACCURACY, description, spec.batch_size)
     metric = spec.fidelity_metric or _fidelity_metric(first)
-    description = f"{count} samples from {path.name} (no labels: fidelity to the original model)"
+    description = DisplayText("unlabelled_samples", f"{count} samples from {path.name} (no labels: fidelity to the "
+                              "original model)", count=count, file=path.name)
     return EvaluationData(tensors, None, metric, description, spec.batch_size)
 
 
@@ -112,10 +115,8 @@ def random_evaluation(
     inputs = tuple(_random_like(example, count, generator) for example in spec.example)
     first = model_outputs(module, tuple(t[: spec.batch_size] for t in inputs), spec.batch_size)
     metric = spec.fidelity_metric or _fidelity_metric(first)
-    description = (
-        f"{count} seeded random inputs shaped like the example input (no labels: fidelity to "
-        "the original model; give a data file for accuracy on real data)"
-    )
+    description = DisplayText("random_inputs", f"{count} seeded random inputs shaped like the example input (no labels: "
+                              "fidelity to the original model; give a data file for accuracy on real data)", count=count)
     return EvaluationData(inputs, None, metric, description, spec.batch_size)
 
 

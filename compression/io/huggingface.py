@@ -143,13 +143,14 @@ def _text_encoder(folder: Path, config: Any, use_safetensors: bool) -> tuple[Loa
     if tokenizer is not None:
         tokenize = functools.partial(text_data.sentence_inputs, tokenizer, max_length=zoo.TEXT_MAX_LENGTH)
         text = functools.partial(text_data.sentence_evaluation, tokenize=tokenize, batch_size=zoo.TEXT_BATCH_SIZE)
-        evaluation = text(zoo.corpus_sentences(), "corpus sentences")
+        evaluation = text(zoo.corpus_sentences(), DisplayText("corpus_sentences", "corpus sentences"))
         calibration = calibration_sources.sentence_calibration(zoo.calibration_sentences(), tokenize)
     else:
         if vocab_size is None:
             raise ModelLoadError(f"{folder.name} has neither a tokenizer nor a vocab_size in its config.json.")
         ids = text_data.random_token_ids(vocab_size, RANDOM_TEXT_LENGTH, 2 * zoo.TEXT_BATCH_SIZE)
-        description = f"{len(ids)} seeded random token sequences (no tokenizer) (fidelity to the original embeddings)"
+        description = DisplayText("random_tokens_fidelity", f"{len(ids)} seeded random token sequences (no tokenizer) "
+                                  "(fidelity to the original embeddings)", count=len(ids))
         evaluation = EvaluationData((ids, torch.ones_like(ids)), None, COSINE, description, zoo.TEXT_BATCH_SIZE)
     try:
         model_outputs(module, tuple(t[:2] for t in evaluation.inputs), 2)
@@ -159,7 +160,8 @@ def _text_encoder(folder: Path, config: Any, use_safetensors: bool) -> tuple[Loa
             f"attention_mask) ({_first_line(error)}); pass --family to load it as another family."
         ) from None
     spec = InputSpec(tuple(t[:2] for t in evaluation.inputs), zoo.TEXT_BATCH_SIZE, COSINE, vocab_size, text=text)
-    summary = f"{type(transformer).__name__} as a sentence embedder (mean pooling, unit length)"
+    summary = DisplayText("hf_sentence_embedder", f"{type(transformer).__name__} as a sentence embedder (mean pooling, "
+                          "unit length)", architecture=type(transformer).__name__)
     return _loaded(folder, module, families.TEXT_ENCODER, evaluation, spec, summary, ("input_ids", "attention_mask"),
                    calibration)
 
@@ -179,12 +181,14 @@ def _causal_lm(folder: Path, config: Any, use_safetensors: bool) -> tuple[Loaded
             zoo.training_text(), zoo.TRAINING_TEXT_SOURCE, tokenizer=tokenizer, context=context)
     else:
         input_ids = text_data.random_token_ids(config.vocab_size, min(context, RANDOM_TEXT_LENGTH))
-        description = f"{len(input_ids)} seeded random token sequences (no tokenizer): next-token agreement with the original"
+        description = DisplayText("random_tokens_agreement", f"{len(input_ids)} seeded random token sequences (no "
+                                  "tokenizer): next-token agreement with the original", count=len(input_ids))
         evaluation = EvaluationData((input_ids,), None, NEXT_TOKEN_AGREEMENT, description,
                                     text_data.logit_batch(context, config.vocab_size))
     spec = InputSpec((evaluation.inputs[0][:2],), evaluation.batch_size, evaluation.metric, config.vocab_size, text=text)
     return _loaded(folder, module, families.CAUSAL_LM, evaluation, spec,
-                   f"{type(module).__name__} (causal LM, LM head included)", ("input_ids",), calibration)
+                   DisplayText("hf_causal_lm", f"{type(module).__name__} (causal LM, LM head included)",
+                               architecture=type(module).__name__), ("input_ids",), calibration)
 
 
 def _seq2seq(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedModel, InputSpec]:
@@ -205,13 +209,15 @@ def _seq2seq(folder: Path, config: Any, use_safetensors: bool) -> tuple[LoadedMo
     else:
         ids = text_data.random_token_ids(config.vocab_size, 2 * RANDOM_TEXT_LENGTH)
         source, decoder_inputs, _ = text_data.teacher_forcing(ids, start)
-        description = f"{len(ids)} seeded random token sequences (no tokenizer): next-token agreement with the original"
+        description = DisplayText("random_tokens_agreement", f"{len(ids)} seeded random token sequences (no "
+                                  "tokenizer): next-token agreement with the original", count=len(ids))
         evaluation = EvaluationData((source, torch.ones_like(source), decoder_inputs), None, NEXT_TOKEN_AGREEMENT,
                                     description, text_data.logit_batch(decoder_inputs.shape[1], config.vocab_size))
     spec = InputSpec(tuple(t[:2] for t in evaluation.inputs), evaluation.batch_size, evaluation.metric,
                      config.vocab_size, text=text)
     return _loaded(folder, module, families.SEQ2SEQ, evaluation, spec,
-                   f"{type(module).__name__} (encoder-decoder, teacher-forced)",
+                   DisplayText("hf_seq2seq", f"{type(module).__name__} (encoder-decoder, teacher-forced)",
+                               architecture=type(module).__name__),
                    ("input_ids", "attention_mask", "decoder_input_ids"), calibration)
 
 
@@ -253,13 +259,18 @@ def _image_model(folder: Path, config: Any, use_safetensors: bool, family: str) 
     generator = torch.Generator().manual_seed(text_data.RANDOM_SEED)
     pixels = torch.randn(GENERATED_IMAGES, channels, height, width, generator=generator)
     metric = AGREEMENT if classifier else OUTPUT_COSINE
-    what = "top-1 agreement with the original" if classifier else "fidelity of every output to the original"
-    description = (f"{GENERATED_IMAGES} generated images ({channels}×{height}×{width}, seeded normal noise; "
-                   f"no labelled images given): {what}")
+    shape = f"{channels}×{height}×{width}"
+    description = DisplayText(
+        "generated_images_agreement" if classifier else "generated_images_fidelity",
+        f"{GENERATED_IMAGES} generated images ({shape}, seeded normal noise; no labelled images given): "
+        + ("top-1 agreement with the original" if classifier else "fidelity of every output to the original"),
+        count=GENERATED_IMAGES, shape=shape)
     evaluation = EvaluationData((pixels,), None, metric, description, GENERATED_IMAGES)
     spec = InputSpec((pixels[:2],), GENERATED_IMAGES, metric, images=images if classifier else None)
-    kind = "image classifier" if classifier else "model on images"
-    return _loaded(folder, module, family, evaluation, spec, f"{type(module).__name__} ({kind})", ("pixel_values",))
+    architecture = type(module).__name__
+    summary = (DisplayText("hf_image_classifier", f"{architecture} (image classifier)", architecture=architecture)
+               if classifier else DisplayText("hf_image_model", f"{architecture} (model on images)", architecture=architecture))
+    return _loaded(folder, module, family, evaluation, spec, summary, ("pixel_values",))
 
 
 def _image_protocol(folder: Path, config: Any) -> ImageProtocol:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from compression.display_text import DisplayText
 from compression.errors import CompressionError, ModelLoadError
 from compression.io.evaluation_data import InputSpec, random_evaluation
 from compression.io.input_specs import (
@@ -60,7 +61,7 @@ def read_torchscript(path: Path, input_shapes: InputShapes | None = None) -> tup
     model = LoadedModel(
         name=path.name, format="torchscript", module=module,
         layer_types=module_layer_types(module), example_inputs=(), evaluation=None,
-        description="TorchScript module (it records no input shape)",
+        description=DisplayText("torchscript_no_shapes", "TorchScript module (it records no input shape)"),
     )
     if not input_shapes:
         return model, InputSpec()
@@ -69,7 +70,7 @@ def read_torchscript(path: Path, input_shapes: InputShapes | None = None) -> tup
     batch = scoring_batch(specs)
     evaluation, specs = _scored(module, example, specs, batch)
     model = replace(model, example_inputs=example, evaluation=evaluation, input_specs=specs,
-                    description="TorchScript module (on the input sizes given)")
+                    description=DisplayText("torchscript_given_shapes", "TorchScript module (on the input sizes given)"))
     return model, InputSpec(example, batch)
 
 
@@ -121,7 +122,7 @@ def read_export(path: Path, input_shapes: InputShapes | None = None) -> tuple[Lo
     model = LoadedModel(
         name=path.name, format="torch_export", module=module,
         layer_types=layer_types, output_axes=output_axes, example_inputs=example, evaluation=evaluation,
-        description="torch.export program", input_specs=specs,
+        description=DisplayText("export_program", "torch.export program"), input_specs=specs,
     )
     return model, InputSpec(example, batch)
 

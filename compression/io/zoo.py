@@ -29,7 +29,8 @@ TEXT_EMBEDDER = "minilm"
 TEXT_BATCH_SIZE = 128
 TEXT_MAX_LENGTH = 64
 HELDOUT_TEXT_SOURCE = "topics of CPython's language reference that the sample LM was not trained on"
-TRAINING_TEXT_SOURCE = "the sample LM's training text (the language reference topics not held out)"
+TRAINING_TEXT_SOURCE = DisplayText("lm_training_text",
+                                   "the sample LM's training text (the language reference topics not held out)")
 
 
 def zoo_names() -> tuple[str, ...]:
@@ -195,7 +196,8 @@ def _digits_data(architecture: str) -> tuple[EvaluationData, TrainingData, Input
 
 def _calibration(training: TrainingData) -> CalibrationData:
     """A digits model calibrates on its training split, never on the held-out digits."""
-    return CalibrationData(lambda: (training.inputs,), f"{training.description} (scikit-learn's training split)")
+    return CalibrationData(lambda: (training.inputs,), DisplayText(
+        "digits_training_split", f"{training.description} (scikit-learn's training split)", data=training.description))
 
 
 # --- which architecture --------------------------------------------------------------------

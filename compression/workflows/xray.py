@@ -38,6 +38,7 @@ from torch import nn
 
 from compression.channel_stats import ChannelRanges, channel_kurtosis, channel_maxima, output_channel_ranges
 from compression.compress import as_recipe, compress
+from compression.display_text import DisplayText
 from compression.errors import CompressionError, RecipeError
 from compression.evaluation import evaluation_subset, require_evaluation
 from compression.layer_calls import LayerOwner, Recording, compare, layer_owners, record, replay
@@ -234,11 +235,14 @@ def _weight(scan: XRay, weights: Mapping[str, torch.Tensor], name: str) -> torch
 def hook_refusal(model: LoadedModel) -> str | None:
     """Why the X-ray cannot watch ``model``'s layers (None where it can): it needs module hooks."""
     if isinstance(model.module, torch.jit.ScriptModule):
-        return f"{model.name} is a TorchScript module: its layers take no hooks, which the X-ray needs."
+        return DisplayText("xray_torchscript", f"{model.name} is a TorchScript module: its layers take no hooks, which "
+                           "the X-ray needs.", model=model.name)
     if isinstance(model.module, ForeignRuntimeModule):
-        return f"{model.name} runs in {model.module.runtime}: its layers take no hooks, which the X-ray needs."
+        return DisplayText("xray_foreign_runtime", f"{model.name} runs in {model.module.runtime}: its layers take no "
+                           "hooks, which the X-ray needs.", model=model.name, runtime=model.module.runtime)
     if model.format == "torch_export":
-        return f"{model.name} is a torch.export program: it calls its weights directly, so its layers take no hooks, which the X-ray needs."
+        return DisplayText("xray_export_program", f"{model.name} is a torch.export program: it calls its weights "
+                           "directly, so its layers take no hooks, which the X-ray needs.", model=model.name)
     return None
 
 

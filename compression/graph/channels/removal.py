@@ -11,6 +11,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from compression.display_text import DisplayText
 from compression.errors import CompressionError
 from compression.graph.channels.following import Reach, follow_layer
 from compression.graph.channels.keeps import channel_keeps, masked_recipe
@@ -43,9 +44,9 @@ class ChannelResult:
         """``original`` with the smaller module: same evaluation data and example inputs,
         compressible layers listed anew, and an empty cache."""
         channels = sum(len(indices) for indices in self.removed.values())
-        return original.with_module(
-            self.module, f"{channels} channels removed from {sum(map(bool, self.removed.values()))} layers"
-        )
+        layers = sum(map(bool, self.removed.values()))
+        return original.with_module(self.module, DisplayText(
+            "channels_removed", f"{channels} channels removed from {layers} layers", channels=channels, layers=layers))
 
 
 def remove_channels(

@@ -23,6 +23,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from compression.display_text import DisplayText
 from compression.errors import DataError, ModelLoadError
 from compression.evaluation import every_output
 from compression.io.evaluation_data import DEFAULT_BATCH_SIZE, InputSpec, random_evaluation
@@ -169,13 +170,17 @@ def read_onnx(
             problem = f"does not run in batches of {batch} rows ({first_line(error)})"
             specs = (replace(specs[0], problem=problem), *specs[1:])
             example = ()
-    producer = f" from {proto.producer_name}" if proto.producer_name else ""
-    description = f"ONNX graph{producer} ({len(proto.graph.node)} nodes) run by onnxruntime"
+    nodes = len(proto.graph.node)
+    description = (DisplayText("onnx_graph_from", f"ONNX graph from {proto.producer_name} ({nodes} nodes) run by "
+                               "onnxruntime", producer=proto.producer_name, nodes=nodes) if proto.producer_name else
+                   DisplayText("onnx_graph", f"ONNX graph ({nodes} nodes) run by onnxruntime", nodes=nodes))
     guessed = guessed_sizes(specs)
     if guessed:
-        description += f"; guessed input sizes: {guessed}"
+        note = DisplayText("guessed_sizes", f"guessed input sizes: {guessed}", sizes=guessed)
+        description = DisplayText("noted", f"{description}; {note}", description=description, note=note)
     if batch_size(specs) is None and batch < DEFAULT_BATCH_SIZE:
-        description += f"; scored in batches of {batch} (large rows)"
+        note = DisplayText("small_batches", f"scored in batches of {batch} (large rows)", batch=batch)
+        description = DisplayText("noted", f"{description}; {note}", description=description, note=note)
     model = LoadedModel(
         name=path.name, format=ONNX_FORMAT, module=module, layer_types=dict(module.layer_types),
         output_axes=dict(module.output_axes),
