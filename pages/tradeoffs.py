@@ -111,6 +111,7 @@ elif run is not None and grid_key not in sweeps:
         st.stop()
     adopt(run)
 
+
 def other_methods(choice: ModelChoice) -> list[dict]:
     """This session's gradual-pruning runs and tolerance searches on the model, as chart points
     beside the one-shot sweep (same axes: encoded bytes and the held-out metric)."""
