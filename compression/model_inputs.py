@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from compression.display_text import DisplayText
+
 STATIC = "static"  # the file fixes the size
 EXAMPLE = "example"  # dynamic; the size of the file's own example input
 GUESSED = "guessed"  # dynamic; a size the loader chose and checked by running the model
@@ -36,10 +38,23 @@ class Dimension:
     name: str | None = None  # the file's name for a dynamic axis
 
     def __str__(self) -> str:
+        return str(self.summary)
+
+    @property
+    def summary(self) -> str:
+        """What ``str`` says (``batch=8 (guessed)``), tagged for a dashboard where the size is not static."""
         if self.origin == STATIC:
             return str(self.size)
         size = "?" if self.size is None else str(self.size)
-        return f"{self.name}={size} ({self.origin})" if self.name else f"{size} ({self.origin})"
+        origin = _ORIGINS.get(self.origin, self.origin)
+        if self.name:
+            return DisplayText("named_dimension", f"{self.name}={size} ({origin})", name=self.name, size=size, origin=origin)
+        return DisplayText("dimension", f"{size} ({origin})", size=size, origin=origin)
+
+
+# Where a dynamic size came from, in words a dashboard translates.
+_ORIGINS = {EXAMPLE: DisplayText("origin_example", "example"), GUESSED: DisplayText("origin_guessed", "guessed"),
+            GIVEN: DisplayText("origin_given", "given")}
 
 
 @dataclass(frozen=True)
@@ -63,10 +78,21 @@ class ModelInput:
 
     @property
     def shape_text(self) -> str:
-        return f"[{', '.join(map(str, self.dims))}]" if self.dims else "scalar"
+        """``[batch=8 (guessed), 3]``, or ``scalar``; tagged for a dashboard."""
+        if not self.dims:
+            return DisplayText("scalar", "scalar")
+        dims = tuple(dim.summary for dim in self.dims)
+        return DisplayText("shape", f"[{', '.join(dims)}]", dims=dims)
+
+    @property
+    def summary(self) -> str:
+        """What ``str`` says, tagged for a dashboard."""
+        shape = self.shape_text
+        return DisplayText("model_input", f"{self.name}: {self.dtype} {shape}", name=self.name, dtype=self.dtype,
+                           shape=shape)
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.dtype} {self.shape_text}"
+        return str(self.summary)
 
     def to_dict(self) -> dict[str, object]:
         """Plain data for JSON: the sizes (None where unknown) and each axis in words."""

@@ -15,6 +15,7 @@ from compression.model_inputs import STATIC, ModelInput
 from ui import cache, state
 from ui.model_ids import ModelChoice, with_input_shapes
 from ui.text import t
+from ui.text.engine_text import localized
 
 
 def render(choice: ModelChoice, model: compression.LoadedModel) -> None:
@@ -23,7 +24,7 @@ def render(choice: ModelChoice, model: compression.LoadedModel) -> None:
     if not specs:
         return
     with st.expander(t("model.inputs.title"), expanded=any(spec.problem for spec in specs)):
-        rows = [{"input": spec.name, "dtype": spec.dtype, "shape": spec.shape_text, "note": spec.problem or ""}
+        rows = [{"input": spec.name, "dtype": spec.dtype, "shape": localized(spec.shape_text), "note": spec.problem or ""}
                 for spec in specs]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                      column_config={"input": t("model.inputs.columns.input"), "dtype": t("model.inputs.columns.dtype"),
@@ -35,7 +36,7 @@ def render(choice: ModelChoice, model: compression.LoadedModel) -> None:
             st.caption(t("model.inputs.all_static"))
             return
         with st.form("model_input_shapes", border=False):
-            texts = {spec.name: st.text_input(t("model.inputs.sizes", spec=str(spec)), value=_sizes(spec),
+            texts = {spec.name: st.text_input(t("model.inputs.sizes", spec=localized(spec.summary)), value=_sizes(spec),
                                               key=f"model_input_shape_{index}")
                      for index, spec in enumerate(open_specs)}
             applied = st.form_submit_button(t("model.inputs.apply"))
