@@ -3,6 +3,12 @@
 Sets up the pages (stable URL paths), the shared sidebar (language, model choice, current recipe)
 and the session's state; each page in ``pages/`` draws one view over the engine.
 """
+import importlib.machinery
+
+# Streamlit runs this file as the module __main__; the sweep pool's spawned workers (ui/sweep_pool.py)
+# would run it again before their first point, unless __main__'s spec says it is no file to re-run.
+__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+
 import streamlit as st
 
 from ui import language, model_ids, state
