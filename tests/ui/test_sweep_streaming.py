@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 import compression
 from compression.workflows import sensitivity as sensitivity_module
 from compression.workflows import sweep as sweep_module
+from tests.ui.conftest import APP
 from tests.ui.test_pages import values
 from ui import background_runs, cache, scan_runs, sweep_pool, sweep_runs
 from ui.model_ids import ModelChoice
@@ -81,9 +82,9 @@ def session(app: AppTest, grid: sweep_runs.SweepGrid | None = None) -> AppTest:
     return app
 
 
-def new_session(app: AppTest) -> AppTest:
-    """Another session of the same dashboard (AppTest.from_file as the ``app`` fixture makes it)."""
-    return AppTest.from_file(app._script_path, default_timeout=120)
+def new_session() -> AppTest:
+    """Another session of the same dashboard, as the ``app`` fixture makes it."""
+    return AppTest.from_file(str(APP), default_timeout=120)
 
 
 def progress_texts(app: AppTest) -> list[str]:
@@ -95,11 +96,6 @@ def chart_points(app: AppTest, key: str) -> int:
     [chart] = [chart for chart in app.get("plotly_chart") if chart.key == key]
     lines = [trace for trace in json.loads(chart.proto.spec)["data"] if trace.get("mode") == "lines+markers"]
     return sum(len(values(trace["x"])) for trace in lines)
-
-
-def table(app: AppTest) -> pd.DataFrame:
-    [shown] = app.dataframe
-    return shown.value
 
 
 def inline_table(grid: sweep_runs.SweepGrid = GRID) -> pd.DataFrame:
@@ -142,7 +138,7 @@ def test_the_pool_is_one_per_server_process_whatever_the_sessions_or_threads(mon
 
 def test_two_sessions_see_the_same_pool(app, monkeypatch, server):
     monkeypatch.setenv(sweep_pool.EXECUTOR_VARIABLE, "local")
-    first, second = session(app), session(new_session(app))
+    first, second = session(app), session(new_session())
     for opened in (first, second):
         assert not opened.exception
         workers = min(len(os.sched_getaffinity(0)), sweep_pool.MAX_WORKERS)
@@ -217,7 +213,7 @@ def test_a_second_session_asking_for_the_same_grid_joins_the_run(app, monkeypatc
     wait_for(lambda: run.progress().done == 1)
     first = session(app, GRID)
 
-    second = session(new_session(app), GRID)
+    second = session(new_session(), GRID)
     assert sweep_runs.live(model, GRID) is run
     assert progress_texts(second)[0].startswith("1 of 4 points")
     threading.Timer(1.0, points.release.set).start()
