@@ -262,10 +262,10 @@ def test_model_path_opens_the_model_page_and_keeps_its_path(page, app_url):
 
 def test_overview_links_to_every_page(page, app_url):
     open_page(page, app_url, "", PAGES[-1][2])
-    for label in ["1 · Model", "2 · Pruning", "3 · Quantization", "4 · Gradual pruning", "5 · Sensitivity",
-                  "6 · Distillation", "7 · Trade-offs", "8 · Export"]:
+    for label in ["1 · Model", "2 · Fusion", "3 · Pruning", "4 · Quantization", "5 · Gradual pruning",
+                  "6 · Sensitivity", "7 · Distillation", "8 · Trade-offs", "9 · Export"]:
         expect(page.get_by_test_id("stPageLink").filter(has_text=label)).to_be_visible()
-    page.get_by_test_id("stPageLink").filter(has_text="2 · Pruning").click()
+    page.get_by_test_id("stPageLink").filter(has_text="3 · Pruning").click()
     expect(page.get_by_role("heading", level=1, name="Pruning")).to_be_visible()
     expect(page).to_have_url(re.compile(r"/pruning\?model=simplenet"))  # the model stays in the URL
     assert_no_error_on_page(page)
@@ -291,7 +291,7 @@ def test_sensitivity_measures_spreads_a_budget_and_searches(page, app_url, scree
     wait_for_app(page)  # while reruns draw, earlier figures may linger beside the new one
     expect(page.locator(".st-key-sensitivity_allocation .gtitle").filter(has_text="for 55% overall")).to_have_count(1)
     page.get_by_role("button", name="Search", exact=True).click()
-    expect(page.get_by_text("Largest sparsity within a drop of 0.010")).to_be_visible(timeout=120_000)
+    expect(page.get_by_text("Boundary found by bisection within a drop of 0.010")).to_be_visible(timeout=120_000)
     wait_for_app(page)
     page.screenshot(path=screenshot_dir / "sensitivity.png", full_page=True)
     assert_no_error_on_page(page)
