@@ -6,7 +6,8 @@ import compression
 from compression.metrics import METRICS
 from compression.workflows.search import search_layerwise, search_sparsity
 from compression.workflows.sensitivity import DEFAULT_AMOUNTS, DEFAULT_BITS, allocate_sparsity, allocation_recipe
-from ui import background_runs, cache, charts, controls, navigation, scan_runs, state, stores, sweep_pool, table_headers
+from ui import background_runs, cache, charts, controls, navigation, run_views, scan_runs, state, stores, sweep_pool, \
+    table_headers
 from ui.text import t
 
 navigation.require_navigation()
@@ -31,14 +32,12 @@ pool = sweep_pool.shared()
 
 
 def draw_scan(run: background_runs.BackgroundRun, bar, chart, shown: int) -> int:
-    """The scan's progress bar and time left into ``bar``; the curves of the layers measured so
-    far into ``chart`` where points came since ``shown`` of them were drawn. Returns the points drawn."""
-    progress = run.progress()
-    if not run.started:
-        bar.progress(0.0, text=t("sweep_pool.waiting"))
+    """The scan's progress into ``bar``; the curves of the layers measured so far into ``chart``
+    where points came since ``shown`` of them were drawn. Returns the points drawn."""
+    progress = run_views.progress_bar(
+        run, bar, lambda done, total, left: t("sensitivity.measurements", done=done, total=total, left=left))
+    if progress is None:
         return shown
-    bar.progress(progress.done / max(progress.total, 1), text=t("sensitivity.measurements", done=progress.done, total=progress.total,
-                                                                 left=sweep_pool.time_left(progress.seconds_left)))
     if progress.done != shown and (measured := scan_runs.partial_frame(model, samples, progress.measured)) is not None:
         chart.plotly_chart(charts.sensitivity_curves(measured, SO_FAR, metric, axis=controls.metric_axis(model.evaluation.metric)),
                            width="stretch", key=f"sensitivity_partial_{progress.done}")
@@ -46,29 +45,9 @@ def draw_scan(run: background_runs.BackgroundRun, bar, chart, shown: int) -> int
 
 
 def adopt(run: background_runs.BackgroundRun) -> None:
-    """The finished scan's table into the session and its points into the model's cache (the
-    searches reuse them), or why it stopped (an engine refusal; a bug is raised)."""
-    if run.error is not None:
-        if not isinstance(run.error, compression.CompressionError):
-            raise run.error
-        st.error(t("sensitivity.stopped", error=run.error))
-        return
-    results.put(choice, run.result)
-    points = caches.setdefault(choice, {})
-    for key, measured in run.progress().measured.items():
-        points.setdefault(key, measured)
-
-
-@st.fragment(run_every=background_runs.POLL_SECONDS)
-def follow(run: background_runs.BackgroundRun) -> None:
-    """A scan this page run did not start (another session's, or this one's before a reload),
-    redrawn every second; the whole page once it ends."""
-    if not run.finished:
-        draw_scan(run, st.empty(), st.empty(), shown=-1)
-        return
-    adopt(run)
-    if run.error is None:
-        st.rerun()
+    """The finished scan's table into the session, its points into the model's cache (the searches reuse them)."""
+    run_views.adopt(run, lambda frame: results.put(choice, frame), caches.setdefault(choice, {}),
+                   lambda error: t("sensitivity.stopped", error=error))
 
 
 st.subheader(t("sensitivity.one_layer"))
@@ -77,19 +56,10 @@ run = scan_runs.live(model, samples) or followed.get(choice)
 if st.button(t("sensitivity.measure"), type="primary", key="sensitivity_run"):
     run = scan_runs.start(model, samples, pool, sweep_pool.travelling(choice, model, pool), dict(caches.get(choice, {})))
     followed.put(choice, run)
-    bar, chart, shown = st.empty(), st.empty(), -1
-    while not run.finished:  # this session waits, drawing the curves as layers complete
-        shown = draw_scan(run, bar, chart, shown)
-        run.wait(background_runs.POLL_SECONDS)
-    bar.empty()
-    chart.empty()
-    adopt(run)
+    run_views.see_through(run, draw_scan, adopt, started_here=True)  # drawing the curves as layers complete
 elif run is not None and choice not in results:
     followed.put(choice, run)
-    if not run.finished:
-        follow(run)
-        st.stop()
-    adopt(run)
+    run_views.see_through(run, draw_scan, adopt, started_here=False)
 
 frame = results.get(choice)
 journaled = scan_runs.partial_frame(model, samples, scan_runs.journaled(model, samples)) if frame is None else None

@@ -1,9 +1,9 @@
 """Trade-offs page: a sweep of amounts × bits, metric against size, and the Pareto front."""
 import streamlit as st
 
-import compression
 from compression.workflows.sweep import SWEEP_SCHEMES
-from ui import background_runs, cache, calibrated_run, charts, controls, navigation, state, stores, sweep_pool, sweep_runs, table_headers
+from ui import (background_runs, cache, calibrated_run, charts, controls, navigation, run_views, state, stores, sweep_pool,
+                sweep_runs, table_headers)
 from ui.model_ids import ModelChoice
 from ui.text import t
 
@@ -48,14 +48,12 @@ pool = sweep_pool.shared()
 
 
 def draw_progress(run: background_runs.BackgroundRun, bar, chart, shown: int) -> int:
-    """The run's progress bar and time left into ``bar``; its chart into ``chart`` where points
-    came since ``shown`` of them were drawn. Returns the points drawn."""
-    progress = run.progress()
-    if not run.started:
-        bar.progress(0.0, text=t("sweep_pool.waiting"))
+    """The run's progress into ``bar``; its chart into ``chart`` where points came since ``shown``
+    of them were drawn. Returns the points drawn."""
+    progress = run_views.progress_bar(
+        run, bar, lambda done, total, left: t("tradeoffs.points", done=done, total=total, left=left))
+    if progress is None:
         return shown
-    bar.progress(progress.done / max(progress.total, 1), text=t("tradeoffs.points", done=progress.done, total=progress.total,
-                                                                 left=sweep_pool.time_left(progress.seconds_left)))
     if progress.done != shown and (frame := sweep_runs.partial_frame(grid, progress.measured)) is not None:
         chart.plotly_chart(charts.tradeoff_chart(frame, controls.metric_label(model.evaluation.metric), None,
                                                  axis=controls.metric_axis(model.evaluation.metric)),
@@ -64,28 +62,9 @@ def draw_progress(run: background_runs.BackgroundRun, bar, chart, shown: int) ->
 
 
 def adopt(run: background_runs.BackgroundRun) -> None:
-    """The finished run's table into the session, or why it stopped (an engine refusal; a bug is raised)."""
-    if run.error is not None:
-        if not isinstance(run.error, compression.CompressionError):
-            raise run.error
-        st.error(t("tradeoffs.stopped", error=run.error))
-        return
-    sweeps.put(grid_key, run.result)
-    points = point_cache.setdefault(choice, {})
-    for recipe_json, measured in run.progress().measured.items():
-        points.setdefault(recipe_json, measured)
-
-
-@st.fragment(run_every=background_runs.POLL_SECONDS)
-def follow(run: background_runs.BackgroundRun) -> None:
-    """A run this page run did not start (another session's, or this one's before a reload),
-    redrawn every second; the whole page once it ends."""
-    if not run.finished:
-        draw_progress(run, st.empty(), st.empty(), shown=-1)
-        return
-    adopt(run)
-    if run.error is None:
-        st.rerun()
+    """The finished run's table into the session, its points into the model's cache."""
+    run_views.adopt(run, lambda frame: sweeps.put(grid_key, frame), point_cache.setdefault(choice, {}),
+                   lambda error: t("tradeoffs.stopped", error=error))
 
 
 run = sweep_runs.live(model, grid) or followed.get(grid_key)
@@ -97,19 +76,10 @@ if st.button(t("tradeoffs.resume") if resumable else t("tradeoffs.run"), type="p
     run = sweep_runs.start(model, grid, pool, sweep_pool.travelling(choice, model, pool),
                            dict(point_cache.get(choice, {})))
     followed.put(grid_key, run)
-    bar, chart, shown = st.empty(), st.empty(), -1
-    while not run.finished:  # this session waits, drawing the points as they come
-        shown = draw_progress(run, bar, chart, shown)
-        run.wait(background_runs.POLL_SECONDS)
-    bar.empty()
-    chart.empty()
-    adopt(run)
+    run_views.see_through(run, draw_progress, adopt, started_here=True)  # drawing the points as they come
 elif run is not None and grid_key not in sweeps:
     followed.put(grid_key, run)
-    if not run.finished:
-        follow(run)
-        st.stop()
-    adopt(run)
+    run_views.see_through(run, draw_progress, adopt, started_here=False)
 
 
 def other_methods(choice: ModelChoice) -> list[dict]:
